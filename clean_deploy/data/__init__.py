@@ -1,0 +1,1 @@
+"""Data: KITTI reader, synthetic LiDAR benchmark, augmentation, voxelisation."""

@@ -1,0 +1,1 @@
+"""KITTI on-disk format: label lines, frame reader, dataset."""

@@ -1,0 +1,1 @@
+"""Box geometry shared by every stage: conversions, IoU, NMS, box coding, calibration."""

@@ -158,3 +158,23 @@ def boxes_camera_to_pseudo_lidar(boxes_cam):
     x, y, z, l, h, w, ry = b.unbind(-1)
     out = torch.stack([z, -x, -(y - h / 2), l, w, h, -(ry + math.pi / 2)], -1)
     return _back(out, np_in)
+
+
+def rotate_points_z_batch(points: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+    """Rotate each set of points (B,N,3+) about z by its own angle (B,) (counter-clockwise)."""
+    c, s = torch.cos(angles)[:, None], torch.sin(angles)[:, None]
+    x, y = points[..., 0], points[..., 1]
+    return torch.cat([(x * c - y * s)[..., None], (x * s + y * c)[..., None], points[..., 2:]], -1)
+
+
+def box_corners_loss(pred: torch.Tensor, gt: torch.Tensor, delta: float = 1.0) -> torch.Tensor:
+    """Corner loss of Voxel R-CNN/PointRCNN: smooth-L1 of the 8 corner distances, taking the
+    better of the GT and its heading-flipped copy (so a pi error costs nothing). -> (N,)"""
+    pc = corners_3d(pred)
+    gc = corners_3d(gt)
+    flipped = gt.clone()
+    flipped[:, 6] = flipped[:, 6] + math.pi
+    gcf = corners_3d(flipped)
+    d = torch.minimum((pc - gc).norm(dim=2), (pc - gcf).norm(dim=2))
+    huber = torch.where(d < delta, 0.5 * d ** 2 / delta, d - 0.5 * delta)
+    return huber.mean(1)

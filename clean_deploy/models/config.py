@@ -1,0 +1,221 @@
+"""Typed configs of the detectors: every part's widths are explicit lists, so a pruned model is
+just a config with smaller numbers (saved as JSON inside its checkpoint).
+
+Width multipliers (``scaled``) create the wide teacher and narrow students from one layout.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from clean_deploy.config import ConfigBase
+
+
+def _scale(c: int, mult: float, divisor: int = 4, minimum: int = 4) -> int:
+    return max(minimum, int(math.ceil(c * mult / divisor) * divisor))
+
+
+@dataclass
+class VFEConfig(ConfigBase):
+    """Voxel feature encoder. ``mean``: average of the points (SECOND); ``pillar``: PointNet over
+    augmented point features (PointPillars)."""
+
+    type: str = "mean"
+    num_point_features: int = 4
+    #: pillar VFE: output widths of its linear+BN+ReLU layers
+    pillar_filters: tuple[int, ...] = (64,)
+    pillar_with_distance: bool = False
+
+
+@dataclass
+class Backbone3DConfig(ConfigBase):
+    """SECOND-style sparse 3D backbone (OpenPCDet's ``VoxelBackBone8x``).
+
+    ``stages[i]`` lists the output width of each conv of stage i. Stage 0 is the input SubM conv
+    + SubM block (stride 1); stages 1..3 start with a strided regular SparseConv3d (stride
+    ``strides[i-1]``) followed by SubM convs. ``out_channels`` is the final (z-collapsing)
+    SparseConv3d with kernel (3,1,1), stride (2,1,1).
+    """
+
+    stages: tuple[tuple[int, ...], ...] = ((16, 16), (32, 32, 32), (64, 64, 64), (64, 64, 64))
+    strides: tuple[tuple[int, int, int], ...] = ((2, 2, 2), (2, 2, 2), (2, 2, 2))
+    #: padding of the strided conv of stages 1..3 (z, y, x); OpenPCDet uses (0,1,1) for stage 3
+    paddings: tuple[tuple[int, int, int], ...] = ((1, 1, 1), (1, 1, 1), (0, 1, 1))
+    out_channels: int = 128
+
+    def scaled(self, mult: float) -> "Backbone3DConfig":
+        return self.replace(stages=tuple(tuple(_scale(c, mult) for c in s) for s in self.stages),
+                            out_channels=_scale(self.out_channels, mult))
+
+
+@dataclass
+class Backbone2DConfig(ConfigBase):
+    """BEV backbone with a multi-scale deconvolution neck (OpenPCDet's ``BaseBEVBackbone``).
+
+    ``blocks[i]``: output width of each 3x3 conv of block i (the first has stride
+    ``strides[i]``); ``up_channels[i]``/``up_strides[i]``: the transposed conv (stride > 1), 1x1
+    conv (stride 1) or strided conv (stride < 1, given as 1/s) bringing block i to the common
+    output resolution; outputs are concatenated.
+    """
+
+    blocks: tuple[tuple[int, ...], ...] = ((128,) * 6, (256,) * 6)
+    strides: tuple[int, ...] = (1, 2)
+    up_channels: tuple[int, ...] = (256, 256)
+    up_strides: tuple[float, ...] = (1, 2)
+
+    def scaled(self, mult: float) -> "Backbone2DConfig":
+        return self.replace(blocks=tuple(tuple(_scale(c, mult) for c in b) for b in self.blocks),
+                            up_channels=tuple(_scale(c, mult) for c in self.up_channels))
+
+    @property
+    def out_channels(self) -> int:
+        return sum(self.up_channels)
+
+
+@dataclass
+class AnchorClassConfig(ConfigBase):
+    """Anchors of one class (OpenPCDet's ``ANCHOR_GENERATOR_CONFIG`` entry)."""
+
+    name: str
+    size: tuple[float, float, float]  # l w h
+    bottom_height: float
+    rotations: tuple[float, ...] = (0.0, math.pi / 2)
+    matched_threshold: float = 0.6
+    unmatched_threshold: float = 0.45
+
+
+def kitti_anchor_classes() -> tuple[AnchorClassConfig, ...]:
+    return (
+        AnchorClassConfig("Car", (3.9, 1.6, 1.56), -1.78, matched_threshold=0.6, unmatched_threshold=0.45),
+        AnchorClassConfig("Pedestrian", (0.8, 0.6, 1.73), -0.6, matched_threshold=0.5, unmatched_threshold=0.35),
+        AnchorClassConfig("Cyclist", (1.76, 0.6, 1.73), -0.6, matched_threshold=0.5, unmatched_threshold=0.35),
+    )
+
+
+@dataclass
+class LossWeights(ConfigBase):
+    cls: float = 1.0
+    box: float = 2.0
+    dir: float = 0.2
+    iou: float = 1.0
+
+
+@dataclass
+class AnchorHeadConfig(ConfigBase):
+    """Multi-class anchor head: focal-loss classification, smooth-L1 residuals, direction bins."""
+
+    anchors: tuple[AnchorClassConfig, ...] = field(default_factory=kitti_anchor_classes)
+    use_direction_classifier: bool = True
+    dir_offset: float = 0.78539
+    dir_limit_offset: float = 0.0
+    num_dir_bins: int = 2
+    #: angle encoded as (cos, sin) differences instead of a plain residual
+    encode_angle_by_sincos: bool = False
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+    smooth_l1_beta: float = 1.0 / 9.0
+    #: per-dimension weights of the box residuals (x y z l w h r)
+    code_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
+    loss_weights: LossWeights = field(default_factory=LossWeights)
+    #: IoU-quality branch (predicts the 3D IoU of each decoded box with its target)
+    iou_branch: bool = False
+
+
+@dataclass
+class CenterHeadConfig(ConfigBase):
+    """CenterPoint-style head: class heatmaps + regression of offset, z, log size, (cos, sin)."""
+
+    shared_channels: int = 64
+    head_channels: int = 64
+    #: gaussian radius: CenterNet's formula with this min overlap, at least ``min_radius`` cells
+    gaussian_overlap: float = 0.1
+    min_radius: int = 2
+    max_objects: int = 128
+    loss_weights: LossWeights = field(default_factory=lambda: LossWeights(cls=1.0, box=0.25, dir=0.0, iou=1.0))
+    code_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
+    iou_branch: bool = False
+
+
+@dataclass
+class RoIHeadConfig(ConfigBase):
+    """Voxel R-CNN-like second stage: grid points in each proposal pool multi-scale sparse features
+    by voxel query; an MLP predicts an IoU-guided confidence and a box refinement."""
+
+    #: proposals: top ``nms_pre`` first-stage boxes, NMS at ``nms_thresh``, keep ``nms_post``
+    train_nms_pre: int = 2048
+    train_nms_post: int = 256
+    test_nms_pre: int = 1024
+    test_nms_post: int = 100
+    proposal_nms_thresh: float = 0.8
+    #: RoI sampling for training (Voxel R-CNN: 128 RoIs, fg 50%)
+    roi_per_image: int = 64
+    fg_ratio: float = 0.5
+    reg_fg_thresh: float = 0.55
+    cls_fg_thresh: float = 0.75
+    cls_bg_thresh: float = 0.25
+    hard_bg_ratio: float = 0.8
+    cls_bg_thresh_lo: float = 0.1
+    #: grid points per RoI side
+    grid_size: int = 6
+    #: which backbone scales are pooled (names of the sparse backbone's outputs)
+    pool_layers: tuple[str, ...] = ("x_conv3", "x_conv4")
+    #: voxel-query neighbourhood half-size in voxels (z, y, x) at each pooled scale
+    query_range: tuple[int, int, int] = (1, 1, 1)
+    pool_channels: int = 32
+    shared_fc: tuple[int, ...] = (256, 256)
+    head_fc: tuple[int, ...] = (256,)
+    dropout: float = 0.3
+    loss_weights: LossWeights = field(default_factory=lambda: LossWeights(cls=1.0, box=1.0, dir=1.0, iou=0.0))
+    #: weight of the corner loss on refined boxes
+    corner_weight: float = 1.0
+
+
+@dataclass
+class PostProcessConfig(ConfigBase):
+    """Decode -> score threshold -> class-aware rotated NMS (shared by all detectors)."""
+
+    score_thresh: float = 0.1
+    nms_thresh: float = 0.01
+    nms_pre_max: int = 4096
+    nms_post_max: int = 500
+    #: IoU-aware rescoring ``score^(1-b) * iou^b`` per class (used when the head has an IoU branch;
+    #: the redundancy-elimination module of the compression stage builds on it)
+    iou_rescore_beta: tuple[float, ...] = (0.68, 0.71, 0.65)
+
+
+@dataclass
+class DetectorConfig(ConfigBase):
+    """A whole detector: input geometry, parts and post-processing."""
+
+    name: str = "second"
+    class_names: tuple[str, ...] = ("Car", "Pedestrian", "Cyclist")
+    point_cloud_range: tuple[float, ...] = (0.0, -40.0, -3.0, 70.4, 40.0, 1.0)
+    voxel_size: tuple[float, float, float] = (0.05, 0.05, 0.1)
+    max_points_per_voxel: int = 5
+    max_voxels_train: int = 16000
+    max_voxels_test: int = 40000
+    vfe: VFEConfig = field(default_factory=VFEConfig)
+    #: ``None`` for pillar detectors (PointPillars: VFE -> scatter -> 2D backbone)
+    backbone3d: Backbone3DConfig | None = field(default_factory=Backbone3DConfig)
+    backbone2d: Backbone2DConfig = field(default_factory=Backbone2DConfig)
+    #: exactly one of the dense heads
+    anchor_head: AnchorHeadConfig | None = field(default_factory=AnchorHeadConfig)
+    center_head: CenterHeadConfig | None = None
+    roi_head: RoIHeadConfig | None = None
+    post: PostProcessConfig = field(default_factory=PostProcessConfig)
+
+    def __post_init__(self) -> None:
+        if (self.anchor_head is None) == (self.center_head is None):
+            raise ValueError(f"detector {self.name!r}: configure exactly one of anchor_head / center_head")
+        if self.roi_head is not None and self.backbone3d is None:
+            raise ValueError(f"detector {self.name!r}: the RoI head pools sparse 3D features; it needs backbone3d")
+        if self.anchor_head is not None:
+            names = tuple(a.name for a in self.anchor_head.anchors)
+            if names != tuple(self.class_names):
+                raise ValueError(f"detector {self.name!r}: anchor classes {names} != class_names {self.class_names}")
+
+    @property
+    def grid_size(self) -> tuple[int, int, int]:
+        """(nx, ny, nz) voxels."""
+        pcr, vs = self.point_cloud_range, self.voxel_size
+        return tuple(int(round((pcr[i + 3] - pcr[i]) / vs[i])) for i in range(3))  # type: ignore[return-value]

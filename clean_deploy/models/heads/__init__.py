@@ -1,0 +1,1 @@
+"""Dense detection heads (anchor, center) with an optional IoU-quality branch."""

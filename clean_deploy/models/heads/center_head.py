@@ -1,0 +1,155 @@
+"""CenterPoint-style head: per-class gaussian heatmaps and regression of centre offset, z,
+log size and (cos, sin) heading at object centres, with the optional IoU-quality branch."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from clean_deploy.models.config import CenterHeadConfig
+from clean_deploy.models.heads import losses as L
+from clean_deploy.models.heads.iou_quality import iou_loss, iou_targets
+
+#: regression channels: offset x/y, z, log l/w/h, cos, sin
+REG_CHANNELS = 8
+
+
+def gaussian_radius(height: torch.Tensor, width: torch.Tensor, min_overlap: float) -> torch.Tensor:
+    """CenterNet's radius so that a box shifted by it keeps ``min_overlap`` IoU (element-wise)."""
+    b1 = height + width
+    c1 = width * height * (1 - min_overlap) / (1 + min_overlap)
+    r1 = (b1 + torch.sqrt(b1 ** 2 - 4 * c1)) / 2
+    b2 = 2 * (height + width)
+    c2 = (1 - min_overlap) * width * height
+    r2 = (b2 + torch.sqrt(b2 ** 2 - 16 * c2)) / 2
+    a3 = 4 * min_overlap
+    b3 = -2 * min_overlap * (height + width)
+    c3 = (min_overlap - 1) * width * height
+    r3 = (b3 + torch.sqrt(b3 ** 2 - 4 * a3 * c3)) / 2
+    return torch.minimum(torch.minimum(r1, r2), r3)
+
+
+def _branch(c_in: int, c_mid: int, c_out: int, bias_init: float | None = None) -> nn.Sequential:
+    out = nn.Conv2d(c_mid, c_out, 1)
+    if bias_init is not None:
+        nn.init.constant_(out.bias, bias_init)
+    return nn.Sequential(nn.Conv2d(c_in, c_mid, 3, padding=1, bias=False), nn.BatchNorm2d(c_mid), nn.ReLU(), out)
+
+
+class CenterHead(nn.Module):
+    """Single multi-class CenterPoint head at the BEV backbone's output resolution."""
+
+    def __init__(self, cfg: CenterHeadConfig, in_channels: int, class_names, point_cloud_range,
+                 voxel_size, feature_stride: float) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.num_classes = len(class_names)
+        self.point_cloud_range = tuple(point_cloud_range)
+        self.voxel_size = tuple(voxel_size)
+        self.feature_stride = float(feature_stride)
+        self.shared = nn.Sequential(nn.Conv2d(in_channels, cfg.shared_channels, 3, padding=1, bias=False),
+                                    nn.BatchNorm2d(cfg.shared_channels), nn.ReLU())
+        c, m = cfg.shared_channels, cfg.head_channels
+        self.hm = _branch(c, m, self.num_classes, bias_init=-2.19)
+        self.reg = _branch(c, m, REG_CHANNELS)
+        self.iou = _branch(c, m, 1) if cfg.iou_branch else None
+
+    def forward(self, x: torch.Tensor) -> dict:
+        x = self.shared(x)
+        out = {"hm": self.hm(x), "reg": self.reg(x), "feature_size": tuple(x.shape[-2:])}
+        if self.iou is not None:
+            out["iou"] = self.iou(x)[:, 0]
+        return out
+
+    # ------------------------------------------------------------------ targets
+    def _cell(self) -> tuple[float, float]:
+        return self.voxel_size[0] * self.feature_stride, self.voxel_size[1] * self.feature_stride
+
+    @torch.no_grad()
+    def assign_targets(self, gt_boxes: torch.Tensor, feature_size: tuple[int, int]) -> dict:
+        """Gaussian heatmaps (N,C,H,W), per-object flat index/mask/regression targets (N,M,...)."""
+        n, m = gt_boxes.shape[:2]
+        h, w = feature_size
+        dev = gt_boxes.device
+        cx, cy = self._cell()
+        x0, y0 = self.point_cloud_range[0], self.point_cloud_range[1]
+        hm = torch.zeros(n, self.num_classes, h, w, device=dev)
+        valid = gt_boxes[..., 7] > 0
+        fx = (gt_boxes[..., 0] - x0) / cx
+        fy = (gt_boxes[..., 1] - y0) / cy
+        ix, iy = fx.floor().long(), fy.floor().long()
+        inside = valid & (ix >= 0) & (ix < w) & (iy >= 0) & (iy < h)
+        radius = gaussian_radius(gt_boxes[..., 3] / cx, gt_boxes[..., 4] / cy, self.cfg.gaussian_overlap)
+        radius = radius.floor().clamp(min=self.cfg.min_radius)
+        sigma = (2 * radius + 1) / 6
+        gy, gx = torch.meshgrid(torch.arange(h, device=dev), torch.arange(w, device=dev), indexing="ij")
+        for b in range(n):
+            idx = inside[b].nonzero(as_tuple=True)[0]
+            if len(idx) == 0:
+                continue
+            dx = gx[None] - ix[b, idx, None, None]
+            dy = gy[None] - iy[b, idx, None, None]
+            r = radius[b, idx, None, None]
+            g = torch.exp(-(dx ** 2 + dy ** 2).float() / (2 * sigma[b, idx, None, None] ** 2))
+            g = torch.where((dx.abs() <= r) & (dy.abs() <= r), g, torch.zeros_like(g))
+            cls = gt_boxes[b, idx, 7].long() - 1
+            hm[b].view(self.num_classes, -1).scatter_reduce_(
+                0, cls[:, None].expand(-1, h * w), g.view(len(idx), -1), reduce="amax")
+        ind = (iy.clamp(0, h - 1) * w + ix.clamp(0, w - 1))
+        reg = torch.stack([fx - ix, fy - iy, gt_boxes[..., 2],
+                           torch.log(gt_boxes[..., 3].clamp(min=1e-3)), torch.log(gt_boxes[..., 4].clamp(min=1e-3)),
+                           torch.log(gt_boxes[..., 5].clamp(min=1e-3)),
+                           torch.cos(gt_boxes[..., 6]), torch.sin(gt_boxes[..., 6])], -1)
+        return {"hm": hm, "ind": ind, "mask": inside, "reg": reg, "boxes": gt_boxes[..., :7]}
+
+    # --------------------------------------------------------------------- loss
+    def loss(self, preds: dict, gt_boxes: torch.Tensor, targets: dict | None = None) -> dict:
+        cfg = self.cfg
+        if targets is None:
+            targets = self.assign_targets(gt_boxes, preds["feature_size"])
+        num_pos = L.global_normalizer(targets["hm"].eq(1).sum())
+        out = {"loss_cls": L.centernet_focal_loss(preds["hm"], targets["hm"], num_pos) * cfg.loss_weights.cls}
+        mask = targets["mask"]
+        n_obj = L.global_normalizer(mask.sum())
+        n, _, h, w = preds["reg"].shape
+        reg = preds["reg"].view(n, REG_CHANNELS, h * w).gather(
+            2, targets["ind"][:, None, :].expand(-1, REG_CHANNELS, -1)).permute(0, 2, 1)  # (N,M,8)
+        cw = reg.new_tensor(cfg.code_weights)
+        l1 = ((reg - targets["reg"]).abs() * cw * mask[..., None]).sum() / n_obj
+        out["loss_box"] = l1 * cfg.loss_weights.box
+        if self.iou is not None:
+            with torch.no_grad():
+                boxes = self._decode_reg(reg.detach(), targets["ind"], w)
+                t_iou = iou_targets(boxes[mask], targets["boxes"][mask])
+            logits = preds["iou"].view(n, h * w).gather(1, targets["ind"])[mask]
+            out["loss_iou"] = iou_loss(logits, t_iou, n_obj) * cfg.loss_weights.iou
+        out["num_pos"] = n_obj.detach()
+        return out
+
+    # ------------------------------------------------------------------- decode
+    def _decode_reg(self, reg: torch.Tensor, ind: torch.Tensor, w: int) -> torch.Tensor:
+        """Regression values (..., 8) at flat cell indices -> LiDAR boxes (..., 7)."""
+        cx, cy = self._cell()
+        xs = (ind % w).to(reg.dtype) + reg[..., 0]
+        ys = ind.div(w, rounding_mode="floor").to(reg.dtype) + reg[..., 1]
+        x = xs * cx + self.point_cloud_range[0]
+        y = ys * cy + self.point_cloud_range[1]
+        dims = torch.exp(reg[..., 3:6].clamp(max=5.0))
+        yaw = torch.atan2(reg[..., 7], reg[..., 6])
+        return torch.cat([x[..., None], y[..., None], reg[..., 2:3], dims, yaw[..., None]], -1)
+
+    def decode(self, preds: dict, top_k: int = 500) -> dict:
+        """Top-K heatmap peaks (3x3 max-pool suppression) -> boxes (N,K,7), scores, labels, iou."""
+        hm = torch.sigmoid(preds["hm"])
+        n, c, h, w = hm.shape
+        peak = nn.functional.max_pool2d(hm, 3, stride=1, padding=1)
+        hm = hm * (peak == hm).to(hm.dtype)
+        k = min(top_k, c * h * w)
+        scores, flat = hm.view(n, -1).topk(k, dim=1)
+        labels = flat.div(h * w, rounding_mode="floor")
+        ind = flat % (h * w)
+        reg = preds["reg"].view(n, REG_CHANNELS, h * w).gather(2, ind[:, None, :].expand(-1, REG_CHANNELS, -1))
+        boxes = self._decode_reg(reg.permute(0, 2, 1), ind, w)
+        iou = torch.sigmoid(preds["iou"].view(n, h * w).gather(1, ind)) if "iou" in preds else None
+        return {"boxes": boxes, "scores": scores, "labels": labels, "iou": iou}

@@ -1,0 +1,75 @@
+"""Losses shared by the heads: sigmoid focal, CenterNet focal, smooth-L1 with the angle
+sin-difference, direction-bin targets, and a DDP-consistent normaliser."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from clean_deploy.geometry.boxes import limit_period
+
+
+def global_normalizer(n: torch.Tensor) -> torch.Tensor:
+    """Average of ``n`` over DDP processes (itself when not distributed), clamped to >= 1.
+
+    Each process divides its loss sum by the *global* average count, so DDP's gradient average
+    equals the single-process gradient of the whole batch.
+    """
+    n = n.detach().to(torch.float32).clone()
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(n)
+        n = n / dist.get_world_size()
+    return n.clamp(min=1.0)
+
+
+def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25,
+                       gamma: float = 2.0) -> torch.Tensor:
+    """Element-wise focal loss (RetinaNet); ``targets`` may be soft (in [0,1])."""
+    p = torch.sigmoid(logits)
+    ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    p_t = p * targets + (1 - p) * (1 - targets)
+    a_t = alpha * targets + (1 - alpha) * (1 - targets)
+    return a_t * (1 - p_t).pow(gamma) * ce
+
+
+def centernet_focal_loss(logits: torch.Tensor, target: torch.Tensor, num_pos: torch.Tensor,
+                         alpha: float = 2.0, beta: float = 4.0) -> torch.Tensor:
+    """CenterNet's penalty-reduced focal loss over gaussian heatmaps, divided by ``num_pos``."""
+    pred = torch.sigmoid(logits).clamp(1e-4, 1 - 1e-4)
+    pos = target.eq(1).to(pred.dtype)
+    neg = 1 - pos
+    pos_loss = torch.log(pred) * (1 - pred).pow(alpha) * pos
+    neg_loss = torch.log(1 - pred) * pred.pow(alpha) * (1 - target).pow(beta) * neg
+    return -(pos_loss.sum() + neg_loss.sum()) / num_pos
+
+
+def smooth_l1(diff: torch.Tensor, beta: float) -> torch.Tensor:
+    a = diff.abs()
+    if beta < 1e-5:
+        return a
+    return torch.where(a < beta, 0.5 * a * a / beta, a - 0.5 * beta)
+
+
+def add_sin_difference(pred: torch.Tensor, target: torch.Tensor, dim: int = 6):
+    """Replace the angle channel so that ``pred - target`` becomes ``sin(pred - target)``."""
+    rad_pred = torch.sin(pred[..., dim:dim + 1]) * torch.cos(target[..., dim:dim + 1])
+    rad_tgt = torch.cos(pred[..., dim:dim + 1]) * torch.sin(target[..., dim:dim + 1])
+    pred = torch.cat([pred[..., :dim], rad_pred, pred[..., dim + 1:]], -1)
+    target = torch.cat([target[..., :dim], rad_tgt, target[..., dim + 1:]], -1)
+    return pred, target
+
+
+def direction_target(yaw: torch.Tensor, dir_offset: float, num_bins: int) -> torch.Tensor:
+    """Direction-bin index of each yaw (SECOND's direction classifier target)."""
+    rot = limit_period(yaw - dir_offset, 0.0, 2 * math.pi)
+    return torch.floor(rot / (2 * math.pi / num_bins)).long().clamp(0, num_bins - 1)
+
+
+def apply_direction(yaw: torch.Tensor, dir_labels: torch.Tensor, dir_offset: float,
+                    dir_limit_offset: float, num_bins: int) -> torch.Tensor:
+    """Resolve the heading ambiguity of a regressed yaw with the predicted direction bin."""
+    period = 2 * math.pi / num_bins
+    rot = limit_period(yaw - dir_offset, dir_limit_offset, period)
+    return rot + dir_offset + period * dir_labels.to(yaw.dtype)

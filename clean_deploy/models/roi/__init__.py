@@ -1,0 +1,1 @@
+"""Two-stage RoI refinement (Voxel R-CNN-like): proposals, targets, voxel-query pooling, head."""

@@ -1,0 +1,74 @@
+"""Voxel-query RoI grid pooling: grid points inside each rotated RoI gather the non-empty voxels of
+a sparse feature map around them (a fixed neighbourhood looked up through a dense index volume),
+encode (voxel feature, relative position) with a shared layer and max-pool per grid point."""
+from __future__ import annotations
+
+import itertools
+
+import torch
+from torch import nn
+
+from clean_deploy.geometry.boxes import rotate_points_z_batch
+
+
+def roi_grid_points(rois: torch.Tensor, grid: int) -> torch.Tensor:
+    """(K,7) RoIs -> (K, grid^3, 3) points at the centres of a grid x grid x grid lattice."""
+    steps = (torch.arange(grid, dtype=rois.dtype, device=rois.device) + 0.5) / grid - 0.5
+    gx, gy, gz = torch.meshgrid(steps, steps, steps, indexing="ij")
+    unit = torch.stack([gx, gy, gz], -1).reshape(1, -1, 3)  # (1,G3,3) in [-0.5,0.5]
+    local = unit * rois[:, None, 3:6]
+    return rotate_points_z_batch(local, rois[:, 6]) + rois[:, None, 0:3]
+
+
+class VoxelQueryPool(nn.Module):
+    """Pool one sparse scale onto RoI grid points.
+
+    ``voxel_size``: metres per voxel at this scale (x, y, z); ``pc_min``: range minimum.
+    For each grid point the voxels at integer offsets within ``query_range`` (z, y, x) of its
+    own voxel are candidates; empty ones are masked. Output (K, G3, out_channels).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, voxel_size, pc_min, query_range) -> None:
+        super().__init__()
+        self.feat = nn.Linear(in_channels, out_channels, bias=False)
+        self.pos = nn.Linear(3, out_channels, bias=False)
+        self.norm = nn.BatchNorm1d(out_channels, eps=1e-3, momentum=0.01)
+        self.out = nn.Sequential(nn.Linear(out_channels, out_channels, bias=False),
+                                 nn.BatchNorm1d(out_channels, eps=1e-3, momentum=0.01), nn.ReLU())
+        self.register_buffer("voxel_size", torch.tensor(voxel_size, dtype=torch.float32), persistent=False)
+        self.register_buffer("pc_min", torch.tensor(pc_min, dtype=torch.float32), persistent=False)
+        rz, ry, rx = query_range
+        offs = list(itertools.product(range(-rz, rz + 1), range(-ry, ry + 1), range(-rx, rx + 1)))
+        self.register_buffer("offsets", torch.tensor(offs, dtype=torch.long), persistent=False)  # (Q,3) z,y,x
+        self.out_channels = out_channels
+
+    def forward(self, sparse, points: torch.Tensor, batch_idx: torch.Tensor) -> torch.Tensor:
+        """``sparse``: SparseConvTensor; ``points`` (K,G3,3); ``batch_idx`` (K,) frame of each RoI."""
+        k, g3, _ = points.shape
+        coords = sparse.indices.long()  # (V,4) b,z,y,x
+        d, h, w = sparse.spatial_shape
+        volume = torch.full((sparse.batch_size, d, h, w), -1, dtype=torch.long, device=points.device)
+        volume[coords[:, 0], coords[:, 1], coords[:, 2], coords[:, 3]] = torch.arange(len(coords), device=points.device)
+        vs, pmin = self.voxel_size.to(points.dtype), self.pc_min.to(points.dtype)
+        cell = ((points - pmin) / vs).floor().long()  # (K,G3,3) x,y,z
+        zyx = cell[..., [2, 1, 0]][:, :, None, :] + self.offsets[None, None]  # (K,G3,Q,3)
+        inb = ((zyx[..., 0] >= 0) & (zyx[..., 0] < d) & (zyx[..., 1] >= 0) & (zyx[..., 1] < h)
+               & (zyx[..., 2] >= 0) & (zyx[..., 2] < w))
+        zc = zyx[..., 0].clamp(0, d - 1)
+        yc = zyx[..., 1].clamp(0, h - 1)
+        xc = zyx[..., 2].clamp(0, w - 1)
+        bi = batch_idx[:, None, None].expand_as(zc)
+        vidx = volume[bi, zc, yc, xc]
+        found = inb & (vidx >= 0)  # (K,G3,Q)
+        proj = self.feat(sparse.features)  # (V,C) projected once per voxel
+        sel = vidx[found]
+        centres = (coords[sel][:, [3, 2, 1]].to(points.dtype) + 0.5) * vs + pmin
+        rel = centres - points[:, :, None, :].expand(-1, -1, found.shape[2], -1)[found]
+        enc = proj[sel] + self.pos(rel)  # (F,C)
+        # BN needs two rows in training; a frame whose RoIs see at most one voxel skips it
+        enc = torch.relu(self.norm(enc) if (enc.shape[0] > 1 or not self.training) else enc)
+        c = enc.shape[1]
+        pooled = enc.new_full((k * g3 * found.shape[2], c), -1.0)
+        pooled[found.reshape(-1)] = enc
+        pooled = pooled.view(k, g3, -1, c).max(2).values.clamp(min=0)  # empty -> 0 (enc >= 0)
+        return self.out(pooled.reshape(k * g3, c)).view(k, g3, c)

@@ -1,0 +1,233 @@
+"""Typed configuration dataclasses: the project's one place for defaults, by section.
+
+Every config round-trips through plain dicts/JSON (``to_dict``/``from_dict``/``to_json``/
+``from_json``) because checkpoints store their config as JSON. Sections so far:
+
+* data       -- :class:`DataConfig` (dataset root, classes, range, FOV, label filters)
+* augment    -- :class:`AugmentConfig` with :class:`GTSamplingConfig`
+* voxel      -- :class:`VoxelConfig`
+* experiment -- :class:`ExperimentConfig` bundling the sections (later: model, train, ...)
+* presets    -- :func:`kitti_preset`, :func:`synthetic_fast_preset`, :func:`get_preset`
+
+``from_dict`` is strict: unknown keys raise ``ValueError`` naming the key and the section, so a
+typo in a JSON file fails loudly instead of silently using a default.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Callable, TypeVar
+
+T = TypeVar("T", bound="ConfigBase")
+
+KITTI_CLASSES: tuple[str, ...] = ("Car", "Pedestrian", "Cyclist")
+#: OpenPCDet's KITTI range ``x_min y_min z_min x_max y_max z_max`` (LiDAR frame, metres)
+KITTI_POINT_CLOUD_RANGE: tuple[float, ...] = (0.0, -40.0, -3.0, 70.4, 40.0, 1.0)
+#: KITTI difficulty levels (see :func:`clean_deploy.data.preprocess.kitti_difficulty`)
+EASY, MODERATE, HARD, UNKNOWN_DIFFICULTY = 0, 1, 2, -1
+
+
+# ----------------------------------------------------------------------------- base
+def _to_plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        return {f.name: _to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (list, tuple)):
+        return [_to_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _to_plain(v) for k, v in value.items()}
+    return value
+
+
+def _from_plain(tp: Any, value: Any, where: str) -> Any:
+    """Convert a JSON value to the annotated type ``tp`` (dataclasses, tuples, dicts, optionals)."""
+    if value is None:
+        return None
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return _from_plain(args[0], value, where)
+        return value
+    if isinstance(tp, type) and issubclass(tp, ConfigBase):
+        if not isinstance(value, dict):
+            raise ValueError(
+                f"{where}: expected a dict for {tp.__name__}, got {type(value).__name__}")
+        return tp.from_dict(value, _where=where)
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_from_plain(args[0], v, where) for v in value)
+        return tuple(_from_plain(a, v, where) for a, v in zip(args, value))
+    if origin is dict:
+        kt, vt = typing.get_args(tp)
+        return {_from_plain(kt, k, where): _from_plain(vt, v, where) for k, v in value.items()}
+    if tp is float and isinstance(value, int):
+        return float(value)
+    return value
+
+
+@dataclass
+class ConfigBase:
+    """Shared dict/JSON round-trip for config sections."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_plain(self)
+
+    @classmethod
+    def from_dict(cls: type[T], d: dict[str, Any], _where: str | None = None) -> T:
+        where = _where or cls.__name__
+        hints = typing.get_type_hints(cls)
+        names = {f.name for f in dataclasses.fields(cls) if f.init}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"{where}: unknown config keys {unknown} (known: {sorted(names)})")
+        kwargs = {k: _from_plain(hints[k], v, f"{where}.{k}") for k, v in d.items()}
+        return cls(**kwargs)
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, sort_keys=False)
+
+    @classmethod
+    def from_json(cls: type[T], text: str) -> T:
+        return cls.from_dict(json.loads(text))
+
+    def replace(self: T, **changes: Any) -> T:
+        return dataclasses.replace(self, **changes)
+
+
+# ----------------------------------------------------------------------------- data
+@dataclass
+class DataConfig(ConfigBase):
+    """Where the KITTI-format data lives and which labels/points the detectors see."""
+
+    root: str = "data/kitti"
+    class_names: tuple[str, ...] = KITTI_CLASSES
+    point_cloud_range: tuple[float, ...] = KITTI_POINT_CLOUD_RANGE
+    train_split: str = "train"
+    val_split: str = "val"
+    #: keep only points projecting into camera 2's image with positive depth (OpenPCDet's
+    #: ``FOV_POINTS_ONLY``)
+    fov_only: bool = True
+    #: (H, W) used when a frame has no ``image_2/ID.png`` to read its size from
+    default_image_shape: tuple[int, int] = (375, 1242)
+    #: training labels: drop boxes with fewer LiDAR points inside (0 disables)
+    min_points_in_gt: int = 0
+    #: training labels: drop boxes whose KITTI difficulty is listed here (e.g. ``(-1,)``)
+    drop_difficulties: tuple[int, ...] = ()
+    #: what to do with NaN/inf points in a ``.bin``: ``"raise"`` or ``"drop"``
+    nan_policy: str = "raise"
+    #: ground-truth database file (``.npz``); built from ``train_split`` and saved there when it
+    #: does not exist; ``None`` builds it in memory when GT sampling is enabled
+    gt_database_path: str | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.point_cloud_range) != 6:
+            raise ValueError(f"point_cloud_range needs 6 numbers, got {self.point_cloud_range}")
+        lo, hi = self.point_cloud_range[:3], self.point_cloud_range[3:]
+        if any(a >= b for a, b in zip(lo, hi)):
+            raise ValueError(f"point_cloud_range min must be < max: {self.point_cloud_range}")
+        if self.nan_policy not in ("raise", "drop"):
+            raise ValueError(f"nan_policy must be 'raise' or 'drop', got {self.nan_policy!r}")
+        if len(set(self.class_names)) != len(self.class_names) or not self.class_names:
+            raise ValueError(f"class_names must be unique and non-empty: {self.class_names}")
+
+
+# -------------------------------------------------------------------------- augment
+@dataclass
+class GTSamplingConfig(ConfigBase):
+    """Ground-truth database sampling (OpenPCDet's ``gt_sampling``)."""
+
+    enabled: bool = True
+    #: sample until a frame holds this many objects of the class ("Car:15" in OpenPCDet)
+    sample_counts: dict[str, int] = field(
+        default_factory=lambda: {"Car": 15, "Pedestrian": 10, "Cyclist": 10})
+    #: database objects with fewer points are never sampled
+    min_points: int = 5
+    #: database objects of these KITTI difficulties are never sampled (-1 = unknown level)
+    drop_difficulties: tuple[int, ...] = (-1,)
+    #: scene points inside pasted boxes enlarged by (dl, dw, dh) are removed
+    remove_extra_width: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+
+@dataclass
+class AugmentConfig(ConfigBase):
+    """Training-time augmentation, applied in this order: gt_sampling, flip, rotation, scaling."""
+
+    gt_sampling: GTSamplingConfig = field(default_factory=GTSamplingConfig)
+    #: flip along the x axis (y -> -y, yaw -> -yaw) with probability 0.5
+    random_flip_x: bool = True
+    #: uniform rotation angle range about z (radians); ``None`` disables
+    global_rotation: tuple[float, float] | None = (-math.pi / 4, math.pi / 4)
+    #: uniform scale factor range; ``None`` disables
+    global_scaling: tuple[float, float] | None = (0.95, 1.05)
+
+
+# ---------------------------------------------------------------------------- voxel
+@dataclass
+class VoxelConfig(ConfigBase):
+    """Voxelisation (spconv ``PointToVoxel``)."""
+
+    voxel_size: tuple[float, float, float] = (0.05, 0.05, 0.1)
+    max_points_per_voxel: int = 5
+    max_voxels_train: int = 16000
+    max_voxels_test: int = 40000
+
+    def max_voxels(self, training: bool) -> int:
+        return self.max_voxels_train if training else self.max_voxels_test
+
+
+# ----------------------------------------------------------------------- experiment
+@dataclass
+class ExperimentConfig(ConfigBase):
+    """All sections of a run (later issues add model / train / compression sections)."""
+
+    name: str = "kitti"
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    voxel: VoxelConfig = field(default_factory=VoxelConfig)
+
+
+# -------------------------------------------------------------------------- presets
+def kitti_preset(root: str = "data/kitti") -> ExperimentConfig:
+    """OpenPCDet's KITTI settings (SECOND/Voxel R-CNN voxel size, range and augmentation)."""
+    return ExperimentConfig(name="kitti", data=DataConfig(root=root))
+
+
+def synthetic_fast_preset(root: str = "data/synth") -> ExperimentConfig:
+    """Smaller range and coarser voxels for the synthetic benchmark on CPU.
+
+    Range ``[0,-32,-3,57.6,32,1]`` with ``[0.1,0.1,0.2]`` voxels gives a 576x640x20 grid (x y z),
+    divisible by 8 in x/y like KITTI's 1408x1600x40 (the detectors issue may refine it).
+    """
+    return ExperimentConfig(
+        name="synthetic-fast",
+        data=DataConfig(root=root, point_cloud_range=(0.0, -32.0, -3.0, 57.6, 32.0, 1.0)),
+        augment=AugmentConfig(),
+        voxel=VoxelConfig(voxel_size=(0.1, 0.1, 0.2), max_points_per_voxel=5,
+                          max_voxels_train=16000, max_voxels_test=40000),
+    )
+
+
+PRESETS: dict[str, Callable[..., ExperimentConfig]] = {
+    "kitti": kitti_preset,
+    "synthetic-fast": synthetic_fast_preset,
+}
+
+
+def get_preset(name: str, **kwargs: Any) -> ExperimentConfig:
+    """Named preset (``"kitti"``, ``"synthetic-fast"``); kwargs go to the preset function."""
+    if name not in PRESETS:
+        raise KeyError(f"unknown config preset {name!r}; known: {sorted(PRESETS)}")
+    return PRESETS[name](**kwargs)
+
+
+def grid_size(point_cloud_range: tuple[float, ...] | list[float],
+              voxel_size: tuple[float, ...] | list[float]) -> tuple[int, int, int]:
+    """Voxel grid size (nx, ny, nz) as spconv computes it: ``round((max - min) / size)``."""
+    pcr = [float(v) for v in point_cloud_range]
+    nx, ny, nz = (int(round((pcr[i + 3] - pcr[i]) / float(voxel_size[i]))) for i in range(3))
+    return nx, ny, nz

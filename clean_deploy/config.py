@@ -180,6 +180,30 @@ class VoxelConfig(ConfigBase):
         return self.max_voxels_train if training else self.max_voxels_test
 
 
+# ---------------------------------------------------------------------------- train
+@dataclass
+class TrainConfig(ConfigBase):
+    """Optimisation as OpenPCDet trains KITTI: AdamW + one-cycle LR (momentum cycled inversely),
+    gradient clipping; fixed seeds; checkpoints every epoch (and every ``ckpt_every_steps``)."""
+
+    epochs: int = 80
+    batch_size: int = 4
+    lr: float = 0.003
+    weight_decay: float = 0.01
+    #: one-cycle: warm-up fraction, initial lr = lr / div_factor, final = initial / final_div_factor
+    pct_start: float = 0.4
+    div_factor: float = 10.0
+    final_div_factor: float = 1e4
+    moms: tuple[float, float] = (0.95, 0.85)
+    grad_clip: float = 10.0
+    seed: int = 0
+    num_workers: int = 2
+    log_every: int = 10
+    ckpt_every_steps: int = 0
+    #: "auto" (CUDA when available), "cpu" or "cuda"
+    device: str = "auto"
+
+
 # ----------------------------------------------------------------------- experiment
 @dataclass
 class ExperimentConfig(ConfigBase):

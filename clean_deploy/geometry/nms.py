@@ -1,10 +1,12 @@
-"""Rotated-box non-maximum suppression (greedy, exact BEV IoU), plain and class-aware."""
+"""Rotated-box non-maximum suppression (greedy, exact BEV IoU), plain and class-aware.
+
+The greedy loop runs in a numba kernel (:mod:`clean_deploy.geometry.nms_kernel`)."""
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from clean_deploy.geometry.iou import iou_bev
+from clean_deploy.geometry.nms_kernel import greedy_nms
 
 __all__ = ["nms_rotated", "nms_rotated_multiclass"]
 
@@ -21,22 +23,12 @@ def nms_rotated(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float,
     order = scores.argsort(descending=True, stable=True)
     if pre_max is not None:
         order = order[:pre_max]
-    over = (iou_bev(boxes[order, :7], boxes[order, :7]) > iou_threshold).cpu().numpy()
-    keep = _greedy(over)
+    cand = boxes[order, :7].detach().to("cpu", torch.float64).numpy()
+    keep = greedy_nms(np.ascontiguousarray(cand), float(iou_threshold))
     kept = order[torch.from_numpy(np.flatnonzero(keep)).to(order.device)]
     if post_max is not None:
         kept = kept[:post_max]
     return kept
-
-
-def _greedy(over: np.ndarray) -> np.ndarray:
-    """Boolean keep mask of greedy suppression given a score-sorted 'overlaps too much' matrix."""
-    k = over.shape[0]
-    keep = np.ones(k, dtype=bool)
-    for i in range(k):
-        if keep[i]:
-            keep[i + 1:] &= ~over[i, i + 1:]
-    return keep
 
 
 def nms_rotated_multiclass(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor,

@@ -1,0 +1,1 @@
+"""Training: loop, checkpoints (atomic, resumable), schedule, distributed (torchrun)."""

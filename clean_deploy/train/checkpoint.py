@@ -1,0 +1,91 @@
+"""Checkpoints: written atomically (temp file + rename), loaded with ``weights_only=True``; the
+detector config and run metadata travel inside as JSON strings, never as pickled objects."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from clean_deploy.models.config import DetectorConfig
+
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A file that is not a clean_deploy checkpoint (or is damaged)."""
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    """Save to a temp file in the same folder, fsync, then rename over ``path``: a crash never
+    leaves a half-written checkpoint behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_checkpoint(path: str | Path, model: torch.nn.Module, cfg: DetectorConfig, *,
+                    optimizer: torch.optim.Optimizer | None = None, scheduler: Any = None,
+                    state: dict[str, Any] | None = None, meta: dict[str, Any] | None = None) -> None:
+    """Write a checkpoint. ``state`` holds resumable loop state (epoch, step, RNG tensors),
+    ``meta`` free-form JSON-able metadata (training data, metrics, provenance)."""
+    model = model.module if hasattr(model, "module") else model
+    obj: dict[str, Any] = {
+        "format": "clean_deploy.checkpoint",
+        "version": FORMAT_VERSION,
+        "config_json": cfg.to_json(indent=None),
+        "meta_json": json.dumps(meta or {}),
+        "model": model.state_dict(),
+    }
+    if optimizer is not None:
+        obj["optimizer"] = optimizer.state_dict()
+    if scheduler is not None:
+        obj["scheduler"] = scheduler.state_dict()
+    if state is not None:
+        obj["state"] = state
+    atomic_torch_save(obj, path)
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint safely; returns its dict with ``config`` (DetectorConfig) and ``meta``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - re-raised with the file name
+        raise CheckpointError(f"{path}: cannot be loaded as a clean_deploy checkpoint ({e})") from None
+    if not isinstance(obj, dict) or obj.get("format") != "clean_deploy.checkpoint":
+        raise CheckpointError(f"{path}: not a clean_deploy checkpoint (no 'format' marker)")
+    try:
+        obj["config"] = DetectorConfig.from_json(obj["config_json"])
+        obj["meta"] = json.loads(obj.get("meta_json", "{}"))
+    except (KeyError, ValueError) as e:
+        raise CheckpointError(f"{path}: bad config/meta inside the checkpoint ({e})") from None
+    return obj
+
+
+def load_detector(path: str | Path, map_location: str | torch.device = "cpu"):
+    """Build the detector stored in a checkpoint (with its own, possibly pruned, widths)."""
+    from clean_deploy.models.detector import build_detector
+
+    ck = load_checkpoint(path, map_location)
+    model = build_detector(ck["config"])
+    missing, unexpected = model.load_state_dict(ck["model"], strict=False)
+    if missing or unexpected:
+        raise CheckpointError(f"{path}: weights do not fit the stored config "
+                              f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
+    return model, ck

@@ -1,0 +1,94 @@
+"""Run a detector over a split, write KITTI result files and evaluate them with the KITTI
+protocol (optionally restricted to the detector's point-cloud range)."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from clean_deploy.data.dataset import KittiDetectionDataset, collate_batch
+from clean_deploy.data.kitti.label import LabelArrays
+from clean_deploy.data.kitti.results import detections_to_kitti, write_kitti_results
+from clean_deploy.eval.evaluate import load_annos
+from clean_deploy.eval.kitti_protocol import evaluate
+from clean_deploy.geometry.boxes import boxes_camera_to_lidar
+from clean_deploy.geometry.calib import Calibration
+from clean_deploy.models.detector import Detector
+from clean_deploy.train.loop import batch_to_device, experiment_for
+
+
+@dataclass
+class InferenceRun:
+    frame_ids: list[str] = field(default_factory=list)
+    predictions: list[dict] = field(default_factory=list)  # numpy boxes/scores/labels(/iou) per frame
+    seconds: float = 0.0
+
+
+@torch.no_grad()
+def predict_split(model: Detector, data_root: str | Path, split: str = "val", batch_size: int = 2,
+                  device: torch.device | str = "cpu", pred_dir: str | Path | None = None,
+                  progress: bool = True, num_workers: int = 0) -> InferenceRun:
+    """Predictions of ``model`` on every frame of ``split``; KITTI result files go to ``pred_dir``."""
+    cfg = model.cfg
+    exp = experiment_for(cfg, data_root)
+    ds = KittiDetectionDataset(exp, split=split, training=False)
+    loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False, collate_fn=collate_batch,
+                                         num_workers=num_workers)
+    model.eval().to(device)
+    run = InferenceRun()
+    t0 = time.time()
+    for batch in tqdm(loader, desc=f"predict {split}", disable=not progress, dynamic_ncols=True, leave=False):
+        dev_batch = batch_to_device(batch, torch.device(device))
+        preds = model.predict(model(dev_batch))
+        for i, p in enumerate(preds):
+            fid = str(batch["frame_id"][i])
+            rec = {k: (v.cpu().numpy() if isinstance(v, torch.Tensor) else v) for k, v in p.items()}
+            run.frame_ids.append(fid)
+            run.predictions.append(rec)
+            if pred_dir is not None:
+                objs = detections_to_kitti(rec["boxes"], rec["scores"], rec["labels"], cfg.class_names,
+                                           batch["calib"][i], tuple(int(v) for v in batch["image_shape"][i]))
+                write_kitti_results(pred_dir, fid, objs)
+    run.seconds = time.time() - t0
+    return run
+
+
+def restrict_to_range(gt: LabelArrays, calib: Calibration, point_cloud_range) -> LabelArrays:
+    """Ground truth whose LiDAR box centre lies outside ``point_cloud_range`` (x/y) becomes
+    DontCare: detections there are ignored and missing them is not a miss."""
+    if len(gt) == 0:
+        return gt
+    boxes = boxes_camera_to_lidar(gt.boxes_camera, calib)
+    x0, y0, _, x1, y1, _ = point_cloud_range
+    outside = ~((boxes[:, 0] >= x0) & (boxes[:, 0] < x1) & (boxes[:, 1] >= y0) & (boxes[:, 1] < y1))
+    outside &= gt.name != "DontCare"
+    if not outside.any():
+        return gt
+    name = gt.name.astype(object).copy()
+    name[outside] = "DontCare"
+    out = gt.subset(np.ones(len(gt), dtype=bool))
+    out.name = name.astype(str)
+    return out
+
+
+def evaluate_predictions(data_root: str | Path, split: str, pred_dir: str | Path, class_names,
+                         eval_range=None) -> dict:
+    """KITTI AP of ``pred_dir`` (dict of :func:`clean_deploy.eval.kitti_protocol.evaluate`);
+    ``eval_range`` restricts it to a LiDAR x/y range (see :func:`restrict_to_range`)."""
+    ids, gt, dt = load_annos(data_root, split, pred_dir)
+    if eval_range is not None:
+        calib_dir = Path(data_root) / "training" / "calib"
+        gt = [restrict_to_range(g, Calibration.from_file(calib_dir / f"{i}.txt"), eval_range)
+              for i, g in zip(ids, gt)]
+    classes = tuple(c for c in class_names if c in ("Car", "Pedestrian", "Cyclist"))
+    return evaluate(gt, dt, classes)
+
+
+def mean_moderate_ap(result: dict, metric: str = "3d") -> float:
+    """Mean over the evaluated classes of the moderate AP (the project's headline number)."""
+    vals = [v[metric]["moderate"] for k, v in result.items() if not k.startswith("_")]
+    return float(np.mean(vals)) if vals else 0.0

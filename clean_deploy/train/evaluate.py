@@ -13,7 +13,7 @@ from tqdm import tqdm
 from clean_deploy.data.dataset import KittiDetectionDataset, collate_batch
 from clean_deploy.data.kitti.label import LabelArrays
 from clean_deploy.data.kitti.results import detections_to_kitti, write_kitti_results
-from clean_deploy.eval.evaluate import load_annos
+from clean_deploy.eval.files import load_annos
 from clean_deploy.eval.kitti_protocol import evaluate
 from clean_deploy.geometry.boxes import boxes_camera_to_lidar
 from clean_deploy.geometry.calib import Calibration

@@ -1,0 +1,84 @@
+"""File-level KITTI evaluation: read a split's label_2 files and a directory of KITTI result
+files, evaluate them with :mod:`clean_deploy.eval.kitti_protocol`, format the AP table."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from clean_deploy.data.kitti.label import LabelArrays, read_label_file, to_arrays
+from clean_deploy.eval.kitti_protocol import DIFFICULTIES, MIN_OVERLAP, evaluate
+
+__all__ = ["read_split_ids", "load_annos", "evaluate_dirs", "format_table"]
+
+_TABLE_METRICS = ("3d", "bev", "bbox", "aos")
+
+
+def read_split_ids(data_dir: str | Path, split: str) -> list[str]:
+    """Frame ids listed in ``data_dir/ImageSets/{split}.txt`` (one per line, blanks skipped)."""
+    path = Path(data_dir) / "ImageSets" / f"{split}.txt"
+    if not path.is_file():
+        raise FileNotFoundError(f"split file not found: {path}")
+    ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if not ids:
+        raise ValueError(f"split file {path} lists no frames")
+    return ids
+
+
+def load_annos(data_dir: str | Path, split: str, pred_dir: str | Path
+               ) -> tuple[list[str], list[LabelArrays], list[LabelArrays]]:
+    """Ids, ground truth (``training/label_2/ID.txt``) and detections (``pred_dir/ID.txt``, score
+    as 16th column) of a split. A missing prediction file means no detections for that frame,
+    but a prediction directory holding none of the split's files is an error."""
+    ids = read_split_ids(data_dir, split)
+    pred_dir = Path(pred_dir)
+    if not pred_dir.is_dir():
+        raise FileNotFoundError(f"prediction directory not found: {pred_dir}")
+    pred_files = [pred_dir / f"{i}.txt" for i in ids]
+    if not any(p.is_file() for p in pred_files):
+        raise FileNotFoundError(
+            f"{pred_dir} holds none of the {len(ids)} result files of split {split!r} "
+            f"(expected e.g. {pred_files[0]}): wrong directory or split?")
+    label_dir = Path(data_dir) / "training" / "label_2"
+    gt = [to_arrays(read_label_file(label_dir / f"{i}.txt")) for i in ids]
+    dt = [to_arrays(read_label_file(p, require_score=True) if p.is_file() else [])
+          for p in pred_files]
+    return ids, gt, dt
+
+
+def evaluate_dirs(data_dir: str | Path, split: str, pred_dir: str | Path,
+                  classes: tuple[str, ...] = ("Car", "Pedestrian", "Cyclist")) -> dict:
+    """KITTI AP of the result files in ``pred_dir`` on ``split`` of the data set at ``data_dir``
+    (same dict as :func:`clean_deploy.eval.kitti_protocol.evaluate`)."""
+    _, gt, dt = load_annos(data_dir, split, pred_dir)
+    return evaluate(gt, dt, classes)
+
+
+def _cells(values: dict[str, float]) -> str:
+    cells = (values[d] for d in DIFFICULTIES)
+    return " ".join("      n/a" if v != v else f"{v:9.2f}" for v in cells)  # v != v: NaN
+
+
+def format_table(result: dict) -> str:
+    """Human-readable table: one block per class, rows 3d/bev/bbox/aos, columns easy/moderate/hard
+    for AP_R40 and, if present, AP_R11 (percent)."""
+    r11 = result.get("_R11", {})
+    classes = [c for c in result if not c.startswith("_")]
+    diff_hdr = " ".join(f"{d:>9}" for d in DIFFICULTIES)
+    header = f"{'class':<22}{'metric':<7}| {'AP_R40 (%)':^29}"
+    sub = f"{'':<22}{'':<7}| {diff_hdr}"
+    if r11:
+        header += f" | {'AP_R11 (%)':^29}"
+        sub += f" | {diff_hdr}"
+    lines = [header, sub, "-" * len(sub)]
+    for cls in classes:
+        iou = MIN_OVERLAP.get(cls)
+        label = f"{cls} (IoU {iou:.2f})" if iou is not None else cls
+        for k, metric in enumerate(_TABLE_METRICS):
+            row = f"{label if k == 0 else '':<22}{metric:<7}| "
+            row += _cells(result[cls][metric])
+            if r11:
+                row += " | " + _cells(r11[cls][metric])
+            lines.append(row)
+        lines.append("-" * len(sub))
+    lines.append("aos = average orientation similarity (2D bbox matching); IoU per class for "
+                 "bbox, bev and 3d.")
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Drawings people would rather look at than read: BEV scenes with boxes."""

@@ -28,8 +28,8 @@ def toy_points(boxes: np.ndarray, rng: np.random.Generator, n_ground: int = 6000
     return np.concatenate([ground] + objs).astype(np.float32)
 
 
-def toy_batch(cfg, n_frames: int = 2, seed: int = 0, boxes: np.ndarray = TOY_BOXES) -> dict:
-    """A collated batch of ``n_frames`` toy frames voxelised for detector config ``cfg``."""
+def toy_samples(cfg, n_frames: int = 2, seed: int = 0, boxes: np.ndarray = TOY_BOXES) -> list[dict]:
+    """``n_frames`` toy frames voxelised for detector config ``cfg`` (dataset-sample dicts)."""
     rng = np.random.default_rng(seed)
     vox = Voxelizer(cfg.voxel_size, cfg.point_cloud_range, cfg.max_points_per_voxel, cfg.max_voxels_train)
     samples = []
@@ -44,4 +44,9 @@ def toy_batch(cfg, n_frames: int = 2, seed: int = 0, boxes: np.ndarray = TOY_BOX
         samples.append({"frame_id": f"{i:06d}", "points": pts, "gt_boxes": b, "gt_names": np.array(["x"] * len(b)),
                         "voxels": v, "voxel_coords": c, "voxel_num_points": n, "calib": None,
                         "image_shape": np.array([375, 1242], dtype=np.int32)})
-    return collate_batch(samples)
+    return samples
+
+
+def toy_batch(cfg, n_frames: int = 2, seed: int = 0, boxes: np.ndarray = TOY_BOXES) -> dict:
+    """A collated batch of ``n_frames`` toy frames."""
+    return collate_batch(toy_samples(cfg, n_frames, seed, boxes))

@@ -5,6 +5,9 @@ from dataclasses import dataclass
 
 import torch
 
+#: largest decoded size ratio to the anchor is exp(5) ~ 148
+_MAX_LOG_RATIO = 5.0
+
 
 @dataclass(frozen=True)
 class ResidualCoder:
@@ -46,9 +49,10 @@ class ResidualCoder:
         x = t[0] * diag + xa
         y = t[1] * diag + ya
         z = t[2] * ha + za
-        l = torch.exp(t[3]) * la
-        w = torch.exp(t[4]) * wa
-        h = torch.exp(t[5]) * ha
+        # size codes are log ratios; clamp so an untrained head cannot overflow to inf
+        l = torch.exp(t[3].clamp(max=_MAX_LOG_RATIO)) * la
+        w = torch.exp(t[4].clamp(max=_MAX_LOG_RATIO)) * wa
+        h = torch.exp(t[5].clamp(max=_MAX_LOG_RATIO)) * ha
         if self.sincos:
             r = torch.atan2(t[7] + torch.sin(ra), t[6] + torch.cos(ra))
         else:

@@ -9,7 +9,7 @@ from clean_deploy.models.config import Backbone2DConfig
 
 def conv_bn_relu(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
-                         nn.BatchNorm2d(c_out, eps=1e-3, momentum=0.01), nn.ReLU())
+                         nn.BatchNorm2d(c_out, eps=1e-3), nn.ReLU())
 
 
 class BEVBackbone(nn.Module):
@@ -34,7 +34,7 @@ class BEVBackbone(nn.Module):
             else:
                 s = int(round(1 / up_s))
                 up = nn.Conv2d(c, up_c, s, stride=s, bias=False)
-            self.deblocks.append(nn.Sequential(up, nn.BatchNorm2d(up_c, eps=1e-3, momentum=0.01), nn.ReLU()))
+            self.deblocks.append(nn.Sequential(up, nn.BatchNorm2d(up_c, eps=1e-3), nn.ReLU()))
         self.out_channels = sum(cfg.up_channels)
         # output stride relative to the input BEV map
         self.out_stride = cfg.strides[0] / cfg.up_strides[0]

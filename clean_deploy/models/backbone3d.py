@@ -10,7 +10,7 @@ from clean_deploy.models.sparse import SparseBlock, require_spconv, spconv
 
 
 def _bn_relu(c: int) -> list[nn.Module]:
-    return [nn.BatchNorm1d(c, eps=1e-3, momentum=0.01), nn.ReLU()]
+    return [nn.BatchNorm1d(c, eps=1e-3), nn.ReLU()]
 
 
 def sparse_conv_block(c_in: int, c_out: int, kernel, stride=1, padding=0, subm: bool = True,

@@ -31,7 +31,7 @@ class PillarVFE(nn.Module):
         layers = []
         for c_out in cfg.pillar_filters:
             layers.append(nn.Sequential(nn.Linear(c_in, c_out, bias=False),
-                                        nn.BatchNorm1d(c_out, eps=1e-3, momentum=0.01), nn.ReLU()))
+                                        nn.BatchNorm1d(c_out, eps=1e-3), nn.ReLU()))
             c_in = c_out
         self.layers = nn.ModuleList(layers)
         self.out_channels = c_in

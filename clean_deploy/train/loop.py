@@ -7,8 +7,6 @@ fine-tuning after pruning reuse the same loop.
 from __future__ import annotations
 
 import csv
-import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +21,10 @@ from clean_deploy.data.dataset import KittiDetectionDataset, collate_batch
 from clean_deploy.models.config import DetectorConfig
 from clean_deploy.models.detector import Detector, build_detector
 from clean_deploy.train.checkpoint import load_checkpoint, save_checkpoint
-from clean_deploy.train.distributed import DistInfo, EpochSampler, all_reduce_mean, init_distributed
+from clean_deploy.train.distributed import DistInfo, EpochSampler, init_distributed
+
+#: settings that may change between an interrupted run and its resumption
+_RESUME_FREE = {"num_workers", "device", "log_every", "ckpt_every_steps"}
 
 LossFn = Callable[[nn.Module, dict], "tuple[torch.Tensor, dict[str, float]]"]
 
@@ -143,6 +144,12 @@ class Trainer:
         if ck["config"] != self.det_cfg:
             raise ValueError(f"{self.ckpt_path}: stored detector config differs from the requested one; "
                              "resume with the same --config (or start a new run dir)")
+        stored = {k: v for k, v in ck["meta"].get("train_config", {}).items() if k not in _RESUME_FREE}
+        current = {k: v for k, v in self.cfg.to_dict().items() if k not in _RESUME_FREE}
+        if stored and stored != current:
+            diff = {k: (stored.get(k), current.get(k)) for k in current if stored.get(k) != current.get(k)}
+            raise ValueError(f"{self.ckpt_path}: train config differs from the interrupted run's {diff}; "
+                             "resume with the same settings (or start a new run dir)")
         self.model.load_state_dict(ck["model"])
         self.optimizer.load_state_dict(ck["optimizer"])
         self.scheduler.load_state_dict(ck["scheduler"])

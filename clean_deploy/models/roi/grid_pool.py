@@ -32,9 +32,9 @@ class VoxelQueryPool(nn.Module):
         super().__init__()
         self.feat = nn.Linear(in_channels, out_channels, bias=False)
         self.pos = nn.Linear(3, out_channels, bias=False)
-        self.norm = nn.BatchNorm1d(out_channels, eps=1e-3, momentum=0.01)
+        self.norm = nn.BatchNorm1d(out_channels, eps=1e-3)
         self.out = nn.Sequential(nn.Linear(out_channels, out_channels, bias=False),
-                                 nn.BatchNorm1d(out_channels, eps=1e-3, momentum=0.01), nn.ReLU())
+                                 nn.BatchNorm1d(out_channels, eps=1e-3), nn.ReLU())
         self.register_buffer("voxel_size", torch.tensor(voxel_size, dtype=torch.float32), persistent=False)
         self.register_buffer("pc_min", torch.tensor(pc_min, dtype=torch.float32), persistent=False)
         rz, ry, rx = query_range

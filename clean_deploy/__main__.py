@@ -1,0 +1,4 @@
+"""``python -m clean_deploy`` runs the CLI."""
+from clean_deploy.cli.main import main
+
+main()

@@ -1,6 +1,6 @@
-"""Rotated-box non-maximum suppression (greedy, exact BEV IoU), plain and class-aware.
-
-The greedy loop runs in a numba kernel (:mod:`clean_deploy.geometry.nms_kernel`)."""
+"""Rotated-box non-maximum suppression (greedy, exact BEV IoU): class-agnostic, class-aware and
+with separate same-class / cross-class thresholds. The greedy loop runs in a numba kernel
+(:mod:`clean_deploy.geometry.nms_kernel`)."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,12 +8,36 @@ import torch
 
 from clean_deploy.geometry.nms_kernel import greedy_nms
 
-__all__ = ["nms_rotated", "nms_rotated_multiclass"]
+__all__ = ["nms_rotated", "nms_rotated_multiclass", "nms_rotated_ordered"]
+
+
+def nms_rotated_ordered(boxes: torch.Tensor, labels: torch.Tensor | None, same_thresh, cross_thresh: float
+                        ) -> torch.Tensor:
+    """Keep mask (bool, same device) of greedy NMS over boxes *already sorted* by priority.
+
+    ``same_thresh``: one value or one per label; ``cross_thresh``: threshold between different
+    labels (>= 1 disables cross-label suppression).
+    """
+    k = boxes.shape[0]
+    if k == 0:
+        return torch.zeros(0, dtype=torch.bool, device=boxes.device)
+    lab = np.zeros(k, dtype=np.int64) if labels is None else labels.detach().cpu().numpy().astype(np.int64)
+    if isinstance(same_thresh, (int, float)):
+        thr = np.full(int(lab.max()) + 1, float(same_thresh))
+    elif isinstance(same_thresh, dict):
+        thr = np.ones(max(int(lab.max()) + 1, max(same_thresh) + 1))
+        for c, t in same_thresh.items():
+            thr[c] = float(t)
+    else:
+        thr = np.asarray(same_thresh, dtype=np.float64)
+    cand = np.ascontiguousarray(boxes[:, :7].detach().to("cpu", torch.float64).numpy())
+    keep = greedy_nms(cand, lab, thr, float(cross_thresh))
+    return torch.from_numpy(keep).to(boxes.device)
 
 
 def nms_rotated(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float,
                 pre_max: int | None = None, post_max: int | None = None) -> torch.Tensor:
-    """Greedy NMS on LiDAR boxes ``(N,7+)`` by BEV IoU.
+    """Class-agnostic greedy NMS on LiDAR boxes ``(N,7+)`` by BEV IoU.
 
     Returns indices into ``boxes`` of the kept boxes, highest score first. ``pre_max`` keeps only
     the top-scoring boxes before suppression, ``post_max`` caps the result.
@@ -23,29 +47,23 @@ def nms_rotated(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float,
     order = scores.argsort(descending=True, stable=True)
     if pre_max is not None:
         order = order[:pre_max]
-    cand = boxes[order, :7].detach().to("cpu", torch.float64).numpy()
-    keep = greedy_nms(np.ascontiguousarray(cand), float(iou_threshold))
-    kept = order[torch.from_numpy(np.flatnonzero(keep)).to(order.device)]
-    if post_max is not None:
-        kept = kept[:post_max]
-    return kept
+    keep = nms_rotated_ordered(boxes[order], None, float(iou_threshold), float(iou_threshold))
+    kept = order[keep]
+    return kept[:post_max] if post_max is not None else kept
 
 
 def nms_rotated_multiclass(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor,
                            iou_threshold: float | dict[int, float] | list[float],
-                           pre_max: int | None = None, post_max: int | None = None) -> torch.Tensor:
-    """Class-aware NMS: boxes only suppress boxes of their own label.
-
-    ``iou_threshold`` may be one value or one per label (dict or list indexed by label).
-    Returns kept indices sorted by score (descending), capped at ``post_max``.
-    """
+                           pre_max: int | None = None, post_max: int | None = None,
+                           cross_class_threshold: float = 1.0) -> torch.Tensor:
+    """Class-aware NMS: boxes suppress boxes of their own label at ``iou_threshold`` (one value or
+    per label), and of other labels only above ``cross_class_threshold`` (default: never).
+    Returns kept indices sorted by score (descending), capped at ``post_max``."""
     if boxes.shape[0] == 0:
         return torch.zeros(0, dtype=torch.long, device=boxes.device)
-    kept = []
-    for lab in labels.unique().tolist():
-        idx = (labels == lab).nonzero(as_tuple=True)[0]
-        thr = iou_threshold if isinstance(iou_threshold, (int, float)) else iou_threshold[lab]
-        kept.append(idx[nms_rotated(boxes[idx], scores[idx], float(thr), pre_max=pre_max)])
-    kept = torch.cat(kept)
-    kept = kept[scores[kept].argsort(descending=True, stable=True)]
+    order = scores.argsort(descending=True, stable=True)
+    if pre_max is not None:
+        order = order[:pre_max]
+    keep = nms_rotated_ordered(boxes[order], labels[order], iou_threshold, cross_class_threshold)
+    kept = order[keep]
     return kept[:post_max] if post_max is not None else kept

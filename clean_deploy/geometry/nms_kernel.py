@@ -68,8 +68,13 @@ def rect_iou_bev(a, b, ca, cb, buf_a, buf_b):
 
 
 @numba.njit(cache=True)
-def greedy_nms(boxes, thresh):
-    """Keep mask of greedy NMS for score-sorted boxes (K,7) (float64) at BEV IoU ``thresh``."""
+def greedy_nms(boxes, labels, same_thresh, cross_thresh):
+    """Keep mask of greedy NMS over score-sorted boxes (K,7) (float64).
+
+    A kept box suppresses a later box of the same label when their BEV IoU exceeds
+    ``same_thresh[label]``, and a box of another label when it exceeds ``cross_thresh`` (use a
+    value >= 1 for class-aware NMS, the same value as ``same_thresh`` for class-agnostic NMS).
+    """
     k = boxes.shape[0]
     keep = np.ones(k, dtype=np.bool_)
     corners = np.empty((k, 4, 2))
@@ -85,11 +90,14 @@ def greedy_nms(boxes, thresh):
         for j in range(i + 1, k):
             if not keep[j]:
                 continue
+            thr = same_thresh[labels[i]] if labels[i] == labels[j] else cross_thresh
+            if thr >= 1.0:
+                continue
             dx = boxes[i, 0] - boxes[j, 0]
             dy = boxes[i, 1] - boxes[j, 1]
             r = radius[i] + radius[j]
             if dx * dx + dy * dy > r * r:
                 continue
-            if rect_iou_bev(boxes[i], boxes[j], corners[i], corners[j], buf_a, buf_b) > thresh:
+            if rect_iou_bev(boxes[i], boxes[j], corners[i], corners[j], buf_a, buf_b) > thr:
                 keep[j] = False
     return keep

@@ -171,16 +171,34 @@ class RoIHeadConfig(ConfigBase):
 
 
 @dataclass
+class RedundancyConfig(ConfigBase):
+    """IoU-aware redundancy elimination (CLEAN; algorithm in :mod:`clean_deploy.compress.redundancy`).
+    Per-class tuples follow ``class_names``."""
+
+    #: rescoring exponent b per class: ``score^(1-b) * iou^b`` (0 = plain classification score)
+    beta: tuple[float, ...] = (0.68, 0.71, 0.65)
+    #: minimum rescored score
+    score_thresh: float = 0.1
+    #: minimum predicted IoU per class (removes low-quality false positives); 0 disables
+    min_iou: tuple[float, ...] = (0.1, 0.1, 0.1)
+    #: same-class BEV IoU above which the lower-quality box is removed
+    nms_thresh: tuple[float, ...] = (0.01, 0.01, 0.01)
+    #: BEV IoU above which a box of another class is removed (>= 1 disables)
+    cross_class_thresh: float = 0.3
+    pre_max: int = 1000
+    max_output: int = 100
+
+
+@dataclass
 class PostProcessConfig(ConfigBase):
-    """Decode -> score threshold -> class-aware rotated NMS (shared by all detectors)."""
+    """Decode -> score threshold -> class-aware rotated NMS (shared by all detectors), or the
+    IoU-aware redundancy elimination when ``redundancy`` is set (needs the IoU branch)."""
 
     score_thresh: float = 0.1
     nms_thresh: float = 0.01
     nms_pre_max: int = 4096
     nms_post_max: int = 500
-    #: IoU-aware rescoring ``score^(1-b) * iou^b`` per class (used when the head has an IoU branch;
-    #: the redundancy-elimination module of the compression stage builds on it)
-    iou_rescore_beta: tuple[float, ...] = (0.68, 0.71, 0.65)
+    redundancy: RedundancyConfig | None = None
 
 
 @dataclass

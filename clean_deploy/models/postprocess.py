@@ -1,4 +1,5 @@
-"""Post-processing shared by all detectors: score threshold, top-k, class-aware rotated NMS."""
+"""Post-processing shared by all detectors: score threshold, top-k, class-aware rotated NMS; or the
+IoU-aware redundancy elimination of the compression stage when the config asks for it."""
 from __future__ import annotations
 
 import torch
@@ -11,6 +12,10 @@ from clean_deploy.models.config import PostProcessConfig
 def postprocess(decoded: dict, cfg: PostProcessConfig) -> list[dict]:
     """Decoded candidates (boxes (N,K,7), scores (N,K), labels (N,K), optional iou/valid) ->
     per frame ``{"boxes": (D,7), "scores": (D,), "labels": (D,) 0-based, "iou": (D,)|None}``."""
+    if cfg.redundancy is not None:
+        from clean_deploy.compress.redundancy import redundancy_elimination
+
+        return redundancy_elimination(decoded, cfg.redundancy)
     boxes, scores, labels = decoded["boxes"], decoded["scores"], decoded["labels"]
     iou, valid = decoded.get("iou"), decoded.get("valid")
     results = []

@@ -1,0 +1,136 @@
+"""Baseline table: train (or reuse) the two-stage teacher and the one-stage students on the
+synthetic benchmark, then measure 3D AP, parameters, FLOPs, CPU latency and peak memory.
+
+    .venv/bin/python benchmarks/baselines.py            # everything (about 1.5 h on 2 CPU cores)
+    .venv/bin/python benchmarks/baselines.py --only second   # one model
+
+Writes ``benchmarks/results/baselines.json`` and ``benchmarks/results/baselines.md``. Trained
+models are kept in ``--runs`` and reused on re-runs (delete a run dir to retrain it).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from datetime import date
+from pathlib import Path
+
+import torch
+
+from clean_deploy.bench.latency import benchmark_session
+from clean_deploy.bench.model_info import load_frames, model_summary
+from clean_deploy.config import TrainConfig
+from clean_deploy.models.zoo import get_config
+from clean_deploy.runtime.torch_session import TorchSession
+from clean_deploy.train.checkpoint import load_detector
+from clean_deploy.train.evaluate import evaluate_predictions, mean_moderate_ap, predict_split
+from clean_deploy.train.loop import train
+
+#: (key, detector config, role)
+MODELS = [
+    ("teacher", "voxel_rcnn_fast", "teacher (two-stage)"),
+    ("second", "second_fast@0.5x", "student"),
+    ("centerpoint", "centerpoint_fast@0.5x", "student"),
+    ("pointpillars", "pointpillars_fast@0.5x", "student"),
+]
+CLASSES = ("Car", "Pedestrian", "Cyclist")
+
+
+def ensure_data(root: Path, frames: int, val_frames: int, seed: int) -> Path:
+    from clean_deploy.data.synth import generate_dataset
+
+    meta = root / "synth_meta.json"
+    if meta.is_file():
+        m = json.loads(meta.read_text())
+        if m.get("frames") == {"train": frames, "val": val_frames} and m.get("seed") == seed:
+            return root
+    generate_dataset(root, frames, val_frames, seed=seed, workers=2)
+    return root
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {torch.get_num_threads()} torch threads, {platform.system()} {platform.machine()}, torch {torch.__version__}"
+
+
+def run_model(key: str, cfg_name: str, args) -> dict:
+    run_dir = args.runs / key
+    ckpt = run_dir / "model.pth"
+    if not ckpt.is_file():
+        epochs = args.teacher_epochs if key == "teacher" else args.student_epochs
+        tcfg = TrainConfig(epochs=epochs, batch_size=args.batch_size, lr=args.lr, num_workers=2, seed=0)
+        train(get_config(cfg_name), args.data, run_dir, tcfg, resume=True, meta={"config_name": cfg_name})
+    model, ck = load_detector(ckpt)
+    pred_dir = run_dir / "pred_val"
+    predict_split(model, args.data, "val", pred_dir=pred_dir)
+    ap = evaluate_predictions(args.data, "val", pred_dir, model.cfg.class_names, model.cfg.point_cloud_range)
+    frames = load_frames(args.data, "val", args.latency_frames)
+    info = model_summary(model, frames[:10])
+    lat = benchmark_session(TorchSession(model, "cpu"), frames, warmup=3, desc=f"latency {key}")
+    return {"key": key, "config": cfg_name, "train_seconds": ck["meta"].get("train_seconds"),
+            "epochs": ck["meta"].get("epochs"), "ap": ap, "mean_moderate_3d": mean_moderate_ap(ap),
+            **info, "latency": lat}
+
+
+def markdown(rows: list[dict], header: str) -> str:
+    lines = [header, "",
+             "| model | config | " + " | ".join(f"{c} 3D e/m/h" for c in CLASSES)
+             + " | mean mod 3D | params (M) | GMACs | CPU latency p50 ms (pre/net/post) | peak mem (MB) | train (min) |",
+             "|---" * (8 + len(CLASSES)) + "|"]
+    for r in rows:
+        aps = " | ".join("/".join(f"{r['ap'][c]['3d'][d]:.1f}" for d in ("easy", "moderate", "hard")) for c in CLASSES)
+        st = r["latency"]["stages_ms"]
+        lat = f"{st['total']['p50']:.0f} ({st['pre']['p50']:.0f}/{st['net']['p50']:.0f}/{st['post']['p50']:.0f})"
+        tmin = f"{r['train_seconds'] / 60:.0f}" if r.get("train_seconds") else "-"
+        lines.append(f"| {r['key']} | `{r['config']}` | {aps} | {r['mean_moderate_3d']:.2f} | {r['params'] / 1e6:.2f} "
+                     f"| {r['gmacs']:.2f} | {lat} | {r['latency']['peak_rss_delta_mb']:.0f} | {tmin} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=Path("benchmarks/data/synth"))
+    ap.add_argument("--frames", type=int, default=300)
+    ap.add_argument("--val-frames", type=int, default=100)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--runs", type=Path, default=Path("benchmarks/runs"))
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    ap.add_argument("--teacher-epochs", type=int, default=12)
+    ap.add_argument("--student-epochs", type=int, default=12)
+    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--lr", type=float, default=0.003)
+    ap.add_argument("--latency-frames", type=int, default=30)
+    ap.add_argument("--only", nargs="*", help="subset of model keys")
+    args = ap.parse_args()
+    ensure_data(args.data, args.frames, args.val_frames, args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    out_json = args.out / "baselines.json"
+    results = json.loads(out_json.read_text())["models"] if out_json.is_file() else {}
+    t0 = time.time()
+    for key, cfg_name, _ in MODELS:
+        if args.only and key not in args.only:
+            continue
+        results[key] = run_model(key, cfg_name, args)
+        print(f"{key}: mean moderate 3D AP {results[key]['mean_moderate_3d']:.2f}")
+    doc = {"date": str(date.today()), "machine": machine(), "data": str(args.data),
+           "frames": {"train": args.frames, "val": args.val_frames}, "models": results,
+           "wall_seconds": time.time() - t0}
+    out_json.write_text(json.dumps(doc, indent=2) + "\n")
+    rows = [results[k] for k, _, _ in MODELS if k in results]
+    header = (f"# Baselines on the synthetic benchmark ({args.frames} train / {args.val_frames} val frames)\n\n"
+              f"{doc['date']}, {doc['machine']}. AP_R40 (%), KITTI protocol, GT outside the detector range "
+              f"ignored. Latency: PyTorch eager, CPU, batch 1, {args.latency_frames} val frames after 3 warm-up.")
+    (args.out / "baselines.md").write_text(markdown(rows, header))
+    print(markdown(rows, header))
+
+
+if __name__ == "__main__":
+    main()

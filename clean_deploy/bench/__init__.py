@@ -1,0 +1,1 @@
+"""Measurements: latency per stage, peak memory, model size, reports and plots."""

@@ -1,0 +1,61 @@
+"""Deploy-time pre-processing shared by every backend: validate a raw point cloud, crop it to the
+camera FOV (when calibration is given) and the detector's range, voxelise it into a batch of one."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from clean_deploy.data.preprocess import fov_mask, points_in_range_mask
+from clean_deploy.data.voxelize import Voxelizer
+from clean_deploy.geometry.calib import KITTI_IMAGE_SHAPE, Calibration
+
+
+class PointCloudInputError(ValueError):
+    """A point cloud handed to a runtime session that it cannot process."""
+
+
+def validate_points(points, num_features: int = 4, name: str = "points") -> np.ndarray:
+    """(N, C) float32 finite array or a clear error naming what is wrong."""
+    if isinstance(points, torch.Tensor):
+        points = points.detach().cpu().numpy()
+    if not isinstance(points, np.ndarray):
+        raise PointCloudInputError(f"{name}: expected a numpy array (N, {num_features}), got {type(points).__name__}")
+    if points.ndim != 2 or points.shape[1] != num_features:
+        raise PointCloudInputError(f"{name}: expected shape (N, {num_features}) x y z intensity, got {points.shape}")
+    if points.dtype != np.float32:
+        if not np.issubdtype(points.dtype, np.floating):
+            raise PointCloudInputError(f"{name}: expected float32 values, got dtype {points.dtype}")
+        points = points.astype(np.float32)
+    bad = ~np.isfinite(points).all(1)
+    if bad.any():
+        raise PointCloudInputError(f"{name}: {int(bad.sum())} of {len(points)} points have NaN/inf values "
+                                   f"(first at row {int(np.flatnonzero(bad)[0])}); drop them before inference")
+    return np.ascontiguousarray(points)
+
+
+class Preprocessor:
+    """Crop + voxelise for one detector config (``max_voxels_test`` voxels at most)."""
+
+    def __init__(self, cfg, strict_max_voxels: bool = False) -> None:
+        self.cfg = cfg
+        self.voxelizer = Voxelizer(cfg.voxel_size, cfg.point_cloud_range, cfg.max_points_per_voxel,
+                                   cfg.max_voxels_test)
+        self.strict = strict_max_voxels
+
+    def crop(self, points: np.ndarray, calib: Calibration | None = None,
+             image_shape: tuple[int, int] = KITTI_IMAGE_SHAPE) -> np.ndarray:
+        if calib is not None and len(points):
+            points = points[fov_mask(points, calib, image_shape)]
+        return points[points_in_range_mask(points, self.cfg.point_cloud_range)]
+
+    def __call__(self, points: np.ndarray, calib: Calibration | None = None,
+                 image_shape: tuple[int, int] = KITTI_IMAGE_SHAPE) -> dict:
+        pts = self.crop(validate_points(points), calib, image_shape)
+        voxels, coords, num = self.voxelizer(pts)
+        if self.strict and len(voxels) >= self.cfg.max_voxels_test:
+            raise PointCloudInputError(
+                f"points: the cloud fills {len(voxels)} voxels, the model's cap max_voxels_test="
+                f"{self.cfg.max_voxels_test}; points beyond it would be dropped silently")
+        coords = np.concatenate([np.zeros((len(coords), 1), np.int32), coords], 1)
+        return {"batch_size": 1, "voxels": torch.from_numpy(voxels), "voxel_coords": torch.from_numpy(coords),
+                "voxel_num_points": torch.from_numpy(num), "points": pts}

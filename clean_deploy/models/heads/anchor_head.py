@@ -84,7 +84,8 @@ class AnchorHead(nn.Module):
         """Per-class IoU matching (nearest-BEV IoU, forced best match per GT).
 
         ``anchors`` (H,W,A,7); ``gt_boxes`` (N,M,8) with 1-based class in column 7 (0 = padding).
-        Returns labels (N,K) (0 bg, -1 ignore, c+1 class c), matched GT boxes (N,K,7).
+        Returns labels (N,K) (0 bg, -1 ignore, c+1 class c), matched GT boxes (N,K,7), the index of
+        the matched GT in ``gt_boxes`` (N,K) (-1 none) and the matching IoU (N,K).
         """
         h, w, a, _ = anchors.shape
         flat = anchors.reshape(-1, 7)
@@ -93,12 +94,13 @@ class AnchorHead(nn.Module):
         n = gt_boxes.shape[0]
         labels = torch.zeros(n, flat.shape[0], dtype=torch.long, device=anchors.device)
         matched = torch.zeros(n, flat.shape[0], 7, dtype=anchors.dtype, device=anchors.device)
+        gt_index = torch.full((n, flat.shape[0]), -1, dtype=torch.long, device=anchors.device)
+        match_iou = torch.zeros(n, flat.shape[0], dtype=anchors.dtype, device=anchors.device)
         for b in range(n):
-            gt = gt_boxes[b]
-            gt = gt[gt[:, 7] > 0]
             for c, acfg in enumerate(self.cfg.anchors):
                 aidx = (anchor_cls == c).nonzero(as_tuple=True)[0]
-                g = gt[gt[:, 7].long() == c + 1]
+                gsel = (gt_boxes[b, :, 7].long() == c + 1).nonzero(as_tuple=True)[0]
+                g = gt_boxes[b, gsel]
                 if len(g) == 0:
                     continue
                 iou = iou_bev_nearest(flat[aidx], g[:, :7])  # (Ka, G)
@@ -114,7 +116,9 @@ class AnchorHead(nn.Module):
                 lab[pos] = c + 1
                 labels[b, aidx] = lab
                 matched[b, aidx[pos]] = g[best_gt[pos], :7]
-        return {"labels": labels, "matched": matched}
+                gt_index[b, aidx[pos]] = gsel[best_gt[pos]]
+                match_iou[b, aidx[pos]] = iou[pos, best_gt[pos]].to(match_iou.dtype)
+        return {"labels": labels, "matched": matched, "gt_index": gt_index, "iou": match_iou}
 
     # --------------------------------------------------------------------- loss
     def loss(self, preds: dict, gt_boxes: torch.Tensor, targets: dict | None = None) -> dict:
@@ -180,6 +184,7 @@ class AnchorHead(nn.Module):
         anchors = self.anchors(preds["feature_size"], preds["box"].device).reshape(1, -1, 7)
         boxes = self.coder.decode(preds["box"], anchors.expand(preds["box"].shape[0], -1, -1))
         boxes = self._resolve_direction(boxes, preds.get("dir"))
-        scores, labels = torch.sigmoid(preds["cls"]).max(-1)
+        logits, labels = preds["cls"].max(-1)
         iou = torch.sigmoid(preds["iou"]) if "iou" in preds else None
-        return {"boxes": boxes, "scores": scores, "labels": labels, "iou": iou}
+        return {"boxes": boxes, "scores": torch.sigmoid(logits), "labels": labels, "iou": iou,
+                "logits": logits, "index": None}

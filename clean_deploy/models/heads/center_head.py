@@ -101,7 +101,8 @@ class CenterHead(nn.Module):
                            torch.log(gt_boxes[..., 3].clamp(min=1e-3)), torch.log(gt_boxes[..., 4].clamp(min=1e-3)),
                            torch.log(gt_boxes[..., 5].clamp(min=1e-3)),
                            torch.cos(gt_boxes[..., 6]), torch.sin(gt_boxes[..., 6])], -1)
-        return {"hm": hm, "ind": ind, "mask": inside, "reg": reg, "boxes": gt_boxes[..., :7]}
+        return {"hm": hm, "ind": ind, "mask": inside, "reg": reg, "boxes": gt_boxes[..., :7],
+                "classes": gt_boxes[..., 7].long()}
 
     # --------------------------------------------------------------------- loss
     def loss(self, preds: dict, gt_boxes: torch.Tensor, targets: dict | None = None) -> dict:
@@ -109,14 +110,24 @@ class CenterHead(nn.Module):
         if targets is None:
             targets = self.assign_targets(gt_boxes, preds["feature_size"])
         num_pos = L.global_normalizer(targets["hm"].eq(1).sum())
-        out = {"loss_cls": L.centernet_focal_loss(preds["hm"], targets["hm"], num_pos) * cfg.loss_weights.cls}
         mask = targets["mask"]
-        n_obj = L.global_normalizer(mask.sum())
         n, _, h, w = preds["reg"].shape
+        # optional per-object weights (label-assignment distillation): peaks and regression
+        obj_w = targets.get("obj_weight")
+        pos_w = None
+        if obj_w is not None:
+            pos_w = torch.ones_like(targets["hm"]).view(n, self.num_classes, h * w)
+            cls = (targets["classes"] - 1).clamp(min=0)
+            pos_w.view(n, -1).scatter_(1, cls * h * w + targets["ind"], torch.where(mask, obj_w, torch.ones_like(obj_w)))
+            pos_w = pos_w.view_as(targets["hm"])
+        out = {"loss_cls": L.centernet_focal_loss(preds["hm"], targets["hm"], num_pos, pos_weight=pos_w)
+               * cfg.loss_weights.cls}
+        n_obj = L.global_normalizer(mask.sum())
         reg = preds["reg"].view(n, REG_CHANNELS, h * w).gather(
             2, targets["ind"][:, None, :].expand(-1, REG_CHANNELS, -1)).permute(0, 2, 1)  # (N,M,8)
         cw = reg.new_tensor(cfg.code_weights)
-        l1 = ((reg - targets["reg"]).abs() * cw * mask[..., None]).sum() / n_obj
+        reg_mask = mask.to(reg.dtype) * (obj_w if obj_w is not None else 1.0)
+        l1 = ((reg - targets["reg"]).abs() * cw * reg_mask[..., None]).sum() / n_obj
         out["loss_box"] = l1 * cfg.loss_weights.box
         if self.iou is not None:
             with torch.no_grad():
@@ -152,4 +163,5 @@ class CenterHead(nn.Module):
         reg = preds["reg"].view(n, REG_CHANNELS, h * w).gather(2, ind[:, None, :].expand(-1, REG_CHANNELS, -1))
         boxes = self._decode_reg(reg.permute(0, 2, 1), ind, w)
         iou = torch.sigmoid(preds["iou"].view(n, h * w).gather(1, ind)) if "iou" in preds else None
-        return {"boxes": boxes, "scores": scores, "labels": labels, "iou": iou}
+        logits = preds["hm"].reshape(n, -1).gather(1, flat)
+        return {"boxes": boxes, "scores": scores, "labels": labels, "iou": iou, "logits": logits, "index": flat}

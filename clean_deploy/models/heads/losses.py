@@ -35,10 +35,14 @@ def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float
 
 
 def centernet_focal_loss(logits: torch.Tensor, target: torch.Tensor, num_pos: torch.Tensor,
-                         alpha: float = 2.0, beta: float = 4.0) -> torch.Tensor:
-    """CenterNet's penalty-reduced focal loss over gaussian heatmaps, divided by ``num_pos``."""
+                         alpha: float = 2.0, beta: float = 4.0,
+                         pos_weight: torch.Tensor | None = None) -> torch.Tensor:
+    """CenterNet's penalty-reduced focal loss over gaussian heatmaps, divided by ``num_pos``;
+    ``pos_weight`` (same shape) scales the loss at the peaks."""
     pred = torch.sigmoid(logits).clamp(1e-4, 1 - 1e-4)
     pos = target.eq(1).to(pred.dtype)
+    if pos_weight is not None:
+        pos = pos * pos_weight
     neg = 1 - pos
     pos_loss = torch.log(pred) * (1 - pred).pow(alpha) * pos
     neg_loss = torch.log(1 - pred) * pred.pow(alpha) * (1 - target).pow(beta) * neg

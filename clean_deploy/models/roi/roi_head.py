@@ -77,20 +77,34 @@ class RoIHead(nn.Module):
         else:
             tgt = None
             rois, labels, valid = props["rois"], props["roi_labels"], props["valid"]
-        r = rois.shape[1]
-        flat = rois.reshape(n * r, 7)
-        batch_idx = torch.arange(n, device=rois.device).repeat_interleave(r)
-        pts = roi_grid_points(flat, self.cfg.grid_size)
-        pooled = [pool(sparse_feats[name], pts, batch_idx) for name, pool in self.pools.items()]
-        x = torch.cat(pooled, -1).reshape(n * r, -1)
-        x = self.shared(x)
-        cls = self.cls(x).view(n, r)
-        reg = self.reg(x).view(n, r, -1)
+        cls, reg = self.head_forward(sparse_feats, rois)
         out = {"rois": rois, "roi_labels": labels, "valid": valid, "cls": cls, "reg": reg,
                "roi_scores": props["roi_scores"] if tgt is None else None}
         if tgt is not None:
             out["targets"] = tgt
         return out
+
+    def head_forward(self, sparse_feats: dict, rois: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pool features on the grids of ``rois`` (N,R,7) and run the MLP: class logits (N,R) and
+        refinement residuals (N,R,code)."""
+        n, r = rois.shape[:2]
+        flat = rois.reshape(n * r, 7)
+        batch_idx = torch.arange(n, device=rois.device).repeat_interleave(r)
+        pts = roi_grid_points(flat, self.cfg.grid_size)
+        pooled = [pool(sparse_feats[name], pts, batch_idx) for name, pool in self.pools.items()]
+        x = self.shared(torch.cat(pooled, -1).reshape(n * r, -1))
+        return self.cls(x).view(n, r), self.reg(x).view(n, r, -1)
+
+    @torch.no_grad()
+    def score_boxes(self, sparse_feats: dict, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The second stage's judgement of arbitrary boxes (N,R,7) used as RoIs: IoU-guided
+        confidence (N,R) in [0,1] and refined boxes (N,R,7). Used by distillation."""
+        if boxes.shape[1] == 0:
+            return boxes.new_zeros(boxes.shape[:2]), boxes.clone()
+        cls, reg = self.head_forward(sparse_feats, boxes[..., :7])
+        n, r = cls.shape
+        refined = decode_roi_boxes(self.coder, boxes[..., :7].reshape(n * r, 7), reg.reshape(n * r, -1))
+        return torch.sigmoid(cls), refined.view(n, r, 7)
 
     def loss(self, out: dict) -> dict:
         cfg, tgt = self.cfg, out["targets"]

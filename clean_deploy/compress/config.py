@@ -1,0 +1,40 @@
+"""Typed configs of the compression stage (distillation, pruning, the whole CLEAN pipeline)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from clean_deploy.config import ConfigBase
+
+
+@dataclass
+class DistillConfig(ConfigBase):
+    """CaKD: every term switchable (weight 0 = off) and weighted.
+
+    Student-oriented distillation: ``response`` (masked dense class-response KD), ``feature``
+    (masked BEV feature KD through a learned adapter), ``student_oriented`` (the teacher's second
+    stage judges the student's own confident boxes; the student's scores there learn that
+    judgement). Two-stage-oriented label assignment distillation: ``label_assignment`` (soft
+    classification targets and loss weights from the teacher's IoU-guided quality of each GT) and
+    optionally confident teacher boxes added as extra targets.
+    """
+
+    response: float = 1.0
+    feature: float = 1.0
+    student_oriented: float = 1.0
+    label_assignment: bool = True
+    #: soft target of a positive = iou_match^alpha * teacher_quality^(1 - alpha)
+    la_alpha: float = 0.5
+    #: positives' regression weight = teacher quality^gamma (normalised to mean 1)
+    la_box_gamma: float = 1.0
+    add_teacher_boxes: bool = False
+    add_score_thresh: float = 0.8
+    #: foreground mask: GT boxes and teacher predictions above this score, enlarged by this (m)
+    mask_teacher_score: float = 0.3
+    mask_enlarge: float = 0.5
+    #: per-class weights of the foreground mask (class_names order); background weight
+    class_weights: tuple[float, ...] = (1.0, 2.0, 2.0)
+    bg_weight: float = 0.02
+    #: student-oriented candidates: score threshold, NMS IoU, per-frame cap
+    so_score_thresh: float = 0.1
+    so_nms_thresh: float = 0.3
+    so_max: int = 64

@@ -1,0 +1,1 @@
+"""CaKD (category knowledge-driven distillation) from a two-stage teacher into one-stage students."""

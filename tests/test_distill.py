@@ -1,0 +1,116 @@
+"""CaKD terms: each is zero when the student matches the teacher and positive otherwise; the
+combined loss trains heterogeneous pairs (anchor/center/pillar students from a two-stage teacher)."""
+import math
+
+import pytest
+import torch
+
+from clean_deploy.compress.config import DistillConfig
+from clean_deploy.compress.distill.cakd import CaKDLoss
+from clean_deploy.compress.distill.feature_kd import masked_feature_loss
+from clean_deploy.compress.distill.label_assignment import add_teacher_boxes, distilled_targets
+from clean_deploy.compress.distill.masks import foreground_mask
+from clean_deploy.compress.distill.response_kd import bernoulli_kl, masked_response_loss
+from clean_deploy.compress.distill.student_oriented import select_student_candidates, student_oriented_loss
+from clean_deploy.models.detector import build_detector
+from clean_deploy.models.zoo import get_config, with_iou_branch
+
+from toy import TOY_BOXES, toy_batch
+
+
+def test_feature_and_response_losses_zero_iff_equal():
+    g = torch.Generator().manual_seed(0)
+    f = torch.randn(2, 8, 10, 12, generator=g)
+    mask = torch.rand(2, 10, 12, generator=g)
+    assert masked_feature_loss(f, f, mask).item() == 0.0
+    assert masked_feature_loss(f + 0.1, f, mask).item() == pytest.approx(0.01, rel=1e-5)
+    z = torch.randn(2, 3, 10, 12, generator=g)
+    assert masked_response_loss(z, z, mask).abs().item() < 1e-6
+    assert masked_response_loss(z + 0.5, z, mask).item() > 1e-3
+    # masked: a difference only where the mask is 0 costs nothing
+    m0 = torch.zeros_like(mask)
+    m0[:, :5] = 1
+    z2 = z.clone()
+    z2[:, :, 5:] += 3
+    assert masked_response_loss(z2, z, m0).abs().item() < 1e-6
+    assert bernoulli_kl(torch.tensor([0.0]), torch.tensor([0.5])).abs().item() < 1e-7
+
+
+def test_foreground_mask_is_category_aware():
+    gt = torch.from_numpy(TOY_BOXES)[None]
+    rng = (0.0, -40.0, -3.0, 70.4, 40.0, 1.0)
+    m = foreground_mask(gt, None, rng, (100, 88), (1.0, 2.0, 3.0), 0.01, 0.0, 0.5)
+    assert m.shape == (1, 100, 88)
+    # cell of the car centre (12, 3) weighs 1, the cyclist (15, 7) 3, far background 0.01
+    cell = lambda x, y: (int((y + 40) / 0.8), int(x / 0.8))  # noqa: E731
+    assert m[0][cell(12.0, 3.0)] == 1.0 and m[0][cell(15.0, 7.0)] == 3.0 and m[0][cell(60.0, -30.0)] == 0.01
+
+
+@pytest.fixture(scope="module")
+def pair():
+    torch.manual_seed(0)
+    teacher = build_detector(get_config("voxel_rcnn_fast@0.25x")).eval()
+    return teacher
+
+
+def test_student_oriented_zero_when_student_matches_teacher(pair):
+    teacher = pair
+    cfg = get_config("second_fast@0.25x")
+    student = build_detector(cfg).eval()
+    batch = toy_batch(cfg, 1)
+    with torch.no_grad():
+        t_out = teacher(batch)
+        decoded = student.dense_head.decode(student(batch)["dense"])
+    decoded["scores"] = torch.rand_like(decoded["scores"])  # untrained student: make candidates exist
+    rois, index, valid = select_student_candidates(decoded, 0.5, 0.3, 16)
+    assert valid.sum() == 16
+    q, _ = teacher.roi_head.score_boxes(t_out["sparse"], rois)
+    logits = torch.zeros_like(decoded["scores"])
+    logits[0, index[0]] = torch.logit(q[0].clamp(1e-6, 1 - 1e-6))
+    decoded["logits"] = logits
+    assert student_oriented_loss(decoded, teacher, t_out, 0.5, 0.3, 16).abs().item() < 1e-5
+    decoded["logits"] = logits + 1.0
+    assert student_oriented_loss(decoded, teacher, t_out, 0.5, 0.3, 16).item() > 1e-3
+
+
+@pytest.mark.parametrize("name", ["second_fast@0.25x", "centerpoint_fast@0.25x"])
+def test_label_assignment_reduces_to_plain_targets_for_perfect_quality(name):
+    cfg = get_config(name)
+    student = build_detector(cfg).train()
+    batch = toy_batch(cfg, 2)
+    out = student(batch)
+    gt = batch["gt_boxes"]
+    plain, _ = student.loss(out, batch)
+    perfect = distilled_targets(student.dense_head, out["dense"], gt, torch.ones(gt.shape[:2]), 0.0, 1.0)
+    same, _ = student.loss(out, batch, perfect)
+    assert same.item() == pytest.approx(plain.item(), rel=1e-5)
+    # uneven teacher quality (weights are normalised to mean 1, so it must vary to matter)
+    q = torch.linspace(0.2, 1.0, gt.shape[0] * gt.shape[1]).view(gt.shape[:2])
+    lowq = distilled_targets(student.dense_head, out["dense"], gt, q, 0.5, 1.0)
+    assert abs(student.loss(out, batch, lowq)[0].item() - plain.item()) > 1e-3
+
+
+def test_add_teacher_boxes_only_adds_unexplained_confident_boxes():
+    gt = torch.from_numpy(TOY_BOXES)[None]
+    det = {"boxes": torch.tensor([[12.1, 3.0, -0.95, 3.9, 1.6, 1.5, 0.2], [30.0, -10.0, -0.9, 4.0, 1.7, 1.5, 0.0],
+                                  [40.0, 10.0, -0.9, 4.0, 1.7, 1.5, 0.0]]),
+           "scores": torch.tensor([0.95, 0.9, 0.5]), "labels": torch.tensor([0, 0, 0])}
+    out = add_teacher_boxes(gt, [det], 0.8)
+    assert out.shape == (1, len(TOY_BOXES) + 1, 8)
+    assert torch.allclose(out[0, -1], torch.tensor([30.0, -10.0, -0.9, 4.0, 1.7, 1.5, 0.0, 1.0]))
+
+
+@pytest.mark.parametrize("name", ["second_fast@0.25x", "centerpoint_fast@0.25x", "pointpillars_fast@0.25x"])
+def test_cakd_trains_heterogeneous_students(pair, name):
+    teacher = pair
+    cfg = with_iou_branch(get_config(name))
+    student = build_detector(cfg).train()
+    loss = CaKDLoss(teacher, student, DistillConfig(so_score_thresh=0.0))
+    batch = toy_batch(cfg, 2)
+    total, parts = loss(student, batch)
+    for k in ("kd_feature", "kd_response", "kd_student_oriented", "loss_cls", "loss_box", "loss_iou"):
+        assert k in parts and math.isfinite(parts[k]), k
+    assert parts["kd_feature"] > 0 and parts["kd_response"] > 0 and parts["kd_student_oriented"] > 0
+    total.backward()
+    assert loss.adapter.proj.weight.grad is not None and loss.adapter.proj.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in teacher.parameters())

@@ -38,3 +38,19 @@ class DistillConfig(ConfigBase):
     so_score_thresh: float = 0.1
     so_nms_thresh: float = 0.3
     so_max: int = 64
+
+
+@dataclass
+class PruneConfig(ConfigBase):
+    """What to prune and how much."""
+
+    #: masked (CLEAN) | taylor (first-order) | unmasked | l1 | random
+    method: str = "masked"
+    #: keep this fraction of the FLOPs (``budget='flops'``) or parameters (``'params'``)
+    target: float = 0.3
+    budget: str = "flops"
+    min_channels: int = 4
+    min_ratio: float = 0.1
+    calib_frames: int = 8
+    calib_batch: int = 4
+    seed: int = 0

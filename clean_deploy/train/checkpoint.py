@@ -79,7 +79,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 
 def load_detector(path: str | Path, map_location: str | torch.device = "cpu"):
-    """Build the detector stored in a checkpoint (with its own, possibly pruned, widths)."""
+    """Build the detector stored in a checkpoint (with its own, possibly pruned, widths), in eval
+    mode."""
     from clean_deploy.models.detector import build_detector
 
     ck = load_checkpoint(path, map_location)
@@ -88,4 +89,4 @@ def load_detector(path: str | Path, map_location: str | torch.device = "cpu"):
     if missing or unexpected:
         raise CheckpointError(f"{path}: weights do not fit the stored config "
                               f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
-    return model, ck
+    return model.eval(), ck

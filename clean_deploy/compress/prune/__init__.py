@@ -1,0 +1,1 @@
+"""Masked category-knowledge-driven structured pruning: importance, planning, physical removal."""

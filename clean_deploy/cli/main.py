@@ -6,6 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from clean_deploy.cli.compress import compress_command, distill_command, prune_command
 from clean_deploy.cli.data import data_app
 from clean_deploy.cli.eval import eval_command
 from clean_deploy.cli.train import test_command, train_command
@@ -16,6 +17,34 @@ app.add_typer(data_app, name="data")
 app.command("eval")(eval_command)
 app.command("train")(train_command)
 app.command("test")(test_command)
+app.command("distill")(distill_command)
+app.command("prune")(prune_command)
+app.command("compress")(compress_command)
+
+
+@app.command("model-info")
+def model_info_command(
+    config: Annotated[list[str], typer.Option("--config", help="detector config(s) or checkpoint path(s)")],
+    data: Annotated[Optional[Path], typer.Option("--data", help="KITTI-format root for real frames")] = None,
+    frames: Annotated[int, typer.Option(help="frames to average the FLOPs over")] = 5,
+) -> None:
+    """Parameters and per-frame FLOPs (MACs from real rulebook pairs) of detector configs."""
+    from clean_deploy.bench.model_info import load_frames, model_summary
+    from clean_deploy.data.synth import generate_frame
+    from clean_deploy.models.detector import build_detector
+    from clean_deploy.models.zoo import get_config
+    from clean_deploy.train.checkpoint import load_detector
+
+    if data is not None:
+        fr = load_frames(data, "val", frames)
+    else:  # a few synthetic frames made on the fly
+        fr = [(f.points, f.calib) for f in (generate_frame(0, i) for i in range(frames))]
+    typer.echo(f"{'config':32s} {'params':>10s} {'weights MB':>10s} {'GMACs':>8s} {'GFLOPs':>8s}  by kind (GMACs)")
+    for name in config:
+        model = load_detector(name)[0] if Path(name).is_file() else build_detector(get_config(name)).eval()
+        s = model_summary(model, fr)
+        kinds = ", ".join(f"{k} {v:.2f}" for k, v in s["gmacs_by_kind"].items())
+        typer.echo(f"{name:32s} {s['params']:10d} {s['weight_mb']:10.2f} {s['gmacs']:8.2f} {s['gflops']:8.2f}  {kinds}")
 
 
 @app.command("viz")

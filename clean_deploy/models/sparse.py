@@ -15,10 +15,17 @@ so that two known problems of spconv 2.3.8's CPU build are handled once:
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
+import warnings
 from typing import Iterator
 
 import torch
+
+# spconv 2.3.8 on torch 2.x: each dense() call warns about non-tuple indexing, and torch.fx logs a
+# deprecation notice for spconv's is_fx_tracing() check; neither concerns our users
+warnings.filterwarnings("ignore", message="Using a non-tuple sequence for multidimensional indexing")
+logging.getLogger("torch.fx._symbolic_trace").setLevel(logging.ERROR)
 
 try:
     import spconv.pytorch as spconv  # noqa: F401  (re-exported)

@@ -1,0 +1,145 @@
+"""The whole CLEAN method in one call (``clean-deploy compress``): distil a one-stage student from
+the two-stage teacher, prune it with masked category-knowledge importance to a FLOPs budget,
+fine-tune with distillation, switch on IoU-aware redundancy elimination, evaluate teacher and
+student, and write a report (markdown + JSON + accuracy-vs-latency plot).
+
+Every stage writes into ``RUN_DIR/<stage>/`` and is skipped when its output exists, so an
+interrupted run resumes where it stopped.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from clean_deploy.bench.latency import benchmark_session
+from clean_deploy.bench.model_info import load_frames, model_summary
+from clean_deploy.bench.plots import accuracy_latency_plot
+from clean_deploy.compress.config import DistillConfig, PruneConfig
+from clean_deploy.config import ConfigBase, TrainConfig
+from clean_deploy.models.config import RedundancyConfig
+from clean_deploy.models.zoo import get_config, with_iou_branch
+from clean_deploy.runtime.torch_session import TorchSession
+from clean_deploy.train.checkpoint import load_detector, save_checkpoint
+from clean_deploy.train.evaluate import evaluate_predictions, mean_moderate_ap, predict_split
+
+
+@dataclass
+class CompressConfig(ConfigBase):
+    """Settings of the whole pipeline."""
+
+    student: str = "second_fast@0.5x"
+    distill_epochs: int = 12
+    finetune_epochs: int = 6
+    batch_size: int = 4
+    lr: float = 0.003
+    finetune_lr: float = 0.0015
+    num_workers: int = 2
+    seed: int = 0
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    prune: PruneConfig = field(default_factory=PruneConfig)
+    redundancy: RedundancyConfig = field(default_factory=RedundancyConfig)
+    eval_split: str = "val"
+    latency_frames: int = 20
+
+
+def _evaluate(ckpt: Path, data, split: str, out_dir: Path, latency_frames: int, frames) -> dict:
+    model, ck = load_detector(ckpt)
+    pred = out_dir / f"pred_{split}"
+    predict_split(model, data, split, pred_dir=pred, progress=False)
+    ap = evaluate_predictions(data, split, pred, model.cfg.class_names, model.cfg.point_cloud_range)
+    info = model_summary(model, frames[: min(5, len(frames))])
+    lat = benchmark_session(TorchSession(model, "cpu"), frames[:latency_frames], warmup=2, progress=False)
+    return {"checkpoint": str(ckpt), "ap": ap, "mean_moderate_3d": mean_moderate_ap(ap), **info,
+            "latency_ms": lat["stages_ms"]["total"]["p50"], "latency": lat}
+
+
+def compress(teacher_ckpt: str | Path, data_root: str | Path, run_dir: str | Path, cfg: CompressConfig,
+             target_flops: float | None = None, echo=print) -> dict:
+    """Run distil -> prune -> fine-tune -> RE -> eval; returns the report dict."""
+    from clean_deploy.compress.distill.run import distill
+    from clean_deploy.compress.prune.run import calibration_batches, prune_model
+
+    run = Path(run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    if target_flops is not None:
+        cfg = cfg.replace(prune=cfg.prune.replace(target=target_flops))
+    t0 = time.time()
+    timings = {}
+    # 1. distillation (IoU branch on: the redundancy elimination needs the predicted quality)
+    student_cfg = with_iou_branch(get_config(cfg.student))
+    dist_ckpt = run / "distill" / "model.pth"
+    if not dist_ckpt.is_file():
+        echo(f"[1/5] CaKD distillation of {cfg.student} from {teacher_ckpt}")
+        tcfg = TrainConfig(epochs=cfg.distill_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+                           num_workers=cfg.num_workers, seed=cfg.seed)
+        distill(teacher_ckpt, student_cfg, data_root, run / "distill", tcfg, cfg.distill, resume=True)
+    timings["distill"] = time.time() - t0
+    # 2. pruning
+    pruned_ckpt = run / "prune" / "pruned.pth"
+    if not pruned_ckpt.is_file():
+        echo(f"[2/5] {cfg.prune.method} importance pruning to {cfg.prune.target:.2f} x FLOPs")
+        student, _ = load_detector(dist_ckpt)
+        batches = calibration_batches(student, data_root, cfg.prune.calib_frames, cfg.prune.calib_batch)
+        pruned, report = prune_model(student, batches, cfg.prune)
+        save_checkpoint(pruned_ckpt, pruned, pruned.cfg, meta={"kind": "pruned", "prune_report": report})
+        (run / "prune" / "prune_report.json").write_text(json.dumps(report, indent=2) + "\n")
+    timings["prune"] = time.time() - t0 - sum(timings.values())
+    # 3. fine-tuning with distillation
+    ft_ckpt = run / "finetune" / "model.pth"
+    if not ft_ckpt.is_file():
+        echo(f"[3/5] fine-tuning the pruned student with CaKD ({cfg.finetune_epochs} epochs)")
+        pruned, _ = load_detector(pruned_ckpt)
+        tcfg = TrainConfig(epochs=cfg.finetune_epochs, batch_size=cfg.batch_size, lr=cfg.finetune_lr,
+                           num_workers=cfg.num_workers, seed=cfg.seed + 1)
+        distill(teacher_ckpt, pruned.cfg, data_root, run / "finetune", tcfg, cfg.distill, resume=True,
+                student_model=pruned.train())
+    timings["finetune"] = time.time() - t0 - sum(timings.values())
+    # 4. IoU-aware redundancy elimination in the deployed post-processing
+    final_ckpt = run / "compressed.pth"
+    if not final_ckpt.is_file():
+        echo("[4/5] switching on IoU-aware redundancy elimination")
+        model, ck = load_detector(ft_ckpt)
+        n = len(model.cfg.class_names)
+        re_cfg = cfg.redundancy
+        if len(re_cfg.beta) != n:
+            raise ValueError(f"redundancy config has {len(re_cfg.beta)} per-class values for {n} classes")
+        final_cfg = model.cfg.replace(post=model.cfg.post.replace(redundancy=re_cfg))
+        model.cfg = final_cfg
+        save_checkpoint(final_ckpt, model, final_cfg, meta={"kind": "compressed", "teacher": str(teacher_ckpt),
+                                                          "compress_config": cfg.to_dict()})
+    # 5. evaluation and report
+    echo("[5/5] evaluating teacher and students")
+    frames = load_frames(data_root, cfg.eval_split, cfg.latency_frames)
+    results = {}
+    for key, ckpt in [("teacher", Path(teacher_ckpt)), ("distilled", dist_ckpt), ("pruned+finetuned", ft_ckpt),
+                      ("compressed (+RE)", final_ckpt)]:
+        results[key] = _evaluate(ckpt, data_root, cfg.eval_split, run / "eval" / key.split()[0], cfg.latency_frames,
+                                 frames)
+    report = {"config": cfg.to_dict(), "timings_s": timings, "results": results}
+    t, s = results["teacher"], results["compressed (+RE)"]
+    report["ratios"] = {"ap": s["mean_moderate_3d"] - t["mean_moderate_3d"], "params": t["params"] / s["params"],
+                        "flops": t["gmacs"] / max(s["gmacs"], 1e-9), "latency": t["latency_ms"] / s["latency_ms"]}
+    (run / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    rows = [{"label": k, "latency_ms": v["latency_ms"], "accuracy": v["mean_moderate_3d"], "params_m": v["params"] / 1e6}
+            for k, v in results.items()]
+    accuracy_latency_plot(rows, run / "accuracy_vs_latency.png", "CLEAN compression: accuracy vs CPU latency")
+    (run / "report.md").write_text(report_markdown(report))
+    echo(report_markdown(report))
+    return report
+
+
+def report_markdown(report: dict) -> str:
+    lines = ["| model | Car 3D mod | Ped 3D mod | Cyc 3D mod | mean mod 3D | params (M) | GMACs | CPU p50 ms |",
+             "|---|---|---|---|---|---|---|---|"]
+    for k, v in report["results"].items():
+        ap = v["ap"]
+        lines.append(f"| {k} | {ap['Car']['3d']['moderate']:.2f} | {ap['Pedestrian']['3d']['moderate']:.2f} | "
+                     f"{ap['Cyclist']['3d']['moderate']:.2f} | {v['mean_moderate_3d']:.2f} | {v['params'] / 1e6:.3f} | "
+                     f"{v['gmacs']:.2f} | {v['latency_ms']:.0f} |")
+    r = report["ratios"]
+    lines.append("")
+    lines.append(f"compressed vs teacher: mean moderate 3D AP {r['ap']:+.2f}, {r['params']:.1f}x fewer parameters, "
+                 f"{r['flops']:.1f}x fewer MACs, {r['latency']:.1f}x lower CPU latency")
+    return "\n".join(lines) + "\n"

@@ -45,14 +45,20 @@ class CompressConfig(ConfigBase):
 
 
 def _evaluate(ckpt: Path, data, split: str, out_dir: Path, latency_frames: int, frames) -> dict:
+    """AP, size, FLOPs and CPU latency of a checkpoint (cached next to its predictions)."""
+    cache = out_dir / "result.json"
+    if cache.is_file() and cache.stat().st_mtime >= Path(ckpt).stat().st_mtime:
+        return json.loads(cache.read_text())
     model, ck = load_detector(ckpt)
     pred = out_dir / f"pred_{split}"
     predict_split(model, data, split, pred_dir=pred, progress=False)
     ap = evaluate_predictions(data, split, pred, model.cfg.class_names, model.cfg.point_cloud_range)
     info = model_summary(model, frames[: min(5, len(frames))])
     lat = benchmark_session(TorchSession(model, "cpu"), frames[:latency_frames], warmup=2, progress=False)
-    return {"checkpoint": str(ckpt), "ap": ap, "mean_moderate_3d": mean_moderate_ap(ap), **info,
-            "latency_ms": lat["stages_ms"]["total"]["p50"], "latency": lat}
+    result = {"checkpoint": str(ckpt), "ap": ap, "mean_moderate_3d": mean_moderate_ap(ap), **info,
+              "latency_ms": lat["stages_ms"]["total"]["p50"], "latency": lat}
+    cache.write_text(json.dumps(result, indent=2) + "\n")
+    return result
 
 
 def compress(teacher_ckpt: str | Path, data_root: str | Path, run_dir: str | Path, cfg: CompressConfig,

@@ -71,11 +71,26 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(obj, dict) or obj.get("format") != "clean_deploy.checkpoint":
         raise CheckpointError(f"{path}: not a clean_deploy checkpoint (no 'format' marker)")
     try:
-        obj["config"] = DetectorConfig.from_json(obj["config_json"])
+        obj["config"] = DetectorConfig.from_dict(_migrate(json.loads(obj["config_json"])))
         obj["meta"] = json.loads(obj.get("meta_json", "{}"))
     except (KeyError, ValueError) as e:
         raise CheckpointError(f"{path}: bad config/meta inside the checkpoint ({e})") from None
     return obj
+
+
+#: config keys of earlier development versions that are dropped on load (section path, key)
+_OBSOLETE_KEYS = ((("post",), "iou_rescore_beta"),)
+
+
+def _migrate(cfg: dict) -> dict:
+    """Drop keys that earlier versions wrote and that now live elsewhere (e.g. the per-class
+    rescoring exponents moved into ``post.redundancy``)."""
+    for path, key in _OBSOLETE_KEYS:
+        d = cfg
+        for p in path:
+            d = d.get(p) or {}
+        d.pop(key, None)
+    return cfg
 
 
 def load_detector(path: str | Path, map_location: str | torch.device = "cpu"):

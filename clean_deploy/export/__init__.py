@@ -1,0 +1,1 @@
+"""Export to ONNX with custom ops (sparse convolution, IoU-aware redundancy elimination) + sidecar."""

@@ -34,28 +34,43 @@ def validate_points(points, num_features: int = 4, name: str = "points") -> np.n
 
 
 class Preprocessor:
-    """Crop + voxelise for one detector config (``max_voxels_test`` voxels at most)."""
+    """Crop + voxelise (``max_voxels`` voxels at most) with a detector config's parameters or the
+    ones of an exported model's sidecar (:meth:`from_sidecar`)."""
 
-    def __init__(self, cfg, strict_max_voxels: bool = False) -> None:
-        self.cfg = cfg
-        self.voxelizer = Voxelizer(cfg.voxel_size, cfg.point_cloud_range, cfg.max_points_per_voxel,
-                                   cfg.max_voxels_test)
+    def __init__(self, cfg=None, strict_max_voxels: bool = False, *, voxel_size=None, point_cloud_range=None,
+                 max_points_per_voxel: int | None = None, max_voxels: int | None = None) -> None:
+        if cfg is not None:
+            voxel_size, point_cloud_range = cfg.voxel_size, cfg.point_cloud_range
+            max_points_per_voxel, max_voxels = cfg.max_points_per_voxel, cfg.max_voxels_test
+        self.point_cloud_range = tuple(float(v) for v in point_cloud_range)
+        self.max_voxels = int(max_voxels)
+        self.voxelizer = Voxelizer(voxel_size, point_cloud_range, max_points_per_voxel, max_voxels)
         self.strict = strict_max_voxels
+
+    @classmethod
+    def from_sidecar(cls, sidecar: dict, strict_max_voxels: bool = True) -> "Preprocessor":
+        p = sidecar["preprocess"]
+        return cls(None, strict_max_voxels, voxel_size=p["voxel_size"], point_cloud_range=p["point_cloud_range"],
+                   max_points_per_voxel=p["max_points_per_voxel"], max_voxels=p["max_voxels"])
 
     def crop(self, points: np.ndarray, calib: Calibration | None = None,
              image_shape: tuple[int, int] = KITTI_IMAGE_SHAPE) -> np.ndarray:
         if calib is not None and len(points):
             points = points[fov_mask(points, calib, image_shape)]
-        return points[points_in_range_mask(points, self.cfg.point_cloud_range)]
+        return points[points_in_range_mask(points, self.point_cloud_range)]
 
     def __call__(self, points: np.ndarray, calib: Calibration | None = None,
                  image_shape: tuple[int, int] = KITTI_IMAGE_SHAPE) -> dict:
         pts = self.crop(validate_points(points), calib, image_shape)
         voxels, coords, num = self.voxelizer(pts)
-        if self.strict and len(voxels) >= self.cfg.max_voxels_test:
-            raise PointCloudInputError(
-                f"points: the cloud fills {len(voxels)} voxels, the model's cap max_voxels_test="
-                f"{self.cfg.max_voxels_test}; points beyond it would be dropped silently")
+        if self.strict and len(voxels) >= self.max_voxels:
+            full = self.voxelizer.__class__(self.voxelizer.voxel_size, self.point_cloud_range,
+                                            self.voxelizer.max_points_per_voxel, 10 * self.max_voxels)(pts)[0]
+            if len(full) > self.max_voxels:
+                raise PointCloudInputError(
+                    f"points: the cloud fills {len(full)} voxels, more than the model's max_voxels="
+                    f"{self.max_voxels}; {len(full) - self.max_voxels} voxels would be dropped silently "
+                    "(crop the cloud or re-export with a larger cap)")
         coords = np.concatenate([np.zeros((len(coords), 1), np.int32), coords], 1)
         return {"batch_size": 1, "voxels": torch.from_numpy(voxels), "voxel_coords": torch.from_numpy(coords),
                 "voxel_num_points": torch.from_numpy(num), "points": pts}

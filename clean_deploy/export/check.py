@@ -1,0 +1,83 @@
+"""Parity of an exported model with its PyTorch original: the same frames through both, box sets
+compared one to one (after the redundancy elimination) and the KITTI AP of both prediction sets."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from clean_deploy.data.kitti.reader import KittiReader
+from clean_deploy.data.kitti.results import detections_to_kitti, write_kitti_results
+from clean_deploy.models.detector import Detector
+from clean_deploy.runtime.ort_session import OrtSession
+from clean_deploy.runtime.torch_session import TorchSession
+
+
+@dataclass
+class ParityReport:
+    frames: int = 0
+    boxes: int = 0
+    frames_with_same_count: int = 0
+    max_box_diff: float = 0.0
+    max_score_diff: float = 0.0
+    label_mismatches: int = 0
+    ap_torch: dict = field(default_factory=dict)
+    ap_onnx: dict = field(default_factory=dict)
+
+    @property
+    def identical_sets(self) -> bool:
+        return self.frames_with_same_count == self.frames and self.label_mismatches == 0
+
+    def ok(self, tol: float = 1e-3) -> bool:
+        return self.identical_sets and self.max_box_diff <= tol and self.max_score_diff <= tol
+
+    def summary(self) -> str:
+        return (f"{self.frames} frames, {self.boxes} boxes: same box count in {self.frames_with_same_count}/"
+                f"{self.frames} frames, label mismatches {self.label_mismatches}, max |box diff| "
+                f"{self.max_box_diff:.2e}, max |score diff| {self.max_score_diff:.2e}")
+
+
+def _angle_diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    d = np.abs(a - b) % (2 * np.pi)
+    return np.minimum(d, 2 * np.pi - d)
+
+
+def check_parity(model: Detector, onnx_path: str | Path, data_root: str | Path, split: str = "val",
+                 max_frames: int | None = None, threads: int | None = None,
+                 pred_dirs: tuple[Path, Path] | None = None) -> ParityReport:
+    """Run ``model`` (PyTorch, CPU) and the exported graph (ONNX Runtime) on the same raw frames."""
+    from clean_deploy.train.evaluate import evaluate_predictions
+
+    reader = KittiReader(data_root, split)
+    ids = reader.frame_ids[:max_frames] if max_frames else reader.frame_ids
+    torch_sess = TorchSession(model, "cpu")
+    ort_sess = OrtSession(onnx_path, threads=threads, strict_max_voxels=False)
+    rep = ParityReport()
+    for fid in ids:
+        frame = reader.get_frame(fid)
+        with torch.no_grad():
+            a = torch_sess(frame.points, frame.calib, frame.image_shape)
+        b = ort_sess(frame.points, frame.calib, frame.image_shape)
+        rep.frames += 1
+        rep.boxes += len(a.boxes)
+        if len(a.boxes) == len(b.boxes):
+            rep.frames_with_same_count += 1
+            if len(a.boxes):
+                diff = np.abs(a.boxes[:, :6] - b.boxes[:, :6]).max()
+                diff = max(diff, _angle_diff(a.boxes[:, 6], b.boxes[:, 6]).max())
+                rep.max_box_diff = max(rep.max_box_diff, float(diff))
+                rep.max_score_diff = max(rep.max_score_diff, float(np.abs(a.scores - b.scores).max()))
+                rep.label_mismatches += int((a.labels != b.labels).sum())
+        else:
+            rep.label_mismatches += abs(len(a.boxes) - len(b.boxes))
+        if pred_dirs is not None:
+            for d, det in zip(pred_dirs, (a, b)):
+                objs = detections_to_kitti(det.boxes, det.scores, det.labels, model.cfg.class_names, frame.calib,
+                                           frame.image_shape)
+                write_kitti_results(d, fid, objs)
+    if pred_dirs is not None and max_frames is None:
+        rep.ap_torch = evaluate_predictions(data_root, split, pred_dirs[0], model.cfg.class_names, model.cfg.point_cloud_range)
+        rep.ap_onnx = evaluate_predictions(data_root, split, pred_dirs[1], model.cfg.class_names, model.cfg.point_cloud_range)
+    return rep

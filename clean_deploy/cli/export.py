@@ -23,7 +23,7 @@ def export_command(
     from clean_deploy.train.checkpoint import load_detector
 
     model, _ = load_detector(ckpt)
-    res = export_onnx(model, out, opset)
+    res = export_onnx(model, out, opset, source=ckpt)
     typer.echo(f"wrote {res.onnx_path} ({res.onnx_path.stat().st_size / 2 ** 20:.1f} MB, "
                f"{res.num_sparse_nodes} SparseConvolution nodes) and {res.sidecar_path}")
     if check:

@@ -24,6 +24,23 @@ app.command("compress")(compress_command)
 app.command("export")(export_command)
 
 
+@app.command("bench")
+def bench_command(
+    models: Annotated[list[Path], typer.Option("--models", help="checkpoints (.pth, PyTorch) and exported models (.onnx)")],
+    data: Annotated[Path, typer.Option("--data", help="KITTI-format root")],
+    out: Annotated[Path, typer.Option("--out", help="output directory (bench.json, bench.md, plots)")],
+    device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
+    split: Annotated[str, typer.Option(help="frames of this split")] = "val",
+    frames: Annotated[int, typer.Option(help="timed frames (after warm-up)")] = 30,
+    warmup: Annotated[int, typer.Option(help="untimed warm-up frames")] = 3,
+    threads: Annotated[int, typer.Option(help="CPU threads for every model")] = 2,
+) -> None:
+    """Latency (pre/net/post percentiles), throughput, memory, size, FLOPs and AP per model and backend."""
+    from clean_deploy.bench.run import bench
+
+    bench([str(m) for m in models], data, out, device, split, frames, warmup, threads, echo=typer.echo)
+
+
 @app.command("model-info")
 def model_info_command(
     config: Annotated[list[str], typer.Option("--config", help="detector config(s) or checkpoint path(s)")],

@@ -220,8 +220,9 @@ def _align(model: onnx.ModelProto, opset: int, ir_version: int) -> onnx.ModelPro
 
 
 @torch.no_grad()
-def export_onnx(det: Detector, out_path: str | Path, opset: int = 17) -> ExportResult:
-    """Export a one-stage detector (pruned or not) to ``out_path`` plus ``<name>.json`` sidecar."""
+def export_onnx(det: Detector, out_path: str | Path, opset: int = 17, source: str | Path | None = None) -> ExportResult:
+    """Export a one-stage detector (pruned or not) to ``out_path`` plus ``<name>.json`` sidecar
+    (``source``: the checkpoint it came from, recorded in the sidecar)."""
     if det.is_two_stage:
         raise ExportError("export targets the one-stage students; the two-stage teacher's RoI head has no export path")
     det = det.eval().cpu()
@@ -258,5 +259,7 @@ def export_onnx(det: Detector, out_path: str | Path, opset: int = 17) -> ExportR
     full = onnx.shape_inference.infer_shapes(full, strict_mode=False)
     onnx.save(full, str(out_path))
     sidecar = build_sidecar(det, out_path.name, feature_size, n_sparse)
+    if source is not None:
+        sidecar["source_checkpoint"] = str(Path(source).resolve())
     side_path = write_sidecar(sidecar, out_path.with_suffix(".json"))
     return ExportResult(out_path, side_path, n_sparse, names)

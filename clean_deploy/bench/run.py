@@ -1,0 +1,107 @@
+"""``clean-deploy bench``: teacher vs students per backend on the same frames and thread settings.
+
+Each (model, backend) runs in its own subprocess (``python -m clean_deploy.bench.worker``) so
+peak-memory deltas do not see each other's allocations, and reports latency percentiles split
+into pre-processing / network / post-processing, throughput, peak memory, weight bytes,
+parameters, FLOPs and 3D AP. Writes ``bench.json``, ``bench.md`` and two plots.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from clean_deploy.bench.plots import accuracy_latency_plot, latency_breakdown_plot
+
+
+@dataclass
+class BenchJob:
+    model: str  # checkpoint (.pth) or exported model (.onnx)
+    backend: str  # torch | onnxruntime
+    device: str = "cpu"
+
+    @property
+    def label(self) -> str:
+        return f"{Path(self.model).stem} [{self.backend}{'' if self.device == 'cpu' else ' ' + self.device}]"
+
+
+def backends_for(model: str, device: str) -> list[str]:
+    if model.endswith(".onnx"):
+        return ["onnxruntime"]
+    return ["torch"]
+
+
+def machine_description() -> str:
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
+    return f"{cpu} ({os.cpu_count()} cores){gpu}, {platform.system()} {platform.machine()}, torch {torch.__version__}"
+
+
+def run_job(job: BenchJob, data: Path, split: str, frames: int, warmup: int, threads: int, out_dir: Path) -> dict:
+    out = out_dir / "jobs" / (job.label.replace(" ", "_").replace("[", "").replace("]", "") + ".json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "clean_deploy.bench.worker", "--model", job.model, "--backend", job.backend,
+           "--device", job.device, "--data", str(data), "--split", split, "--frames", str(frames),
+           "--warmup", str(warmup), "--threads", str(threads), "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark of {job.label} failed:\n{proc.stderr[-3000:]}")
+    res = json.loads(out.read_text())
+    res["label"] = job.label
+    return res
+
+
+def bench(models: list[str], data: str | Path, out_dir: str | Path, device: str = "cpu", split: str = "val",
+          frames: int = 30, warmup: int = 3, threads: int = 2, echo=print) -> dict:
+    """Benchmark every model on every backend available for it; returns the JSON document."""
+    data, out_dir = Path(data), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    jobs = [BenchJob(m, b, device) for m in models for b in backends_for(m, device)]
+    results = []
+    for job in tqdm(jobs, desc="bench", dynamic_ncols=True):
+        results.append(run_job(job, data, split, frames, warmup, threads, out_dir))
+    doc = {"date": str(date.today()), "machine": machine_description(), "threads": threads, "data": str(data),
+           "split": split, "frames": frames, "warmup": warmup, "results": results}
+    (out_dir / "bench.json").write_text(json.dumps(doc, indent=2) + "\n")
+    md = bench_markdown(doc)
+    (out_dir / "bench.md").write_text(md)
+    rows = [{"label": r["label"], "latency_ms": r["latency"]["stages_ms"]["total"]["p50"],
+             "accuracy": r["mean_moderate_3d"], "params_m": r["params"] / 1e6} for r in results]
+    accuracy_latency_plot(rows, out_dir / "accuracy_vs_latency.png", f"accuracy vs latency ({device}, {threads} threads)")
+    latency_breakdown_plot([{"label": r["label"], "stages": {k: v["p50"] for k, v in r["latency"]["stages_ms"].items()
+                                                             if k != "total"}} for r in results],
+                           out_dir / "latency_breakdown.png", "latency per stage (p50)")
+    echo(md)
+    return doc
+
+
+def bench_markdown(doc: dict) -> str:
+    lines = [f"{doc['date']}, {doc['machine']}; {doc['threads']} threads; {doc['frames']} {doc['split']} frames "
+             f"after {doc['warmup']} warm-up.", "",
+             "| model [backend] | mean mod 3D AP | params (M) | GMACs | weights (MB) | p50 ms (pre/net/post) | p90 ms | p99 ms "
+             "| frames/s | peak mem (MB) |", "|---" * 10 + "|"]
+    for r in doc["results"]:
+        st = r["latency"]["stages_ms"]
+        mem = r["latency"]["cuda_peak_mb"] if r.get("device", "cpu") != "cpu" else r["latency"]["peak_rss_delta_mb"]
+        lines.append(f"| {r['label']} | {r['mean_moderate_3d']:.2f} | {r['params'] / 1e6:.3f} | {r['gmacs']:.2f} | "
+                     f"{r['weight_mb']:.2f} | {st['total']['p50']:.1f} ({st['pre']['p50']:.1f}/{st['net']['p50']:.1f}/"
+                     f"{st['post']['p50']:.1f}) | {st['total']['p90']:.1f} | {st['total']['p99']:.1f} | "
+                     f"{r['latency']['throughput_fps']:.2f} | {mem:.0f} |")
+    return "\n".join(lines) + "\n"

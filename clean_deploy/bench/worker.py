@@ -1,0 +1,85 @@
+"""One benchmark job in its own process (run by :mod:`clean_deploy.bench.run`): load a model on a
+backend, time it on the split's frames, measure memory, evaluate AP, write a JSON result."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+
+def _torch_session(model_path: str, device: str):
+    from clean_deploy.runtime.torch_session import TorchSession
+    from clean_deploy.train.checkpoint import load_detector
+
+    model, _ = load_detector(model_path)
+    return TorchSession(model, device), model
+
+
+def _source_model(onnx_path: str):
+    """The PyTorch checkpoint an exported model came from (for params/FLOPs), if recorded."""
+    from clean_deploy.export.sidecar import read_sidecar
+    from clean_deploy.train.checkpoint import load_detector
+
+    src = read_sidecar(Path(onnx_path).with_suffix(".json")).get("source_checkpoint")
+    if src and Path(src).is_file():
+        return load_detector(src)[0]
+    return None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--backend", required=True, choices=["torch", "onnxruntime"])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--split", default="val")
+    ap.add_argument("--frames", type=int, default=30)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    from clean_deploy.bench.latency import benchmark_session
+    from clean_deploy.bench.memory import weight_bytes
+    from clean_deploy.bench.model_info import load_frames, model_summary
+    from clean_deploy.data.kitti.results import detections_to_kitti, write_kitti_results
+    from clean_deploy.train.evaluate import evaluate_predictions, mean_moderate_ap
+
+    frames = load_frames(args.data, args.split)
+    if args.backend == "torch":
+        session, model = _torch_session(args.model, args.device)
+        info = model_summary(model, frames[:5])
+    else:
+        from clean_deploy.runtime.ort_session import OrtSession
+
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if args.device != "cpu" else None
+        session = OrtSession(args.model, threads=args.threads, providers=providers, strict_max_voxels=False)
+        model = _source_model(args.model)
+        info = model_summary(model, frames[:5]) if model is not None else {"params": 0, "gmacs": 0.0, "gflops": 0.0}
+        info["weight_mb"] = Path(args.model).stat().st_size / 2 ** 20
+    if model is not None and "weight_mb" not in info:
+        info["weight_mb"] = weight_bytes(model) / 2 ** 20
+    lat = benchmark_session(session, frames[: args.frames], args.warmup, progress=False, device=args.device)
+    # accuracy on the whole split with the same session
+    from clean_deploy.data.kitti.reader import KittiReader
+
+    reader = KittiReader(args.data, args.split)
+    pred_dir = Path(args.out).with_suffix("") / "pred"
+    class_names = session.class_names if hasattr(session, "class_names") else model.cfg.class_names
+    pcr = (session.sidecar["preprocess"]["point_cloud_range"] if hasattr(session, "sidecar")
+           else model.cfg.point_cloud_range)
+    for fid, (points, calib) in zip(reader.frame_ids, frames):
+        det = session(points, calib)
+        write_kitti_results(pred_dir, fid, detections_to_kitti(det.boxes, det.scores, det.labels, class_names, calib,
+                                                               reader.read_image_shape(fid)))
+    ap = evaluate_predictions(args.data, args.split, pred_dir, class_names, pcr)
+    res = {"model": args.model, "backend": args.backend, "device": args.device, "threads": args.threads,
+           **info, "latency": lat, "ap": ap, "mean_moderate_3d": mean_moderate_ap(ap)}
+    Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -82,15 +82,19 @@ def viz_command(
 
 @app.command("demo")
 def demo_command(
-    out: Annotated[Path, typer.Option("--out", help="run directory (reused: finished stages are skipped)")] = Path("demo_out"),
-    frames: Annotated[int, typer.Option(help="synthetic training frames")] = 24,
-    val_frames: Annotated[int, typer.Option(help="synthetic validation frames")] = 8,
+    out: Annotated[Optional[Path], typer.Option("--out", help="run directory (finished stages are reused)")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="tiny data and one epoch per stage (a few minutes; CI)")] = False,
+    frames: Annotated[Optional[int], typer.Option(help="synthetic training frames")] = None,
+    val_frames: Annotated[Optional[int], typer.Option(help="synthetic validation frames")] = None,
     seed: Annotated[int, typer.Option(help="benchmark seed")] = 0,
 ) -> None:
-    """End-to-end demo on the bundled synthetic benchmark."""
+    """End-to-end demo on the bundled synthetic benchmark: data, teacher + student, CLEAN, ONNX, bench."""
     from clean_deploy.demo import DemoConfig, run_demo
 
-    run_demo(DemoConfig(out=str(out), frames=frames, val_frames=val_frames, seed=seed), echo=typer.echo)
+    cfg = DemoConfig.quick() if quick else DemoConfig()
+    changes = {k: v for k, v in dict(out=str(out) if out else None, frames=frames, val_frames=val_frames).items()
+               if v is not None}
+    run_demo(cfg.replace(seed=seed, **changes), echo=typer.echo)
 
 
 def main() -> None:

@@ -1,0 +1,261 @@
+// cpu/redundancy.cpp: decode + IoU-aware rescoring + greedy elimination (see redundancy.h).
+//
+// The arithmetic mirrors the PyTorch reference step by step (float32 decode, double IoU with the
+// same Sutherland-Hodgman clipping as clean_deploy/geometry/nms_kernel.py), so the deployed box set
+// is the evaluated one.
+#include "clean_deploy/redundancy.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <stdexcept>
+
+namespace clean_deploy {
+namespace {
+
+constexpr float kMaxLogRatio = 5.0f;
+
+inline float sigmoidf(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+
+void corners(const double* b, double out[4][2]) {
+  const double c = std::cos(b[6]), s = std::sin(b[6]);
+  const double hl = b[3] / 2.0, hw = b[4] / 2.0;
+  const double sx[4] = {1.0, -1.0, -1.0, 1.0};
+  const double sy[4] = {1.0, 1.0, -1.0, -1.0};
+  for (int k = 0; k < 4; ++k) {
+    const double lx = sx[k] * hl, ly = sy[k] * hw;
+    out[k][0] = b[0] + lx * c - ly * s;
+    out[k][1] = b[1] + lx * s + ly * c;
+  }
+}
+
+// Area of convex polygon `subject` (ccw) clipped by the convex ccw quad `clip`.
+double clip_area(const double subject[4][2], const double clip[4][2]) {
+  double a[16][2], b[16][2];
+  int m = 4;
+  for (int i = 0; i < 4; ++i) {
+    a[i][0] = subject[i][0];
+    a[i][1] = subject[i][1];
+  }
+  for (int e = 0; e < 4; ++e) {
+    const double ax = clip[e][0], ay = clip[e][1];
+    const double bx = clip[(e + 1) % 4][0], by = clip[(e + 1) % 4][1];
+    int k = 0;
+    for (int i = 0; i < m; ++i) {
+      const double px = a[i][0], py = a[i][1];
+      const double qx = a[(i + 1) % m][0], qy = a[(i + 1) % m][1];
+      const double dp = (bx - ax) * (py - ay) - (by - ay) * (px - ax);
+      const double dq = (bx - ax) * (qy - ay) - (by - ay) * (qx - ax);
+      if (dp >= 0) {
+        b[k][0] = px;
+        b[k][1] = py;
+        ++k;
+      }
+      if ((dp >= 0) != (dq >= 0)) {
+        const double t = dp / (dp - dq);
+        b[k][0] = px + t * (qx - px);
+        b[k][1] = py + t * (qy - py);
+        ++k;
+      }
+    }
+    m = k;
+    if (m == 0) return 0.0;
+    for (int i = 0; i < m; ++i) {
+      a[i][0] = b[i][0];
+      a[i][1] = b[i][1];
+    }
+  }
+  double area = 0.0;
+  for (int i = 0; i < m; ++i) {
+    const int j = (i + 1) % m;
+    area += a[i][0] * a[j][1] - a[j][0] * a[i][1];
+  }
+  return std::abs(area) / 2.0;
+}
+
+double iou_from_corners(const double* a, const double* b, const double ca[4][2], const double cb[4][2]) {
+  const double inter = clip_area(ca, cb);
+  const double uni = a[3] * a[4] + b[3] * b[4] - inter;
+  return uni > 0 ? inter / uni : 0.0;
+}
+
+void push(Candidates& c, const float* box, float score, float iou, bool has_iou, int32_t label, int64_t index) {
+  c.boxes.insert(c.boxes.end(), box, box + 7);
+  c.scores.push_back(score);
+  if (has_iou) c.iou.push_back(iou);
+  c.labels.push_back(label);
+  c.index.push_back(index);
+}
+
+}  // namespace
+
+double rotated_iou_bev(const double* a, const double* b) {
+  double ca[4][2], cb[4][2];
+  corners(a, ca);
+  corners(b, cb);
+  return iou_from_corners(a, b, ca, cb);
+}
+
+Candidates decode_anchor_frame(const float* cls, const float* box, const float* dir, const float* iou,
+                               const float* anchors, int64_t num_anchors, int code_size,
+                               const DecodeParams& p, float score_thresh) {
+  Candidates out;
+  const int nc = p.num_classes;
+  const float period = 2.0f * static_cast<float>(M_PI) / static_cast<float>(p.num_dir_bins);
+  for (int64_t k = 0; k < num_anchors; ++k) {
+    const float* logit = cls + k * nc;
+    int32_t label = 0;
+    float best = logit[0];
+    for (int c = 1; c < nc; ++c) {
+      if (logit[c] > best) {
+        best = logit[c];
+        label = c;
+      }
+    }
+    const float score = sigmoidf(best);
+    const float q_iou = iou ? sigmoidf(iou[k]) : 0.0f;
+    // score^(1-b) * iou^b <= max(score, iou): candidates below the threshold cannot survive
+    if ((iou ? std::max(score, q_iou) : score) < score_thresh) continue;
+    const float* a = anchors + k * 7;
+    const float* t = box + k * code_size;
+    const float diag = std::sqrt(a[3] * a[3] + a[4] * a[4]);
+    float b[7];
+    b[0] = t[0] * diag + a[0];
+    b[1] = t[1] * diag + a[1];
+    b[2] = t[2] * a[5] + a[2];
+    b[3] = std::exp(std::min(t[3], kMaxLogRatio)) * a[3];
+    b[4] = std::exp(std::min(t[4], kMaxLogRatio)) * a[4];
+    b[5] = std::exp(std::min(t[5], kMaxLogRatio)) * a[5];
+    if (p.code_sincos) {
+      b[6] = std::atan2(t[7] + std::sin(a[6]), t[6] + std::cos(a[6]));
+    } else {
+      b[6] = t[6] + a[6];
+    }
+    if (p.use_dir && dir) {
+      const float* d = dir + k * p.num_dir_bins;
+      int bin = 0;
+      for (int j = 1; j < p.num_dir_bins; ++j)
+        if (d[j] > d[bin]) bin = j;
+      const float v = b[6] - p.dir_offset;
+      const float rot = v - std::floor(v / period + p.dir_limit_offset) * period;
+      b[6] = rot + p.dir_offset + period * static_cast<float>(bin);
+    }
+    push(out, b, score, q_iou, iou != nullptr, label, k);
+  }
+  return out;
+}
+
+Candidates decode_center_frame(const float* hm, const float* reg, const float* iou, int64_t height, int64_t width,
+                               const DecodeParams& p) {
+  const int nc = p.num_classes;
+  const int64_t hw = height * width, n = nc * hw;
+  // sigmoid heatmap kept only at 3x3 local maxima (max-pool with -inf padding, stride 1)
+  std::vector<float> s(n);
+  for (int64_t i = 0; i < n; ++i) s[i] = sigmoidf(hm[i]);
+  std::vector<float> peak(n);
+  for (int c = 0; c < nc; ++c) {
+    const float* sc = s.data() + c * hw;
+    for (int64_t y = 0; y < height; ++y) {
+      for (int64_t x = 0; x < width; ++x) {
+        float m = -INFINITY;
+        for (int64_t dy = -1; dy <= 1; ++dy) {
+          const int64_t yy = y + dy;
+          if (yy < 0 || yy >= height) continue;
+          for (int64_t dx = -1; dx <= 1; ++dx) {
+            const int64_t xx = x + dx;
+            if (xx < 0 || xx >= width) continue;
+            m = std::max(m, sc[yy * width + xx]);
+          }
+        }
+        const float v = sc[y * width + x];
+        peak[c * hw + y * width + x] = (m == v) ? v : 0.0f;
+      }
+    }
+  }
+  const int64_t k = std::min<int64_t>(p.top_k, n);
+  std::vector<int64_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int64_t a, int64_t b) {
+    return peak[a] > peak[b] || (peak[a] == peak[b] && a < b);
+  });
+  Candidates out;
+  for (int64_t r = 0; r < k; ++r) {
+    const int64_t flat = order[r];
+    const int32_t label = static_cast<int32_t>(flat / hw);
+    const int64_t ind = flat % hw;
+    const float xs = static_cast<float>(ind % width) + reg[0 * hw + ind];
+    const float ys = static_cast<float>(ind / width) + reg[1 * hw + ind];
+    float b[7];
+    b[0] = xs * p.cell_size[0] + p.pc_range[0];
+    b[1] = ys * p.cell_size[1] + p.pc_range[1];
+    b[2] = reg[2 * hw + ind];
+    b[3] = std::exp(std::min(reg[3 * hw + ind], kMaxLogRatio));
+    b[4] = std::exp(std::min(reg[4 * hw + ind], kMaxLogRatio));
+    b[5] = std::exp(std::min(reg[5 * hw + ind], kMaxLogRatio));
+    b[6] = std::atan2(reg[7 * hw + ind], reg[6 * hw + ind]);
+    push(out, b, peak[flat], iou ? sigmoidf(iou[ind]) : 0.0f, iou != nullptr, label, r);
+  }
+  return out;
+}
+
+int64_t eliminate(const Candidates& c, const EliminationParams& e, float* out_boxes, float* out_scores,
+                  int32_t* out_labels) {
+  const bool has_iou = !c.iou.empty();
+  const int64_t n = c.size();
+  std::vector<float> q(n);
+  std::vector<int64_t> keep;
+  keep.reserve(n);
+  for (int64_t i = 0; i < n; ++i) {
+    const int32_t lab = c.labels[i];
+    if (lab < 0 || lab >= static_cast<int32_t>(e.beta.size()))
+      throw std::invalid_argument("IoUAwareRedundancyElimination: class label out of range of the per-class attributes");
+    if (has_iou) {
+      const float b = e.beta[lab];
+      q[i] = std::pow(std::max(c.scores[i], 0.0f), 1.0f - b) * std::pow(std::max(c.iou[i], 0.0f), b);
+    } else {
+      q[i] = c.scores[i];
+    }
+    if (q[i] >= e.score_thresh && (!has_iou || c.iou[i] >= e.min_iou[lab])) keep.push_back(i);
+  }
+  // quality order; ties by candidate index (the PyTorch reference uses a stable sort)
+  std::stable_sort(keep.begin(), keep.end(), [&](int64_t a, int64_t b) {
+    if (q[a] != q[b]) return q[a] > q[b];
+    return c.index[a] < c.index[b];
+  });
+  if (static_cast<int64_t>(keep.size()) > e.pre_max) keep.resize(e.pre_max);
+  const int64_t m = static_cast<int64_t>(keep.size());
+  std::vector<double> boxes(m * 7), radius(m);
+  std::vector<double> cs(m * 8);
+  for (int64_t i = 0; i < m; ++i) {
+    const float* src = c.boxes.data() + keep[i] * 7;
+    for (int j = 0; j < 7; ++j) boxes[i * 7 + j] = static_cast<double>(src[j]);
+    corners(boxes.data() + i * 7, reinterpret_cast<double(*)[2]>(cs.data() + i * 8));
+    radius[i] = 0.5 * std::sqrt(boxes[i * 7 + 3] * boxes[i * 7 + 3] + boxes[i * 7 + 4] * boxes[i * 7 + 4]);
+  }
+  std::vector<char> alive(m, 1);
+  int64_t written = 0;
+  for (int64_t i = 0; i < m && written < e.max_output; ++i) {
+    if (!alive[i]) continue;
+    const int64_t src = keep[i];
+    std::copy(c.boxes.data() + src * 7, c.boxes.data() + src * 7 + 7, out_boxes + written * 7);
+    out_scores[written] = q[src];
+    out_labels[written] = c.labels[src];
+    ++written;
+    const double* bi = boxes.data() + i * 7;
+    const auto* ci = reinterpret_cast<const double(*)[2]>(cs.data() + i * 8);
+    for (int64_t j = i + 1; j < m; ++j) {
+      if (!alive[j]) continue;
+      const int32_t li = c.labels[src], lj = c.labels[keep[j]];
+      const double thr = (li == lj) ? e.nms_thresh[li] : e.cross_class_thresh;
+      if (thr >= 1.0) continue;
+      const double* bj = boxes.data() + j * 7;
+      const double dx = bi[0] - bj[0], dy = bi[1] - bj[1], r = radius[i] + radius[j];
+      if (dx * dx + dy * dy > r * r) continue;
+      const auto* cj = reinterpret_cast<const double(*)[2]>(cs.data() + j * 8);
+      if (iou_from_corners(bi, bj, ci, cj) > thr) alive[j] = 0;
+    }
+  }
+  return written;
+}
+
+}  // namespace clean_deploy

@@ -1,7 +1,8 @@
-# Two entry points a newcomer needs; both set up .venv first (idempotent).
+# Two entry points a newcomer needs; both set up .venv and build csrc/ first (idempotent).
 .PHONY: setup demo test
 setup:
 	bash scripts/bootstrap.sh
+	bash scripts/build_csrc.sh
 demo: setup
 	.venv/bin/clean-deploy demo --out demo_out
 test: setup

@@ -1,0 +1,174 @@
+// clean_deploy::SparseConvolution for ONNX Runtime: attribute parsing, input checks (with the op and
+// node name and the expected shape in every message), output allocation and the CPU kernel call.
+#include "sparse_conv_op.h"
+
+#include <algorithm>
+#include <cstring>
+#include <mutex>
+#include <stdexcept>
+#include <vector>
+
+#include "op_registry.h"
+
+namespace clean_deploy {
+namespace ort {
+
+namespace {
+
+const std::vector<int64_t> kOnes{1, 1, 1};
+const std::vector<int64_t> kZeros{0, 0, 0};
+
+std::array<int64_t, 3> to3(const std::vector<int64_t>& v) { return {v[0], v[1], v[2]}; }
+
+// Buffers of one Compute call. They are pooled library-wide and reused by later calls (of any node):
+// keeping the memory mapped saves allocations and page faults on every call. The pool holds as
+// many sets as calls ever ran at the same time.
+struct CallBuffers {
+  Rulebook rulebook;
+  RulebookScratch scratch;
+  PackedWeights weights;  // for non-constant weights
+};
+
+class BufferPool {
+ public:
+  std::unique_ptr<CallBuffers> take() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (free_.empty()) return std::make_unique<CallBuffers>();
+    auto b = std::move(free_.back());
+    free_.pop_back();
+    return b;
+  }
+  void give(std::unique_ptr<CallBuffers> b) {
+    std::lock_guard<std::mutex> lock(mu_);
+    free_.push_back(std::move(b));
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<std::unique_ptr<CallBuffers>> free_;
+};
+
+BufferPool& pool() {
+  static BufferPool* p = new BufferPool;  // never destroyed: may be used until the process ends
+  return *p;
+}
+
+struct Lease {
+  std::unique_ptr<CallBuffers> b = pool().take();
+  ~Lease() { pool().give(std::move(b)); }
+};
+
+std::string weight_shape_error(const std::array<int64_t, 3>& k, int64_t cin, const std::vector<int64_t>& ws) {
+  return "input 'weight' must be float32 [Cout, kD, kH, kW, Cin] = [Cout, " + std::to_string(k[0]) + ", " +
+         std::to_string(k[1]) + ", " + std::to_string(k[2]) + ", " + (cin < 0 ? "Cin" : std::to_string(cin)) +
+         "] (kernel_size and the features' Cin), got shape " + shape_str(ws);
+}
+
+}  // namespace
+
+SparseConvolutionKernel::SparseConvolutionKernel(const OrtKernelInfo* info_ptr) {
+  const Ort::ConstKernelInfo info(info_ptr);
+  prefix_ = op_prefix(SparseConvolutionOp::kName, info);
+  geometry_.kernel = to3(ints_attr(info, "kernel_size", 3, prefix_, nullptr));
+  geometry_.stride = to3(ints_attr(info, "stride", 3, prefix_, &kOnes));
+  geometry_.padding = to3(ints_attr(info, "padding", 3, prefix_, &kZeros));
+  geometry_.dilation = to3(ints_attr(info, "dilation", 3, prefix_, &kOnes));
+  geometry_.in_shape = to3(ints_attr(info, "spatial_shape", 3, prefix_, nullptr));
+  const int64_t subm = int_attr(info, "subm", prefix_, nullptr);
+  if (subm != 0 && subm != 1) fail(prefix_, "attribute 'subm' must be 0 or 1, got " + std::to_string(subm));
+  geometry_.subm = subm == 1;
+  try {
+    geometry_.validate();
+    activation_ = parse_activation(string_attr(info, "activation", prefix_, "none"));
+  } catch (const std::invalid_argument& e) {
+    fail(prefix_, e.what());
+  }
+  int is_constant = 0;
+  const Ort::ConstValue w = info.GetTensorConstantInput(2, &is_constant);
+  if (is_constant && static_cast<const OrtValue*>(w)) {
+    const auto ws = w.GetTensorTypeAndShapeInfo().GetShape();
+    const auto& k = geometry_.kernel;
+    if (ws.size() != 5 || ws[1] != k[0] || ws[2] != k[1] || ws[3] != k[2]) fail(prefix_, weight_shape_error(k, -1, ws));
+    auto packed = std::make_unique<PackedWeights>();
+    pack_weights(w.GetTensorData<float>(), ws[0], geometry_.kernel_volume(), ws[4], *packed);
+    constant_weights_ = std::move(packed);
+  }
+}
+
+OrtStatusPtr SparseConvolutionKernel::ComputeV2(OrtKernelContext* context) noexcept {
+  return guarded(prefix_, [&] { compute(context); });
+}
+
+void SparseConvolutionKernel::compute(OrtKernelContext* context) const {
+  const Ort::KernelContext ctx(context);
+  const size_t n_inputs = ctx.GetInputCount();
+  const Ort::ConstValue features = ctx.GetInput(0);
+  const Ort::ConstValue indices = ctx.GetInput(1);
+  const Ort::ConstValue weight = ctx.GetInput(2);
+  Ort::ConstValue bias{nullptr};
+  if (n_inputs > 3) bias = ctx.GetInput(3);
+  if (!static_cast<const OrtValue*>(features) || !static_cast<const OrtValue*>(indices) ||
+      !static_cast<const OrtValue*>(weight))
+    fail(prefix_, "inputs 'features', 'indices' and 'weight' are required");
+
+  const auto fs = features.GetTensorTypeAndShapeInfo().GetShape();
+  const auto is = indices.GetTensorTypeAndShapeInfo().GetShape();
+  const auto ws = weight.GetTensorTypeAndShapeInfo().GetShape();
+  if (fs.size() != 2) fail(prefix_, "input 'features' must be float32 [N, Cin], got shape " + shape_str(fs));
+  const int64_t n = fs[0], cin = fs[1];
+  if (is.size() != 2 || is[0] != n || is[1] != 4)
+    fail(prefix_, "input 'indices' must be int32 [N, 4] = [" + std::to_string(n) + ", 4] (batch, z, y, x), got shape " +
+                      shape_str(is));
+  const auto& k = geometry_.kernel;
+  if (ws.size() != 5 || ws[1] != k[0] || ws[2] != k[1] || ws[3] != k[2] || ws[4] != cin)
+    fail(prefix_, weight_shape_error(k, cin, ws));
+  const int64_t cout = ws[0];
+  const float* bias_data = nullptr;
+  if (static_cast<const OrtValue*>(bias)) {
+    const auto bs = bias.GetTensorTypeAndShapeInfo().GetShape();
+    if (bs.size() != 1 || bs[0] != cout)
+      fail(prefix_, "input 'bias' must be float32 [Cout] = [" + std::to_string(cout) + "], got shape " + shape_str(bs));
+    bias_data = bias.GetTensorData<float>();
+  }
+
+  const OrtExecutor executor(ctx);
+  Lease lease;
+  Rulebook& rb = lease.b->rulebook;
+  build_rulebook(indices.GetTensorData<int32_t>(), n, geometry_, executor, rb, lease.b->scratch);
+  const PackedWeights* packed = constant_weights_.get();
+  if (!packed) {
+    pack_weights(weight.GetTensorData<float>(), cout, geometry_.kernel_volume(), cin, lease.b->weights);
+    packed = &lease.b->weights;
+  }
+  const int64_t m = rb.num_out;
+  const int64_t out_shape[2] = {m, cout};
+  const int64_t idx_shape[2] = {m, 4};
+  Ort::UnownedValue out_features = ctx.GetOutput(0, out_shape, 2);
+  Ort::UnownedValue out_indices = ctx.GetOutput(1, idx_shape, 2);
+  if (m > 0) std::memcpy(out_indices.GetTensorMutableData<int32_t>(), rb.out_indices.data(), sizeof(int32_t) * 4 * m);
+  sparse_conv_forward(features.GetTensorData<float>(), *packed, bias_data, rb, activation_,
+                      out_features.GetTensorMutableData<float>(), executor);
+}
+
+OrtStatusPtr SparseConvolutionOp::CreateKernelV2(const OrtApi& /*api*/, const OrtKernelInfo* info,
+                                                 void** kernel) const noexcept {
+  return guarded(std::string(kDomain) + "::" + kName, [&] { *kernel = new SparseConvolutionKernel(info); });
+}
+
+ONNXTensorElementDataType SparseConvolutionOp::GetInputType(size_t index) const {
+  return index == 1 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32 : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+}
+
+OrtCustomOpInputOutputCharacteristic SparseConvolutionOp::GetInputCharacteristic(size_t index) const {
+  return index == 3 ? OrtCustomOpInputOutputCharacteristic::INPUT_OUTPUT_OPTIONAL
+                    : OrtCustomOpInputOutputCharacteristic::INPUT_OUTPUT_REQUIRED;
+}
+
+ONNXTensorElementDataType SparseConvolutionOp::GetOutputType(size_t index) const {
+  return index == 1 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32 : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+}
+
+}  // namespace ort
+}  // namespace clean_deploy
+
+CLEAN_DEPLOY_REGISTER_OP(clean_deploy::ort::SparseConvolutionOp)

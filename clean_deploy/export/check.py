@@ -1,5 +1,6 @@
 """Parity of an exported model with its PyTorch original: the same frames through both, box sets
-compared one to one (after the redundancy elimination) and the KITTI AP of both prediction sets."""
+compared one to one (after the redundancy elimination; matched as sets, since boxes whose scores
+agree to float precision may come out in either order) and the KITTI AP of both prediction sets."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.optimize import linear_sum_assignment
 
 from clean_deploy.data.kitti.reader import KittiReader
 from clean_deploy.data.kitti.results import detections_to_kitti, write_kitti_results
@@ -65,11 +67,15 @@ def check_parity(model: Detector, onnx_path: str | Path, data_root: str | Path, 
         if len(a.boxes) == len(b.boxes):
             rep.frames_with_same_count += 1
             if len(a.boxes):
-                diff = np.abs(a.boxes[:, :6] - b.boxes[:, :6]).max()
-                diff = max(diff, _angle_diff(a.boxes[:, 6], b.boxes[:, 6]).max())
+                # compare as sets: boxes of (nearly) equal score may come out in either order
+                cost = (np.abs(a.boxes[:, None, :6] - b.boxes[None, :, :6]).max(-1)
+                        + _angle_diff(a.boxes[:, None, 6], b.boxes[None, :, 6]))
+                ia, ib = linear_sum_assignment(cost)
+                diff = np.abs(a.boxes[ia, :6] - b.boxes[ib, :6]).max()
+                diff = max(diff, _angle_diff(a.boxes[ia, 6], b.boxes[ib, 6]).max())
                 rep.max_box_diff = max(rep.max_box_diff, float(diff))
-                rep.max_score_diff = max(rep.max_score_diff, float(np.abs(a.scores - b.scores).max()))
-                rep.label_mismatches += int((a.labels != b.labels).sum())
+                rep.max_score_diff = max(rep.max_score_diff, float(np.abs(a.scores[ia] - b.scores[ib]).max()))
+                rep.label_mismatches += int((a.labels[ia] != b.labels[ib]).sum())
         else:
             rep.label_mismatches += abs(len(a.boxes) - len(b.boxes))
         if pred_dirs is not None:

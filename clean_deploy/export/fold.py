@@ -5,7 +5,7 @@ import copy
 
 import torch
 from torch import nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
+from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
 
 def fold_bn_into_sparse_conv(conv: nn.Module, bn: nn.BatchNorm1d) -> tuple[torch.Tensor, torch.Tensor]:
@@ -20,7 +20,8 @@ def fold_bn_into_sparse_conv(conv: nn.Module, bn: nn.BatchNorm1d) -> tuple[torch
 
 def fold_dense_bn(module: nn.Module) -> nn.Module:
     """A copy of ``module`` in which every ``Sequential(Conv2d|ConvTranspose2d, BatchNorm2d, ...)``
-    has the BN folded into the conv (the BN becomes Identity)."""
+    and ``Sequential(Linear, BatchNorm1d, ...)`` has the BN folded into the conv/linear (the BN
+    becomes Identity)."""
     module = copy.deepcopy(module).eval()
     for seq in module.modules():
         if not isinstance(seq, nn.Sequential):
@@ -29,5 +30,8 @@ def fold_dense_bn(module: nn.Module) -> nn.Module:
             conv, bn = seq[i], seq[i + 1]
             if isinstance(conv, (nn.Conv2d, nn.ConvTranspose2d)) and isinstance(bn, nn.BatchNorm2d):
                 seq[i] = fuse_conv_bn_eval(conv, bn, transpose=isinstance(conv, nn.ConvTranspose2d))
+                seq[i + 1] = nn.Identity()
+            elif isinstance(conv, nn.Linear) and isinstance(bn, nn.BatchNorm1d):
+                seq[i] = fuse_linear_bn_eval(conv, bn)
                 seq[i + 1] = nn.Identity()
     return module

@@ -235,7 +235,7 @@ def export_onnx(det: Detector, out_path: str | Path, opset: int = 17, source: st
     vox = torch.rand(v, t, c)
     num = torch.randint(1, t + 1, (v,), dtype=torch.int32)
     coords = torch.zeros(v, 4, dtype=torch.int32)
-    vfe = _torch_to_onnx(_VFEWrapper(det.vfe), (vox, num, coords), INPUTS, ("voxel_features", "vfe_coords"),
+    vfe = _torch_to_onnx(_VFEWrapper(fold_dense_bn(det.vfe)), (vox, num, coords), INPUTS, ("voxel_features", "vfe_coords"),
                          {"voxels": {0: "V"}, "voxel_num_points": {0: "V"}, "voxel_coords": {0: "V"},
                           "voxel_features": {0: "V"}, "vfe_coords": {0: "V"}}, opset)
     sparse, n_sparse, bev_hw = _sparse_graph(det, opset)

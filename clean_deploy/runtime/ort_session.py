@@ -46,6 +46,8 @@ class OrtSession:
         t0 = time.perf_counter()
         batch = self.pre(points, calib, image_shape)
         t1 = time.perf_counter()
+        if len(batch["voxels"]) == 0:  # nothing in range: no objects (the network would only see biases)
+            return Detections.empty({"pre": (t1 - t0) * 1e3, "net": 0.0, "post": 0.0, "total": (t1 - t0) * 1e3})
         out = self.run_voxels(batch["voxels"].numpy(), batch["voxel_num_points"].numpy(), batch["voxel_coords"].numpy())
         t2 = time.perf_counter()
         n = int(out["valid_count"][0])

@@ -21,6 +21,10 @@ class Detections:
     labels: np.ndarray  # 0-based class indices
     timings_ms: dict[str, float] = field(default_factory=dict)
 
+    @classmethod
+    def empty(cls, timings_ms: dict[str, float] | None = None) -> "Detections":
+        return cls(np.zeros((0, 7), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64), timings_ms or {})
+
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -40,6 +44,9 @@ class TorchSession:
                  image_shape: tuple[int, int] = KITTI_IMAGE_SHAPE) -> Detections:
         t0 = time.perf_counter()
         batch = self.pre(points, calib, image_shape)
+        if len(batch["voxels"]) == 0:  # nothing in range: no objects (the network would only see biases)
+            return Detections.empty({"pre": (time.perf_counter() - t0) * 1e3, "net": 0.0, "post": 0.0,
+                                     "total": (time.perf_counter() - t0) * 1e3})
         batch = {k: (v.to(self.device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
         _sync(self.device)
         t1 = time.perf_counter()

@@ -157,7 +157,9 @@ class CenterHead(nn.Module):
         peak = nn.functional.max_pool2d(hm, 3, stride=1, padding=1)
         hm = hm * (peak == hm).to(hm.dtype)
         k = min(top_k, c * h * w)
-        scores, flat = hm.view(n, -1).topk(k, dim=1)
+        # stable descending sort: equal scores keep the lower flat index first (the export op's rule)
+        scores, flat = hm.view(n, -1).sort(dim=1, descending=True, stable=True)
+        scores, flat = scores[:, :k], flat[:, :k]
         labels = flat.div(h * w, rounding_mode="floor")
         ind = flat % (h * w)
         reg = preds["reg"].view(n, REG_CHANNELS, h * w).gather(2, ind[:, None, :].expand(-1, REG_CHANNELS, -1))

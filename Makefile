@@ -3,6 +3,7 @@
 setup:
 	bash scripts/bootstrap.sh
 	bash scripts/build_csrc.sh
+	bash scripts/build_sample.sh
 demo: setup
 	.venv/bin/clean-deploy demo --out demo_out
 test: setup

@@ -7,4 +7,4 @@ setup:
 demo: setup
 	.venv/bin/clean-deploy demo --out demo_out
 test: setup
-	.venv/bin/python -m pytest -q -n 2 tests
+	.venv/bin/python -m pytest -q -n 2 --dist loadgroup tests

@@ -40,3 +40,11 @@ def trained_students(synth_data, tmp_path_factory):
                       progress=False).fit()
         out[name] = (res.model.eval(), res.history)
     return out
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests that need the (expensive) trained students run in one xdist worker, so the students
+    are trained once per run (with ``pytest -n 2 --dist loadgroup``)."""
+    for item in items:
+        if "trained_students" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("trained_students"))

@@ -1,0 +1,163 @@
+"""Prepare an exported clean_deploy student (``clean-deploy export``) for TensorRT's ONNX parser.
+
+The exported graph runs as is in ONNX Runtime with our custom-op library; for TensorRT three things
+change (the plugins are in ``libclean_deploy_trt_plugins.so``, see docs/tensorrt.md):
+
+1. Sparse convolutions. A regular (strided) ``SparseConvolution`` has a data-dependent number of
+   output sites: its plugin must output that count as a size tensor, and TensorRT's parser wants
+   one node output per plugin output. By default (``--sparse split``) every node becomes
+   ``SparseConvIndexPairs`` (rulebook: output sites + neighbour table [+ num_out]) and
+   ``SparseConvGemm`` (implicit GEMM), as Autoware's plugins split spconv; submanifold layers that
+   see the same sites with the same geometry share one index-pair node (spconv's ``indice_key``).
+   ``--sparse fused`` keeps one ``SparseConvolution`` node per layer and only adds the ``num_out``
+   output to regular convs.
+2. ``IoUAwareRedundancyElimination`` has empty optional inputs (e.g. ``dir`` / ``anchors`` of a
+   center head); they are dropped and the attribute ``present_inputs`` records the slots left.
+3. Every clean_deploy node gets ``plugin_namespace="clean_deploy"`` and ``plugin_version="1"``, so
+   parsers that do not fall back to the node's domain find the plugins too.
+
+    python plugins/prepare_onnx.py student.onnx student_trt.onnx [--sparse split|fused] [--max-batch 1]
+
+Only ``onnx`` is needed. The output is for TensorRT only (ONNX Runtime has no ``SparseConvGemm``):
+compare against the original model (docs/tensorrt.md shows the polygraphy commands).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import onnx
+from onnx import helper
+
+DOMAIN = "clean_deploy"
+GEOMETRY = ("kernel_size", "stride", "padding", "dilation", "subm", "spatial_shape")
+
+
+def _attrs(node: onnx.NodeProto) -> dict:
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _plugin_attrs(node: onnx.NodeProto) -> None:
+    names = {a.name for a in node.attribute}
+    if "plugin_namespace" not in names:
+        node.attribute.append(helper.make_attribute("plugin_namespace", DOMAIN))
+    if "plugin_version" not in names:
+        node.attribute.append(helper.make_attribute("plugin_version", "1"))
+
+
+def _geometry_key(attrs: dict) -> tuple:
+    def norm(v):
+        return tuple(int(x) for x in v) if isinstance(v, (list, tuple)) else int(v)
+
+    defaults = {"stride": [1, 1, 1], "padding": [0, 0, 0], "dilation": [1, 1, 1]}
+    return tuple(norm(attrs.get(k, defaults.get(k))) for k in GEOMETRY)
+
+
+def prepare(model: onnx.ModelProto, sparse: str = "split", max_batch: int = 0) -> tuple[onnx.ModelProto, dict]:
+    """Returns the TensorRT-ready model and a summary of what changed."""
+    if sparse not in ("split", "fused"):
+        raise ValueError(f"sparse must be 'split' or 'fused', got {sparse!r}")
+    graph = model.graph
+    graph_outputs = {o.name for o in graph.output}
+    new_nodes: list[onnx.NodeProto] = []
+    alias: dict[str, str] = {}  # output indices of a subm conv -> the (identical) input indices
+    shared: dict[tuple, str] = {}  # (indices tensor, geometry) -> neighbour table of a subm conv
+    summary = {"sparse_nodes": 0, "index_pair_nodes": 0, "shared_rulebooks": 0, "gemm_nodes": 0,
+               "size_tensor_outputs": 0, "redundancy_nodes": 0}
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name in alias:
+                node.input[i] = alias[name]
+        if node.domain != DOMAIN:
+            new_nodes.append(node)
+            continue
+        if node.op_type == "SparseConvolution":
+            summary["sparse_nodes"] += 1
+            attrs = _attrs(node)
+            subm = int(attrs.get("subm", 0)) == 1
+            name = node.name or node.output[0]
+            if sparse == "fused":
+                if not subm and len(node.output) == 2:
+                    node.output.append(f"{name}.num_out")
+                    summary["size_tensor_outputs"] += 1
+                if max_batch:
+                    node.attribute.append(helper.make_attribute("max_batch", int(max_batch)))
+                _plugin_attrs(node)
+                new_nodes.append(node)
+                continue
+            feats, idx, weight = node.input[0], node.input[1], node.input[2]
+            bias = node.input[3] if len(node.input) > 3 and node.input[3] else None
+            out_feats, out_idx = node.output[0], node.output[1]
+            geo = {k: attrs[k] for k in GEOMETRY if k in attrs}
+            if max_batch:
+                geo["max_batch"] = int(max_batch)
+            key = (idx, _geometry_key(attrs))
+            if subm and key in shared:
+                nbr = shared[key]
+                summary["shared_rulebooks"] += 1
+            else:
+                nbr = f"{name}.neighbors"
+                outputs = [nbr] if subm else [out_idx, nbr, f"{name}.num_out"]
+                pairs = helper.make_node("SparseConvIndexPairs", [idx], outputs, name=f"{name}.index_pairs",
+                                         domain=DOMAIN, **geo)
+                _plugin_attrs(pairs)
+                new_nodes.append(pairs)
+                summary["index_pair_nodes"] += 1
+                summary["size_tensor_outputs"] += 0 if subm else 1
+                if subm:
+                    shared[key] = nbr
+            gemm = helper.make_node("SparseConvGemm", [feats, nbr, weight] + ([bias] if bias else []), [out_feats],
+                                    name=f"{name}.gemm", domain=DOMAIN, activation=attrs.get("activation", "none"))
+            _plugin_attrs(gemm)
+            new_nodes.append(gemm)
+            summary["gemm_nodes"] += 1
+            if subm:  # the output sites are the input sites
+                if out_idx in graph_outputs:
+                    new_nodes.append(helper.make_node("Identity", [idx], [out_idx], name=f"{name}.indices"))
+                else:
+                    alias[out_idx] = idx
+            continue
+        if node.op_type == "IoUAwareRedundancyElimination":
+            summary["redundancy_nodes"] += 1
+            names = list(node.input) + [""] * (5 - len(node.input))
+            present = [1 if n else 0 for n in names[:5]]
+            del node.input[:]
+            node.input.extend(n for n in names[:5] if n)
+            if "present_inputs" not in {a.name for a in node.attribute}:
+                node.attribute.append(helper.make_attribute("present_inputs", present))
+            _plugin_attrs(node)
+            new_nodes.append(node)
+            continue
+        _plugin_attrs(node)
+        new_nodes.append(node)
+    del graph.node[:]
+    graph.node.extend(new_nodes)
+    # value_info of tensors that no longer exist (or changed shape) would mislead shape inference
+    produced = {o for n in graph.node for o in n.output} | {i.name for i in graph.input}
+    keep = [v for v in graph.value_info if v.name in produced]
+    del graph.value_info[:]
+    graph.value_info.extend(keep)
+    return model, summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("src", type=Path, help="exported student .onnx")
+    ap.add_argument("dst", type=Path, help="TensorRT-ready .onnx to write")
+    ap.add_argument("--sparse", choices=("split", "fused"), default="split",
+                    help="split: SparseConvIndexPairs + SparseConvGemm (shared rulebooks, default); "
+                         "fused: one SparseConvolution plugin per layer")
+    ap.add_argument("--max-batch", type=int, default=0,
+                    help="bound on the batch index of the voxel coordinates (1 for clean_deploy's batch-1 "
+                         "graphs): fewer radix-sort passes in strided convs; 0 = unbounded")
+    args = ap.parse_args(argv)
+    model = onnx.load(str(args.src))
+    model, summary = prepare(model, args.sparse, args.max_batch)
+    onnx.save(model, str(args.dst))
+    print(f"prepare_onnx: wrote {args.dst}: " + ", ".join(f"{k}={v}" for k, v in summary.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

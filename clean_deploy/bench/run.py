@@ -30,7 +30,9 @@ class BenchJob:
 
     @property
     def label(self) -> str:
-        return f"{Path(self.model).stem} [{self.backend}{'' if self.device == 'cpu' else ' ' + self.device}]"
+        p = Path(self.model)
+        name = p.parent.name if p.stem == "model" else p.stem  # runs/teacher/model.pth -> teacher
+        return f"{name} [{self.backend}{'' if self.device == 'cpu' else ' ' + self.device}]"
 
 
 def backends_for(model: str, device: str) -> list[str]:

@@ -1,0 +1,21 @@
+"""The README's main command in its quick form: every stage of the demo runs and leaves its outputs."""
+import json
+
+from typer.testing import CliRunner
+
+from clean_deploy.cli.main import app
+
+
+def test_quick_demo_runs_end_to_end(tmp_path):
+    out = tmp_path / "demo"
+    res = CliRunner().invoke(app, ["demo", "--quick", "--out", str(out)])
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    summary = json.loads((out / "demo_summary.json").read_text())
+    assert set(summary["timings_s"]) >= {"data", "reference", "train", "compress", "export", "bench"}
+    for f in ("bev_val_frame.png", "teacher/model.pth", "clean/compressed.pth", "clean/report.md",
+              "export/student.onnx", "export/student.json", "bench/bench.json", "bench/accuracy_vs_latency.png"):
+        assert (out / f).is_file(), f
+    bench = json.loads((out / "bench" / "bench.json").read_text())
+    backends = {r["backend"] for r in bench["results"]}
+    assert backends == {"torch", "onnxruntime"}
+    assert "params x fewer" in res.output  # the final ratio table

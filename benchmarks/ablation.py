@@ -26,7 +26,7 @@ from clean_deploy.compress.distill.run import distill
 from clean_deploy.compress.prune.run import calibration_batches, prune_model
 from clean_deploy.config import TrainConfig
 from clean_deploy.models.config import RedundancyConfig
-from clean_deploy.models.zoo import get_config, with_iou_branch
+from clean_deploy.models.zoo import get_config
 from clean_deploy.runtime.torch_session import TorchSession
 from clean_deploy.train.checkpoint import load_detector, save_checkpoint
 from clean_deploy.train.evaluate import evaluate_predictions, mean_moderate_ap, predict_split
@@ -62,7 +62,7 @@ def main() -> None:
     ap.add_argument("--runs", type=Path, default=Path("benchmarks/runs"))
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     ap.add_argument("--teacher", type=Path, default=None, help="default: RUNS/teacher/model.pth (baselines.py)")
-    ap.add_argument("--student", default="second_fast@0.5x")
+    ap.add_argument("--student", default="second_fast@0.5x+iou")
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--finetune-epochs", type=int, default=6)
     ap.add_argument("--target-flops", type=float, default=0.5)
@@ -76,11 +76,17 @@ def main() -> None:
         raise SystemExit(f"teacher checkpoint {teacher} missing: run benchmarks/baselines.py --only teacher first")
     root = args.runs / "ablation"
     frames = load_frames(args.data, "val")
-    student = with_iou_branch(get_config(args.student))
+    student = get_config(args.student)
+    if not (student.anchor_head or student.center_head).iou_branch:
+        raise SystemExit(f"{args.student}: the ablation needs the IoU-quality branch (append '+iou')")
     rows: list[tuple[str, Path]] = [("teacher", teacher)]
     t0 = time.time()
 
     def run_plain(name: str) -> Path:
+        baseline = args.runs / "second" / "model.pth"  # benchmarks/baselines.py trains the same student
+        if baseline.is_file() and load_detector(baseline)[1]["config"] == student \
+                and load_detector(baseline)[1]["meta"].get("epochs") == args.epochs:
+            return baseline
         ck = root / name / "model.pth"
         if not ck.is_file():
             train(student, args.data, root / name, tcfg(args, args.epochs), resume=True)

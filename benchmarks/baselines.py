@@ -28,11 +28,13 @@ from clean_deploy.train.evaluate import evaluate_predictions, mean_moderate_ap, 
 from clean_deploy.train.loop import train
 
 #: (key, detector config, role)
+#: the students carry the IoU-quality branch (one 1x1 conv; the plain post-processing ignores it)
+#: so that the CLEAN ablation starts from exactly these models
 MODELS = [
     ("teacher", "voxel_rcnn_fast", "teacher (two-stage)"),
-    ("second", "second_fast@0.5x", "student"),
-    ("centerpoint", "centerpoint_fast@0.5x", "student"),
-    ("pointpillars", "pointpillars_fast@0.5x", "student"),
+    ("second", "second_fast@0.5x+iou", "student"),
+    ("centerpoint", "centerpoint_fast@0.5x+iou", "student"),
+    ("pointpillars", "pointpillars_fast@0.5x+iou", "student"),
 ]
 CLASSES = ("Car", "Pedestrian", "Cyclist")
 

@@ -86,7 +86,7 @@ CONFIGS: dict[str, Callable[[], DetectorConfig]] = {
     "voxel_rcnn_fast": voxel_rcnn_fast,
 }
 
-_NAME = re.compile(r"^(?P<base>[a-z_]+)(@(?P<mult>[0-9.]+)x)?$")
+_NAME = re.compile(r"^(?P<base>[a-z_]+)(@(?P<mult>[0-9.]+)x)?(?P<iou>\+iou)?$")
 
 
 def scale_width(cfg: DetectorConfig, mult: float) -> DetectorConfig:
@@ -102,14 +102,17 @@ def scale_width(cfg: DetectorConfig, mult: float) -> DetectorConfig:
 
 
 def get_config(name: str) -> DetectorConfig:
-    """``NAME`` or ``NAME@<mult>x`` (e.g. ``second_fast@0.5x``)."""
+    """``NAME[@<mult>x][+iou]``: e.g. ``second_fast@0.5x`` (half width) or
+    ``second_fast@0.5x+iou`` (with the IoU-quality branch the redundancy elimination needs)."""
     m = _NAME.match(name)
     if not m or m.group("base") not in CONFIGS:
-        raise KeyError(f"unknown detector config {name!r}; known: {sorted(CONFIGS)} (optionally '@0.5x')")
+        raise KeyError(f"unknown detector config {name!r}; known: {sorted(CONFIGS)} (optionally '@0.5x', '+iou')")
     cfg = CONFIGS[m.group("base")]()
     if m.group("mult"):
-        mult = float(m.group("mult"))
-        cfg = scale_width(cfg, mult)
+        cfg = scale_width(cfg, float(m.group("mult")))
+    if m.group("iou"):
+        cfg = with_iou_branch(cfg)
+    if m.group("mult") or m.group("iou"):
         cfg = cfg.replace(name=name)
     return cfg
 

@@ -107,3 +107,21 @@ def test_overfit_few_frames_raises_ap(trained_students, synth_data, tmp_path):
     ap1 = evaluate_predictions(synth_data, "train", tmp_path / "p1", ("Car",))["Car"]["bev"]["moderate"]
     # ~19 moderate cars: AP_R40 cannot reach 100 with so few (devkit thresholding); measured ~23
     assert ap1 > ap0 + 10, (ap0, ap1)
+
+
+def test_torchrun_two_processes_cli(synth_data, tmp_path):
+    """The real launch path: torchrun with 2 gloo processes runs `clean-deploy train`; the frames
+    are sharded (3 steps of 1 frame per rank for 6 frames) and rank 0 writes the checkpoint."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    torchrun = Path(sys.executable).parent / "torchrun"
+    cmd = [str(torchrun), "--nproc_per_node", "2", "-m", "clean_deploy", "train", "--config", "second_fast@0.25x",
+           "--data", str(synth_data), "--out", str(tmp_path / "ddp"), "--epochs", "1", "--batch-size", "1",
+           "--workers", "0", "--eval-split", ""]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = (tmp_path / "ddp" / "log.csv").read_text().strip().splitlines()
+    assert len(rows) == 1 + 3
+    assert load_checkpoint(tmp_path / "ddp" / "model.pth")["meta"]["kind"] == "model"

@@ -113,7 +113,7 @@ class Trainer:
         if self.dist.enabled:
             self.ddp_model = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.dist.device.index] if self.dist.device.type == "cuda" else None,
-                find_unused_parameters=True)
+                find_unused_parameters=False)
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.history: list[dict[str, Any]] = []
 

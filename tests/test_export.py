@@ -9,7 +9,7 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from clean_deploy.export.check import check_parity
+from clean_deploy.export.check import check_parity, polygraphy_compare
 from clean_deploy.export.onnx_export import DOMAIN, export_onnx, redundancy_attributes
 from clean_deploy.models.config import RedundancyConfig
 from clean_deploy.models.detector import build_detector
@@ -101,6 +101,8 @@ def test_onnxruntime_parity_with_pytorch(trained_students, synth_data, tmp_path,
         rep = check_parity(det, res.onnx_path, synth_data, split, threads=2)
         assert rep.boxes > 0, "the trained student must detect something for parity to mean anything"
         assert rep.ok(1e-3) and rep.tied_swaps == 0, rep.summary()
+    ok, msg = polygraphy_compare(res.onnx_path, synth_data, "val", frames=2)
+    assert ok, msg
 
 
 def test_runtime_rejects_bad_inputs(trained_students, tmp_path):

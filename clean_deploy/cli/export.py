@@ -40,7 +40,11 @@ def export_command(
             typer.echo(f"mean moderate 3D AP: PyTorch {mean_moderate_ap(rep.ap_torch):.2f}, "
                        f"ONNX Runtime {mean_moderate_ap(rep.ap_onnx):.2f}")
             typer.echo(format_table(rep.ap_onnx))
-        if not rep.ok(tol):
+        from clean_deploy.export.check import polygraphy_compare
+
+        poly_ok, poly_msg = polygraphy_compare(res.onnx_path, data, split)
+        typer.echo(poly_msg)
+        if not rep.ok(tol) or not poly_ok:
             typer.echo(f"PARITY FAILED (tolerance {tol})", err=True)
             raise typer.Exit(1)
         typer.echo("parity OK")

@@ -112,3 +112,42 @@ def check_parity(model: Detector, onnx_path: str | Path, data_root: str | Path, 
         rep.ap_torch = evaluate_predictions(data_root, split, pred_dirs[0], model.cfg.class_names, model.cfg.point_cloud_range)
         rep.ap_onnx = evaluate_predictions(data_root, split, pred_dirs[1], model.cfg.class_names, model.cfg.point_cloud_range)
     return rep
+
+
+def polygraphy_compare(onnx_path: str | Path, data_root: str | Path, split: str = "val", frames: int = 3,
+                       atol: float = 1e-4) -> tuple[bool, str]:
+    """Polygraphy's comparator on ONNX Runtime: the exported graph with every graph optimisation
+    and 2 threads against no optimisation and 1 thread, on real voxelised frames (raw graph
+    outputs, padding included). Guards against ORT fusions changing what the model computes.
+    (With TensorRT installed, the same comparator checks an engine: see docs/tensorrt.md.)"""
+    import onnxruntime as ort
+    from polygraphy.backend.onnxrt import OnnxrtRunner
+    from polygraphy.comparator import Comparator, CompareFunc
+    from polygraphy.logger import G_LOGGER
+
+    G_LOGGER.module_severity = G_LOGGER.WARNING
+
+    from clean_deploy.export.sidecar import read_sidecar
+    from clean_deploy.runtime.ort_ops import session_options
+    from clean_deploy.runtime.preprocess import Preprocessor
+
+    def loader(level, threads):
+        def make():
+            so = session_options(threads)
+            so.graph_optimization_level = level
+            return ort.InferenceSession(str(onnx_path), sess_options=so, providers=["CPUExecutionProvider"])
+        return make
+
+    pre = Preprocessor.from_sidecar(read_sidecar(Path(onnx_path).with_suffix(".json")), strict_max_voxels=False)
+    reader = KittiReader(data_root, split)
+    feeds = []
+    for fid in reader.frame_ids[:frames]:
+        b = pre(reader.read_points(fid), reader.read_calib(fid))
+        feeds.append({"voxels": b["voxels"].numpy(), "voxel_num_points": b["voxel_num_points"].numpy(),
+                      "voxel_coords": b["voxel_coords"].numpy()})
+    runners = [OnnxrtRunner(loader(ort.GraphOptimizationLevel.ORT_ENABLE_ALL, 2), name="ort-optimised"),
+               OnnxrtRunner(loader(ort.GraphOptimizationLevel.ORT_DISABLE_ALL, 1), name="ort-plain")]
+    results = Comparator.run(runners, data_loader=feeds)
+    ok = bool(Comparator.compare_accuracy(results, compare_func=CompareFunc.simple(atol=atol, rtol=1e-4)))
+    return ok, f"polygraphy ORT (all optimisations, 2 threads) vs (none, 1 thread) on {len(feeds)} frames: " + \
+        ("PASSED" if ok else "FAILED") + f" (atol {atol})"

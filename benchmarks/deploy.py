@@ -1,0 +1,85 @@
+"""Teacher vs compressed student per backend (the deployment benchmark of the benchmarks issue):
+export the CLEAN student to ONNX, check parity with PyTorch on the val split, then benchmark the
+teacher (PyTorch eager), the plain student and the compressed student (PyTorch eager and ONNX
+Runtime with our custom-op library) on the same frames and threads, and check the project's
+target ratios.
+
+    .venv/bin/python benchmarks/deploy.py      # after baselines.py and ablation.py
+
+Writes benchmarks/results/deploy/{bench.json,bench.md,targets.md,accuracy_vs_latency.png,
+latency_breakdown.png}.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from clean_deploy.bench.run import bench
+from clean_deploy.export.check import check_parity
+from clean_deploy.export.onnx_export import export_onnx
+from clean_deploy.train.checkpoint import load_detector
+from clean_deploy.train.evaluate import mean_moderate_ap
+
+
+def targets(doc: dict, labels: dict[str, str]) -> list[tuple[str, str, float, bool]]:
+    """(target, measured, value, met) rows for the issue's ratios."""
+    by = {r["label"]: r for r in doc["results"]}
+    t, s_t, s_o = by[labels["teacher"]], by[labels["student_torch"]], by[labels["student_onnx"]]
+    lat = lambda r: r["latency"]["stages_ms"]["total"]["p50"]  # noqa: E731
+    mem = lambda r: max(r["latency"]["peak_rss_delta_mb"], 1e-3)  # noqa: E731
+    rows = [
+        ("student AP >= teacher AP (mean moderate 3D)", f"{s_o['mean_moderate_3d']:.2f} vs {t['mean_moderate_3d']:.2f}",
+         s_o["mean_moderate_3d"] - t["mean_moderate_3d"], s_o["mean_moderate_3d"] >= t["mean_moderate_3d"]),
+        (">= 5x fewer parameters", f"{t['params'] / s_t['params']:.1f}x", t["params"] / s_t["params"],
+         t["params"] / s_t["params"] >= 5),
+        (">= 5x lower peak inference memory (ORT student vs teacher)", f"{mem(t) / mem(s_o):.1f}x", mem(t) / mem(s_o),
+         mem(t) / mem(s_o) >= 5),
+        (">= 4x lower latency, ONNX Runtime CPU student vs teacher", f"{lat(t) / lat(s_o):.1f}x", lat(t) / lat(s_o),
+         lat(t) / lat(s_o) >= 4),
+        ("ONNX Runtime student >= 1.5x faster than eager PyTorch student", f"{lat(s_t) / lat(s_o):.2f}x",
+         lat(s_t) / lat(s_o), lat(s_t) / lat(s_o) >= 1.5),
+    ]
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=Path("benchmarks/data/synth"))
+    ap.add_argument("--runs", type=Path, default=Path("benchmarks/runs"))
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/deploy"))
+    ap.add_argument("--compressed", type=Path, default=None, help="default: RUNS/ablation/clean/compressed.pth")
+    ap.add_argument("--frames", type=int, default=50)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    teacher = args.runs / "teacher" / "model.pth"
+    plain = args.runs / "second" / "model.pth"
+    compressed = args.compressed or args.runs / "ablation" / "clean" / "compressed.pth"
+    for p in (teacher, plain, compressed):
+        if not p.is_file():
+            raise SystemExit(f"{p} missing: run benchmarks/baselines.py and benchmarks/ablation.py first")
+    args.out.mkdir(parents=True, exist_ok=True)
+    onnx_path = args.out / "compressed.onnx"
+    model, _ = load_detector(compressed)
+    export_onnx(model, onnx_path, source=compressed)
+    rep = check_parity(model, onnx_path, args.data, "val", threads=args.threads,
+                       pred_dirs=(args.out / "pred_torch", args.out / "pred_onnx"))
+    parity = {"summary": rep.summary(), "ok": rep.ok(), "ap_torch": mean_moderate_ap(rep.ap_torch),
+              "ap_onnx": mean_moderate_ap(rep.ap_onnx)}
+    print("parity:", rep.summary(), f"AP torch {parity['ap_torch']:.2f} / onnx {parity['ap_onnx']:.2f}")
+    doc = bench([str(teacher), str(plain), str(compressed), str(onnx_path)], args.data, args.out,
+                frames=args.frames, threads=args.threads)
+    doc["parity"] = parity
+    labels = {"teacher": "teacher [torch]", "student_torch": "compressed [torch]", "student_onnx": "compressed [onnxruntime]"}
+    rows = targets(doc, labels)
+    doc["targets"] = [{"target": a, "measured": b, "value": c, "met": d} for a, b, c, d in rows]
+    (args.out / "bench.json").write_text(json.dumps(doc, indent=2) + "\n")
+    md = ["| target | measured | met |", "|---|---|---|"] + [f"| {a} | {b} | {'yes' if d else 'no'} |" for a, b, c, d in rows]
+    md += ["", f"ONNX Runtime vs PyTorch parity on the val split: {rep.summary()}; mean moderate 3D AP "
+                f"{parity['ap_torch']:.2f} (PyTorch) vs {parity['ap_onnx']:.2f} (ONNX Runtime)."]
+    (args.out / "targets.md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()

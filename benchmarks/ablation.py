@@ -62,7 +62,9 @@ def main() -> None:
     ap.add_argument("--runs", type=Path, default=Path("benchmarks/runs"))
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     ap.add_argument("--teacher", type=Path, default=None, help="default: RUNS/teacher/model.pth (baselines.py)")
-    ap.add_argument("--student", default="second_fast@0.5x+iou")
+    ap.add_argument("--student", default="centerpoint_fast@0.5x+iou",
+                    help="the student (with '+iou'); a heterogeneous pair with the anchor-based two-stage teacher")
+    ap.add_argument("--baseline", default="centerpoint", help="run dir of the same student in baselines.py")
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--finetune-epochs", type=int, default=6)
     ap.add_argument("--target-flops", type=float, default=0.5)
@@ -83,7 +85,7 @@ def main() -> None:
     t0 = time.time()
 
     def run_plain(name: str) -> Path:
-        baseline = args.runs / "second" / "model.pth"  # benchmarks/baselines.py trains the same student
+        baseline = args.runs / args.baseline / "model.pth"  # benchmarks/baselines.py trains the same student
         if baseline.is_file() and load_detector(baseline)[1]["config"] == student \
                 and load_detector(baseline)[1]["meta"].get("epochs") == args.epochs:
             return baseline

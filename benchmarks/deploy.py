@@ -53,7 +53,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     teacher = args.runs / "teacher" / "model.pth"
-    plain = args.runs / "second" / "model.pth"
+    plain = args.runs / "centerpoint" / "model.pth"
     compressed = args.compressed or args.runs / "ablation" / "clean" / "compressed.pth"
     for p in (teacher, plain, compressed):
         if not p.is_file():

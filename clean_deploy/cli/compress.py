@@ -19,7 +19,7 @@ def distill_command(
     lr: Annotated[float, typer.Option(help="peak learning rate")] = 0.003,
     iou_branch: Annotated[bool, typer.Option("--iou-branch/--no-iou-branch", help="IoU-quality branch (for RE)")] = True,
     response: Annotated[float, typer.Option(help="weight of masked response KD (0 = off)")] = 1.0,
-    feature: Annotated[float, typer.Option(help="weight of masked feature KD (0 = off)")] = 1.0,
+    feature: Annotated[float, typer.Option(help="weight of masked feature KD (0 = off)")] = 0.1,
     student_oriented: Annotated[float, typer.Option(help="weight of student-oriented KD (0 = off)")] = 1.0,
     label_assignment: Annotated[bool, typer.Option("--label-assignment/--no-label-assignment",
                                                    help="two-stage-oriented label assignment distillation")] = True,

@@ -19,7 +19,7 @@ class DistillConfig(ConfigBase):
     """
 
     response: float = 1.0
-    feature: float = 1.0
+    feature: float = 0.1
     student_oriented: float = 1.0
     label_assignment: bool = True
     #: soft target of a positive = iou_match^alpha * teacher_quality^(1 - alpha)

@@ -68,7 +68,9 @@ class VoxelQueryPool(nn.Module):
         # BN needs two rows in training; a frame whose RoIs see at most one voxel skips it
         enc = torch.relu(self.norm(enc) if (enc.shape[0] > 1 or not self.training) else enc)
         c = enc.shape[1]
-        pooled = enc.new_full((k * g3 * found.shape[2], c), -1.0)
-        pooled[found.reshape(-1)] = enc
-        pooled = pooled.view(k, g3, -1, c).max(2).values.clamp(min=0)  # empty -> 0 (enc >= 0)
-        return self.out(pooled.reshape(k * g3, c)).view(k, g3, c)
+        # max over each grid point's found voxels without materialising the (K*G3*Q, C) block;
+        # enc >= 0, so a zero start gives max(enc) where voxels were found and 0 where none were
+        point = found.nonzero()[:, :2]
+        point = (point[:, 0] * g3 + point[:, 1])[:, None].expand(-1, c)
+        pooled = enc.new_zeros(k * g3, c).scatter_reduce(0, point, enc, "amax", include_self=True)
+        return self.out(pooled).view(k, g3, c)

@@ -18,35 +18,32 @@ import time
 from datetime import date
 from pathlib import Path
 
-from clean_deploy.bench.latency import benchmark_session
-from clean_deploy.bench.model_info import load_frames, model_summary
 from clean_deploy.bench.plots import accuracy_latency_plot
+from clean_deploy.bench.run import BenchJob, run_job
 from clean_deploy.compress.config import DistillConfig, PruneConfig
 from clean_deploy.compress.distill.run import distill
 from clean_deploy.compress.prune.run import calibration_batches, prune_model
 from clean_deploy.config import TrainConfig
 from clean_deploy.models.config import RedundancyConfig
 from clean_deploy.models.zoo import get_config
-from clean_deploy.runtime.torch_session import TorchSession
 from clean_deploy.train.checkpoint import load_detector, save_checkpoint
-from clean_deploy.train.evaluate import evaluate_predictions, mean_moderate_ap, predict_split
 from clean_deploy.train.loop import train
 
 CLASSES = ("Car", "Pedestrian", "Cyclist")
 
 
-def evaluate(ckpt: Path, args, frames) -> dict:
-    cache = ckpt.parent / f"ablation_eval_{ckpt.stem}.json"
+def evaluate(ckpt: Path, args) -> dict:
+    """AP, params, FLOPs, latency and peak memory of one checkpoint, measured in a fresh subprocess
+    (the worker of ``clean-deploy bench``); cached next to the checkpoint."""
+    cache = ckpt.parent / f"ablation_bench_{ckpt.stem}.json"
     if cache.is_file() and cache.stat().st_mtime >= ckpt.stat().st_mtime:
         return json.loads(cache.read_text())
-    model, ck = load_detector(ckpt)
-    pred = ckpt.parent / f"pred_{ckpt.stem}"
-    predict_split(model, args.data, "val", pred_dir=pred)
-    ap = evaluate_predictions(args.data, "val", pred, model.cfg.class_names, model.cfg.point_cloud_range)
-    info = model_summary(model, frames[:10])
-    lat = benchmark_session(TorchSession(model, "cpu"), frames[: args.latency_frames], warmup=3, desc=ckpt.parent.name)
-    res = {"checkpoint": str(ckpt), "ap": ap, "mean_moderate_3d": mean_moderate_ap(ap), **info,
-           "latency_ms": lat["stages_ms"]["total"]["p50"], "peak_mem_mb": lat["peak_rss_delta_mb"],
+    _, ck = load_detector(ckpt)
+    r = run_job(BenchJob(str(ckpt), "torch"), args.data, "val", args.latency_frames, 3, args.threads,
+                ckpt.parent / f"ablation_bench_{ckpt.stem}")
+    res = {"checkpoint": str(ckpt), "ap": r["ap"], "mean_moderate_3d": r["mean_moderate_3d"],
+           **{k: r[k] for k in ("params", "gmacs", "gflops", "weight_mb")},
+           "latency_ms": r["latency"]["stages_ms"]["total"]["p50"], "peak_mem_mb": r["memory"]["peak_inference_mb"],
            "train_seconds": ck["meta"].get("train_seconds")}
     cache.write_text(json.dumps(res, indent=2) + "\n")
     return res
@@ -71,6 +68,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--lr", type=float, default=0.003)
     ap.add_argument("--latency-frames", type=int, default=30)
+    ap.add_argument("--threads", type=int, default=2, help="torch threads of the latency measurement")
     ap.add_argument("--prune-methods", nargs="*", default=["masked", "l1", "random", "unmasked"])
     ap.add_argument("--kd-from-plain", type=int, default=0, metavar="K",
                     help="instead of distilling from scratch for --epochs, start the KD students from the trained "
@@ -81,7 +79,6 @@ def main() -> None:
     if not teacher.is_file():
         raise SystemExit(f"teacher checkpoint {teacher} missing: run benchmarks/baselines.py --only teacher first")
     root = args.runs / "ablation"
-    frames = load_frames(args.data, "val")
     student = get_config(args.student)
     if not (student.anchor_head or student.center_head).iou_branch:
         raise SystemExit(f"{args.student}: the ablation needs the IoU-quality branch (append '+iou')")
@@ -151,7 +148,7 @@ def main() -> None:
             model.cfg = model.cfg.replace(post=model.cfg.post.replace(redundancy=RedundancyConfig()))
             save_checkpoint(final, model, model.cfg, meta={"kind": "compressed", "teacher": str(teacher)})
         rows.append(("+ IoU-aware RE (CLEAN)", final))
-    results = [{"row": name, **evaluate(ck, args, frames)} for name, ck in rows]
+    results = [{"row": name, **evaluate(ck, args)} for name, ck in rows]
     doc = {"date": str(date.today()), "student": args.student, "epochs": args.epochs,
            "kd_from_plain_epochs": args.kd_from_plain,
            "finetune_epochs": args.finetune_epochs, "target_flops": args.target_flops, "rows": results,
@@ -172,7 +169,8 @@ def markdown(doc: dict) -> str:
              *([f"KD rows start from the trained plain student and distil for {doc['kd_from_plain_epochs']} epochs "
                 "(lr/2, one-cycle); the control row trains it as long without KD.", ""]
                if doc.get("kd_from_plain_epochs") else []),
-             "AP_R40 (%) on the synthetic val split, KITTI protocol. Latency: PyTorch eager, CPU, batch 1.", "",
+             "AP_R40 (%) on the synthetic val split, KITTI protocol. Latency: PyTorch eager, CPU, batch 1, one "
+             "subprocess per row; peak mem = weights + peak RSS growth while running frames.", "",
              "| row | " + " | ".join(f"{c} 3D e/m/h" for c in CLASSES) + " | mean mod | params (M) | GMACs | CPU p50 ms "
              "| peak mem MB |", "|---" * (6 + len(CLASSES)) + "|"]
     for r in doc["rows"]:

@@ -18,13 +18,10 @@ from pathlib import Path
 
 import torch
 
-from clean_deploy.bench.latency import benchmark_session
-from clean_deploy.bench.model_info import load_frames, model_summary
+from clean_deploy.bench.run import BenchJob, run_job
 from clean_deploy.config import TrainConfig
 from clean_deploy.models.zoo import get_config
-from clean_deploy.runtime.torch_session import TorchSession
 from clean_deploy.train.checkpoint import load_detector
-from clean_deploy.train.evaluate import evaluate_predictions, mean_moderate_ap, predict_split
 from clean_deploy.train.loop import train
 
 #: (key, detector config, role)
@@ -70,16 +67,14 @@ def run_model(key: str, cfg_name: str, args) -> dict:
         epochs = args.teacher_epochs if key == "teacher" else args.student_epochs
         tcfg = TrainConfig(epochs=epochs, batch_size=args.batch_size, lr=args.lr, num_workers=2, seed=0)
         train(get_config(cfg_name), args.data, run_dir, tcfg, resume=True, meta={"config_name": cfg_name})
-    model, ck = load_detector(ckpt)
-    pred_dir = run_dir / "pred_val"
-    predict_split(model, args.data, "val", pred_dir=pred_dir)
-    ap = evaluate_predictions(args.data, "val", pred_dir, model.cfg.class_names, model.cfg.point_cloud_range)
-    frames = load_frames(args.data, "val", args.latency_frames)
-    info = model_summary(model, frames[:10])
-    lat = benchmark_session(TorchSession(model, "cpu"), frames, warmup=3, desc=f"latency {key}")
+    _, ck = load_detector(ckpt)
+    # latency, peak memory, params/FLOPs and AP in a fresh subprocess per model (the worker of
+    # `clean-deploy bench`), so one model's allocations do not hide the next one's peak memory
+    res = run_job(BenchJob(str(ckpt), "torch"), args.data, "val", args.latency_frames, 3, args.threads,
+                  args.out / "baselines_jobs")
     return {"key": key, "config": cfg_name, "train_seconds": ck["meta"].get("train_seconds"),
-            "epochs": ck["meta"].get("epochs"), "ap": ap, "mean_moderate_3d": mean_moderate_ap(ap),
-            **info, "latency": lat}
+            "epochs": ck["meta"].get("epochs"), "ap": res["ap"], "mean_moderate_3d": res["mean_moderate_3d"], "memory": res["memory"],
+            **{k: res[k] for k in ("params", "gmacs", "gflops", "weight_mb") if k in res}, "latency": res["latency"]}
 
 
 def markdown(rows: list[dict], header: str) -> str:
@@ -93,7 +88,7 @@ def markdown(rows: list[dict], header: str) -> str:
         lat = f"{st['total']['p50']:.0f} ({st['pre']['p50']:.0f}/{st['net']['p50']:.0f}/{st['post']['p50']:.0f})"
         tmin = f"{r['train_seconds'] / 60:.0f}" if r.get("train_seconds") else "-"
         lines.append(f"| {r['key']} | `{r['config']}` | {aps} | {r['mean_moderate_3d']:.2f} | {r['params'] / 1e6:.2f} "
-                     f"| {r['gmacs']:.2f} | {lat} | {r['latency']['peak_rss_delta_mb']:.0f} | {tmin} |")
+                     f"| {r['gmacs']:.2f} | {lat} | {r['memory']['peak_inference_mb']:.0f} | {tmin} |")
     return "\n".join(lines) + "\n"
 
 
@@ -110,6 +105,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--lr", type=float, default=0.003)
     ap.add_argument("--latency-frames", type=int, default=30)
+    ap.add_argument("--threads", type=int, default=2, help="torch/ORT threads of the latency measurement")
     ap.add_argument("--only", nargs="*", help="subset of model keys")
     args = ap.parse_args()
     ensure_data(args.data, args.frames, args.val_frames, args.seed)
@@ -129,7 +125,7 @@ def main() -> None:
     rows = [results[k] for k, _, _ in MODELS if k in results]
     header = (f"# Baselines on the synthetic benchmark ({args.frames} train / {args.val_frames} val frames)\n\n"
               f"{doc['date']}, {doc['machine']}. AP_R40 (%), KITTI protocol, GT outside the detector range "
-              f"ignored. Latency: PyTorch eager, CPU, batch 1, {args.latency_frames} val frames after 3 warm-up.")
+              f"ignored. Latency: PyTorch eager, CPU, batch 1, {args.threads} threads, {args.latency_frames} val frames after 3 warm-up, one subprocess per model; peak mem = weights + peak RSS growth while running 10 frames (freed pages returned to the OS).")
     (args.out / "baselines.md").write_text(markdown(rows, header))
     print(markdown(rows, header))
 

@@ -27,7 +27,7 @@ def targets(doc: dict, labels: dict[str, str]) -> list[tuple[str, str, float, bo
     by = {r["label"]: r for r in doc["results"]}
     t, s_t, s_o = by[labels["teacher"]], by[labels["student_torch"]], by[labels["student_onnx"]]
     lat = lambda r: r["latency"]["stages_ms"]["total"]["p50"]  # noqa: E731
-    mem = lambda r: max(r["latency"]["peak_rss_delta_mb"], 1e-3)  # noqa: E731
+    mem = lambda r: max(r["memory"]["peak_inference_mb"], 1e-3)  # noqa: E731
     rows = [
         ("student AP >= teacher AP (mean moderate 3D)", f"{s_o['mean_moderate_3d']:.2f} vs {t['mean_moderate_3d']:.2f}",
          s_o["mean_moderate_3d"] - t["mean_moderate_3d"], s_o["mean_moderate_3d"] >= t["mean_moderate_3d"]),

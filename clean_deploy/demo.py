@@ -165,7 +165,7 @@ def final_table(doc: dict) -> str:
         lines.append(f"| {r['label']} | {r['mean_moderate_3d']:.2f} | {r['mean_moderate_3d'] - t['mean_moderate_3d']:+.2f} | "
                      f"{ratio(lambda x: x['params'])} | {ratio(lambda x: x['gmacs'])} | "
                      f"{ratio(lambda x: x['latency']['stages_ms']['total']['p50'])} | "
-                     f"{ratio(lambda x: max(x['latency']['peak_rss_delta_mb'], 1e-3))} |")
+                     f"{ratio(lambda x: max(x['memory']['peak_inference_mb'], 1e-3))} |")
     return "\n".join(lines) + "\n"
 
 

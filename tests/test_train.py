@@ -1,4 +1,6 @@
 """Training: DDP gradients equal single-process gradients, exact resume, checkpoints, overfitting."""
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -79,8 +81,15 @@ def test_resume_continues_exactly(synth_data, tmp_path):
 
     with pytest.raises(Crash):
         _trainer(synth_data, tmp_path / "part", loss_fn=crashing_loss).fit()
+    before = load_checkpoint(tmp_path / "part" / "checkpoints" / "latest.pth")["state"]["train_seconds"]
+    assert before > 0
     resumed = _trainer(synth_data, tmp_path / "part", resume=True)
+    t0 = time.time()
     resumed.fit()
+    t_resumed = time.time() - t0
+    # the reported training time covers the interrupted run too
+    total = load_checkpoint(tmp_path / "part" / "model.pth")["meta"]["train_seconds"]
+    assert before + 0.5 * t_resumed < total <= before + t_resumed + 1.0
     assert [h["step"] for h in resumed.history] == [5, 6]
     np.testing.assert_allclose([h["loss"] for h in resumed.history], [h["loss"] for h in full.history[4:]],
                                rtol=1e-5)

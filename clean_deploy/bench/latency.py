@@ -8,7 +8,6 @@ from typing import Callable, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from clean_deploy.bench.memory import PeakMemory
 
 
 def percentiles(values: Sequence[float]) -> dict[str, float]:
@@ -27,13 +26,11 @@ def benchmark_session(session: Callable, frames: Sequence[tuple], warmup: int = 
     for points, calib in list(frames)[:warmup]:
         session(points, calib)
     stages: dict[str, list[float]] = {}
-    with PeakMemory(device) as mem:
-        t0 = time.perf_counter()
-        for points, calib in tqdm(frames, desc=desc, disable=not progress, leave=False, dynamic_ncols=True):
-            res = session(points, calib)
-            for k, v in res.timings_ms.items():
-                stages.setdefault(k, []).append(v)
-        wall = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for points, calib in tqdm(frames, desc=desc, disable=not progress, leave=False, dynamic_ncols=True):
+        res = session(points, calib)
+        for k, v in res.timings_ms.items():
+            stages.setdefault(k, []).append(v)
+    wall = time.perf_counter() - t0
     return {"frames": len(frames), "warmup": warmup, "stages_ms": {k: percentiles(v) for k, v in stages.items()},
-            "throughput_fps": len(frames) / wall, "peak_rss_delta_mb": mem.rss_delta_mb,
-            "cuda_peak_mb": mem.cuda_peak_mb}
+            "throughput_fps": len(frames) / wall}

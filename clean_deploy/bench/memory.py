@@ -49,6 +49,39 @@ class PeakMemory:
             self.cuda_peak_mb = (torch.cuda.max_memory_allocated() - self._cuda_base) / 2 ** 20
 
 
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
+
+
+def return_freed_memory_to_os(mmap_threshold: int = 64 * 1024) -> bool:
+    """Make RSS follow live allocations: glibc serves blocks >= ``mmap_threshold`` with mmap (so
+    freeing them unmaps them), trims the heap on free, and gives back what is free now. Without
+    this a process that ran a few warm-up frames keeps their activations' pages and the peak
+    growth of the timed frames reads ~0. Returns False where glibc is not the allocator."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        ok = libc.mallopt(_M_MMAP_THRESHOLD, int(mmap_threshold)) == 1
+        ok &= libc.mallopt(_M_TRIM_THRESHOLD, 0) == 1
+        libc.malloc_trim(0)
+        return bool(ok)
+    except (OSError, AttributeError):
+        return False
+
+
+def measure_run_memory(session, frames, device: str = "cpu") -> dict:
+    """Peak memory that running ``session(points, calib)`` over ``frames`` adds on top of the
+    loaded model (activations, workspaces, outputs): RSS growth on CPU (after
+    :func:`return_freed_memory_to_os`), ``max_memory_allocated`` growth on CUDA. Call it after a
+    warm-up so one-time initialisation is not counted."""
+    exact = return_freed_memory_to_os() if device == "cpu" else True
+    with PeakMemory(device) as mem:
+        for points, calib in frames:
+            session(points, calib)
+    peak = mem.cuda_peak_mb if device.startswith("cuda") else mem.rss_delta_mb
+    return {"run_peak_mb": peak, "frames": len(frames), "exact": bool(exact and mem.exact)}
+
+
 def weight_bytes(model: torch.nn.Module) -> int:
     """Bytes of parameters and buffers (what a deployed engine must hold)."""
     return sum(t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers()))

@@ -99,9 +99,11 @@ def bench_markdown(doc: dict) -> str:
              f"after {doc['warmup']} warm-up.", "",
              "| model [backend] | mean mod 3D AP | params (M) | GMACs | weights (MB) | p50 ms (pre/net/post) | p90 ms | p99 ms "
              "| frames/s | peak mem (MB) |", "|---" * 10 + "|"]
+    lines[0] += (" Peak mem = weights + the peak growth while running frames (CPU: process RSS with freed pages "
+                 "returned to the OS, ONNX Runtime without its arena; CUDA: max_memory_allocated).")
     for r in doc["results"]:
         st = r["latency"]["stages_ms"]
-        mem = r["latency"]["cuda_peak_mb"] if r.get("device", "cpu") != "cpu" else r["latency"]["peak_rss_delta_mb"]
+        mem = r["memory"]["peak_inference_mb"]
         lines.append(f"| {r['label']} | {r['mean_moderate_3d']:.2f} | {r['params'] / 1e6:.3f} | {r['gmacs']:.2f} | "
                      f"{r['weight_mb']:.2f} | {st['total']['p50']:.1f} ({st['pre']['p50']:.1f}/{st['net']['p50']:.1f}/"
                      f"{st['post']['p50']:.1f}) | {st['total']['p90']:.1f} | {st['total']['p99']:.1f} | "

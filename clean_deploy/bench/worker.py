@@ -38,14 +38,16 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--memory-frames", type=int, default=10)
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
     from clean_deploy.bench.latency import benchmark_session
-    from clean_deploy.bench.memory import weight_bytes
+    from clean_deploy.bench.memory import measure_run_memory, weight_bytes
     from clean_deploy.bench.model_info import load_frames, model_summary
     from clean_deploy.data.kitti.results import detections_to_kitti, write_kitti_results
+    from clean_deploy.runtime.ort_session import OrtSession
     from clean_deploy.train.evaluate import evaluate_predictions, mean_moderate_ap
 
     frames = load_frames(args.data, args.split)
@@ -53,8 +55,6 @@ def main() -> None:
         session, model = _torch_session(args.model, args.device)
         info = model_summary(model, frames[:5])
     else:
-        from clean_deploy.runtime.ort_session import OrtSession
-
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if args.device != "cpu" else None
         session = OrtSession(args.model, threads=args.threads, providers=providers, strict_max_voxels=False)
         model = _source_model(args.model)
@@ -76,8 +76,16 @@ def main() -> None:
         write_kitti_results(pred_dir, fid, detections_to_kitti(det.boxes, det.scores, det.labels, class_names, calib,
                                                                reader.read_image_shape(fid)))
     ap = evaluate_predictions(args.data, args.split, pred_dir, class_names, pcr)
+    # memory last: it switches the allocator to return freed pages (slower, so never while timing);
+    # ONNX Runtime gets a session without its arena, which would otherwise keep the warm-up's blocks
+    if args.backend == "onnxruntime" and args.device == "cpu":
+        session = OrtSession(args.model, threads=args.threads, strict_max_voxels=False, memory_arena=False)
+        session(*frames[0])
+    mem = measure_run_memory(session, frames[: args.memory_frames], args.device)
+    mem["weights_mb"] = info["weight_mb"]
+    mem["peak_inference_mb"] = mem["weights_mb"] + mem["run_peak_mb"]
     res = {"model": args.model, "backend": args.backend, "device": args.device, "threads": args.threads,
-           **info, "latency": lat, "ap": ap, "mean_moderate_3d": mean_moderate_ap(ap)}
+           **info, "latency": lat, "memory": mem, "ap": ap, "mean_moderate_3d": mean_moderate_ap(ap)}
     Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
 
 

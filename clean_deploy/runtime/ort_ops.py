@@ -56,15 +56,17 @@ def library_path() -> Path:
     return path
 
 
-def session_options(threads: int | None = None):
+def session_options(threads: int | None = None, memory_arena: bool = True):
     """``onnxruntime.SessionOptions`` with the clean_deploy ops registered.
 
     ``threads``: intra-op threads (the sparse conv kernels run on ORT's intra-op pool); None keeps
-    ORT's default (one per core).
+    ORT's default (one per core). ``memory_arena=False`` makes ORT free tensors to the system
+    allocator (what memory measurements need; the arena is faster).
     """
     import onnxruntime as ort
 
     so = ort.SessionOptions()
+    so.enable_cpu_mem_arena = bool(memory_arena)
     so.register_custom_ops_library(str(library_path()))
     if threads is not None:
         so.intra_op_num_threads = int(threads)

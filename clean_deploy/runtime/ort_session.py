@@ -22,7 +22,8 @@ class OrtSession:
     """
 
     def __init__(self, onnx_path: str | Path, sidecar: str | Path | None = None, threads: int | None = None,
-                 providers: list[str] | None = None, strict_max_voxels: bool = True) -> None:
+                 providers: list[str] | None = None, strict_max_voxels: bool = True,
+                 memory_arena: bool = True) -> None:
         import onnxruntime as ort
 
         onnx_path = Path(onnx_path)
@@ -31,7 +32,7 @@ class OrtSession:
         self.sidecar = read_sidecar(sidecar or onnx_path.with_suffix(".json"))
         self.class_names = self.sidecar["class_names"]
         self.pre = Preprocessor.from_sidecar(self.sidecar, strict_max_voxels)
-        self.session = ort.InferenceSession(str(onnx_path), sess_options=session_options(threads),
+        self.session = ort.InferenceSession(str(onnx_path), sess_options=session_options(threads, memory_arena),
                                             providers=providers or ["CPUExecutionProvider"])
 
     def run_voxels(self, voxels: np.ndarray, num_points: np.ndarray, coords: np.ndarray) -> dict:

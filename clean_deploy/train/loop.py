@@ -89,6 +89,7 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.dist = dist_info or init_distributed(train_cfg.device)
         self.resume = resume
+        self._seconds_before, self._t_start = 0.0, None
         self.loss_fn = loss_fn or default_loss
         self.meta = meta or {}
         self.progress = progress and self.dist.is_main
@@ -124,11 +125,15 @@ class Trainer:
 
     def _state(self) -> dict:
         st = {"epoch": self.epoch, "step_in_epoch": self.step_in_epoch, "global_step": self.global_step,
-              "torch_rng": torch.get_rng_state(),
+              "torch_rng": torch.get_rng_state(), "train_seconds": self._elapsed(),
               "extra": self.extra.state_dict()}
         if self.model.roi_head is not None:
             st["roi_rng"] = self.model.roi_head._gen.get_state()
         return st
+
+    def _elapsed(self) -> float:
+        """Training wall time so far, including the runs this one resumed."""
+        return self._seconds_before + (time.time() - self._t_start if self._t_start is not None else 0.0)
 
     def save(self) -> None:
         if not self.dist.is_main:
@@ -155,6 +160,7 @@ class Trainer:
         self.scheduler.load_state_dict(ck["scheduler"])
         st = ck["state"]
         self.epoch, self.step_in_epoch, self.global_step = st["epoch"], st["step_in_epoch"], st["global_step"]
+        self._seconds_before = float(st.get("train_seconds", 0.0))  # wall time of the interrupted run(s)
         torch.set_rng_state(st["torch_rng"])
         self.extra.load_state_dict(st["extra"])
         if "roi_rng" in st and self.model.roi_head is not None:
@@ -189,7 +195,7 @@ class Trainer:
         return parts
 
     def fit(self) -> TrainResult:
-        t_start = time.time()
+        self._t_start = time.time()
         if self.resume and self.load() and self.dist.is_main:
             print(f"resumed from {self.ckpt_path} at epoch {self.epoch} step {self.step_in_epoch}")
         if self.model.roi_head is not None and self.global_step == 0:
@@ -237,7 +243,7 @@ class Trainer:
             if log_file is not None:
                 log_file.close()
         final = self.run_dir / "model.pth"
-        seconds = time.time() - t_start
+        seconds = self._elapsed()
         if self.dist.is_main:
             save_checkpoint(final, self.model, self.det_cfg,
                             meta={**self.meta, "kind": "model", "epochs": self.cfg.epochs,

@@ -5,6 +5,8 @@
 // is the evaluated one.
 #include "clean_deploy/redundancy.h"
 
+#include "clean_deploy/rotated_box.h"
+
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -16,68 +18,6 @@ namespace {
 constexpr float kMaxLogRatio = 5.0f;
 
 inline float sigmoidf(float x) { return 1.0f / (1.0f + std::exp(-x)); }
-
-void corners(const double* b, double out[4][2]) {
-  const double c = std::cos(b[6]), s = std::sin(b[6]);
-  const double hl = b[3] / 2.0, hw = b[4] / 2.0;
-  const double sx[4] = {1.0, -1.0, -1.0, 1.0};
-  const double sy[4] = {1.0, 1.0, -1.0, -1.0};
-  for (int k = 0; k < 4; ++k) {
-    const double lx = sx[k] * hl, ly = sy[k] * hw;
-    out[k][0] = b[0] + lx * c - ly * s;
-    out[k][1] = b[1] + lx * s + ly * c;
-  }
-}
-
-// Area of convex polygon `subject` (ccw) clipped by the convex ccw quad `clip`.
-double clip_area(const double subject[4][2], const double clip[4][2]) {
-  double a[16][2], b[16][2];
-  int m = 4;
-  for (int i = 0; i < 4; ++i) {
-    a[i][0] = subject[i][0];
-    a[i][1] = subject[i][1];
-  }
-  for (int e = 0; e < 4; ++e) {
-    const double ax = clip[e][0], ay = clip[e][1];
-    const double bx = clip[(e + 1) % 4][0], by = clip[(e + 1) % 4][1];
-    int k = 0;
-    for (int i = 0; i < m; ++i) {
-      const double px = a[i][0], py = a[i][1];
-      const double qx = a[(i + 1) % m][0], qy = a[(i + 1) % m][1];
-      const double dp = (bx - ax) * (py - ay) - (by - ay) * (px - ax);
-      const double dq = (bx - ax) * (qy - ay) - (by - ay) * (qx - ax);
-      if (dp >= 0) {
-        b[k][0] = px;
-        b[k][1] = py;
-        ++k;
-      }
-      if ((dp >= 0) != (dq >= 0)) {
-        const double t = dp / (dp - dq);
-        b[k][0] = px + t * (qx - px);
-        b[k][1] = py + t * (qy - py);
-        ++k;
-      }
-    }
-    m = k;
-    if (m == 0) return 0.0;
-    for (int i = 0; i < m; ++i) {
-      a[i][0] = b[i][0];
-      a[i][1] = b[i][1];
-    }
-  }
-  double area = 0.0;
-  for (int i = 0; i < m; ++i) {
-    const int j = (i + 1) % m;
-    area += a[i][0] * a[j][1] - a[j][0] * a[i][1];
-  }
-  return std::abs(area) / 2.0;
-}
-
-double iou_from_corners(const double* a, const double* b, const double ca[4][2], const double cb[4][2]) {
-  const double inter = clip_area(ca, cb);
-  const double uni = a[3] * a[4] + b[3] * b[4] - inter;
-  return uni > 0 ? inter / uni : 0.0;
-}
 
 void push(Candidates& c, const float* box, float score, float iou, bool has_iou, int32_t label, int64_t index) {
   c.boxes.insert(c.boxes.end(), box, box + 7);
@@ -91,8 +31,8 @@ void push(Candidates& c, const float* box, float score, float iou, bool has_iou,
 
 double rotated_iou_bev(const double* a, const double* b) {
   double ca[4][2], cb[4][2];
-  corners(a, ca);
-  corners(b, cb);
+  box_corners(a, ca);
+  box_corners(b, cb);
   return iou_from_corners(a, b, ca, cb);
 }
 
@@ -229,7 +169,7 @@ int64_t eliminate(const Candidates& c, const EliminationParams& e, float* out_bo
   for (int64_t i = 0; i < m; ++i) {
     const float* src = c.boxes.data() + keep[i] * 7;
     for (int j = 0; j < 7; ++j) boxes[i * 7 + j] = static_cast<double>(src[j]);
-    corners(boxes.data() + i * 7, reinterpret_cast<double(*)[2]>(cs.data() + i * 8));
+    box_corners(boxes.data() + i * 7, reinterpret_cast<double(*)[2]>(cs.data() + i * 8));
     radius[i] = 0.5 * std::sqrt(boxes[i * 7 + 3] * boxes[i * 7 + 3] + boxes[i * 7 + 4] * boxes[i * 7 + 4]);
   }
   std::vector<char> alive(m, 1);

@@ -15,6 +15,7 @@
 #include <cmath>
 #include <string>
 
+#include "clean_deploy/rotated_box.h"
 #include "common.h"
 
 namespace clean_deploy {
@@ -178,62 +179,6 @@ struct SortedBox {  // one kept candidate in quality order, as the CPU's elimina
   int32_t label;
 };
 
-__device__ void box_corners(const double* b, double out[4][2]) {
-  const double c = cos(b[6]), s = sin(b[6]);
-  const double hl = b[3] / 2.0, hw = b[4] / 2.0;
-  const double sx[4] = {1.0, -1.0, -1.0, 1.0};
-  const double sy[4] = {1.0, 1.0, -1.0, -1.0};
-  for (int k = 0; k < 4; ++k) {
-    const double lx = sx[k] * hl, ly = sy[k] * hw;
-    out[k][0] = b[0] + lx * c - ly * s;
-    out[k][1] = b[1] + lx * s + ly * c;
-  }
-}
-
-// Area of the convex quad `subject` clipped by the convex ccw quad `clip` (csrc/cpu/redundancy.cpp).
-__device__ double clip_area(const double subject[4][2], const double clip[4][2]) {
-  double a[16][2], b[16][2];
-  int m = 4;
-  for (int i = 0; i < 4; ++i) {
-    a[i][0] = subject[i][0];
-    a[i][1] = subject[i][1];
-  }
-  for (int e = 0; e < 4; ++e) {
-    const double ax = clip[e][0], ay = clip[e][1];
-    const double bx = clip[(e + 1) % 4][0], by = clip[(e + 1) % 4][1];
-    int k = 0;
-    for (int i = 0; i < m; ++i) {
-      const double px = a[i][0], py = a[i][1];
-      const double qx = a[(i + 1) % m][0], qy = a[(i + 1) % m][1];
-      const double dp = (bx - ax) * (py - ay) - (by - ay) * (px - ax);
-      const double dq = (bx - ax) * (qy - ay) - (by - ay) * (qx - ax);
-      if (dp >= 0) {
-        b[k][0] = px;
-        b[k][1] = py;
-        ++k;
-      }
-      if ((dp >= 0) != (dq >= 0)) {
-        const double t = dp / (dp - dq);
-        b[k][0] = px + t * (qx - px);
-        b[k][1] = py + t * (qy - py);
-        ++k;
-      }
-    }
-    m = k;
-    if (m == 0) return 0.0;
-    for (int i = 0; i < m; ++i) {
-      a[i][0] = b[i][0];
-      a[i][1] = b[i][1];
-    }
-  }
-  double area = 0.0;
-  for (int i = 0; i < m; ++i) {
-    const int j = (i + 1) % m;
-    area += a[i][0] * a[j][1] - a[j][0] * a[i][1];
-  }
-  return fabs(area) / 2.0;
-}
-
 __global__ void prepare_sorted(const int32_t* __restrict__ sorted_ids, const float* __restrict__ cand_boxes,
                                const int32_t* __restrict__ cand_labels, const int32_t* __restrict__ count,
                                int64_t pre_cap, int32_t pre_max, SortedBox* __restrict__ out, int32_t* m_out) {
@@ -276,10 +221,7 @@ __global__ void __launch_bounds__(64)
     if (thr >= 1.0) continue;
     const double dx = bi.box[0] - bj.box[0], dy = bi.box[1] - bj.box[1], r = bi.radius + bj.radius;
     if (dx * dx + dy * dy > r * r) continue;
-    const double inter = clip_area(bi.corners, bj.corners);
-    const double uni = bi.box[3] * bi.box[4] + bj.box[3] * bj.box[4] - inter;
-    const double iou = uni > 0 ? inter / uni : 0.0;
-    if (iou > thr) bits |= 1ull << jj;
+    if (iou_from_corners(bi.box, bj.box, bi.corners, bj.corners) > thr) bits |= 1ull << jj;
   }
   mask[i * col_blocks + cb] = bits;
 }

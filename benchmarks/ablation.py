@@ -26,7 +26,7 @@ from clean_deploy.compress.prune.run import calibration_batches, prune_model
 from clean_deploy.config import TrainConfig
 from clean_deploy.models.config import RedundancyConfig
 from clean_deploy.models.zoo import get_config
-from clean_deploy.train.checkpoint import load_detector, save_checkpoint
+from clean_deploy.train.checkpoint import load_checkpoint, load_detector, save_checkpoint
 from clean_deploy.train.loop import train
 
 CLASSES = ("Car", "Pedestrian", "Cyclist")
@@ -38,7 +38,7 @@ def evaluate(ckpt: Path, args) -> dict:
     cache = ckpt.parent / f"ablation_bench_{ckpt.stem}.json"
     if cache.is_file() and cache.stat().st_mtime >= ckpt.stat().st_mtime:
         return json.loads(cache.read_text())
-    _, ck = load_detector(ckpt)
+    ck = load_checkpoint(ckpt)
     r = run_job(BenchJob(str(ckpt), "torch"), args.data, "val", args.latency_frames, 3, args.threads,
                 ckpt.parent / f"ablation_bench_{ckpt.stem}")
     res = {"checkpoint": str(ckpt), "ap": r["ap"], "mean_moderate_3d": r["mean_moderate_3d"],
@@ -87,9 +87,10 @@ def main() -> None:
 
     def run_plain(name: str) -> Path:
         baseline = args.runs / args.baseline / "model.pth"  # benchmarks/baselines.py trains the same student
-        if baseline.is_file() and load_detector(baseline)[1]["config"] == student \
-                and load_detector(baseline)[1]["meta"].get("epochs") == args.epochs:
-            return baseline
+        if baseline.is_file():
+            ck = load_checkpoint(baseline)
+            if ck["config"] == student and ck["meta"].get("epochs") == args.epochs:
+                return baseline
         ck = root / name / "model.pth"
         if not ck.is_file():
             train(student, args.data, root / name, tcfg(args, args.epochs), resume=True)

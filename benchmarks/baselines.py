@@ -11,17 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from datetime import date
 from pathlib import Path
 
-import torch
-
-from clean_deploy.bench.run import BenchJob, run_job
+from clean_deploy.bench.run import BenchJob, machine_description, run_job
 from clean_deploy.config import TrainConfig
 from clean_deploy.models.zoo import get_config
-from clean_deploy.train.checkpoint import load_detector
+from clean_deploy.train.checkpoint import load_checkpoint
 from clean_deploy.train.loop import train
 
 #: (key, detector config, role)
@@ -48,18 +45,6 @@ def ensure_data(root: Path, frames: int, val_frames: int, seed: int) -> Path:
     return root
 
 
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {torch.get_num_threads()} torch threads, {platform.system()} {platform.machine()}, torch {torch.__version__}"
-
-
 def run_model(key: str, cfg_name: str, args) -> dict:
     run_dir = args.runs / key
     ckpt = run_dir / "model.pth"
@@ -67,7 +52,7 @@ def run_model(key: str, cfg_name: str, args) -> dict:
         epochs = args.teacher_epochs if key == "teacher" else args.student_epochs
         tcfg = TrainConfig(epochs=epochs, batch_size=args.batch_size, lr=args.lr, num_workers=2, seed=0)
         train(get_config(cfg_name), args.data, run_dir, tcfg, resume=True, meta={"config_name": cfg_name})
-    _, ck = load_detector(ckpt)
+    ck = load_checkpoint(ckpt)
     # latency, peak memory, params/FLOPs and AP in a fresh subprocess per model (the worker of
     # `clean-deploy bench`), so one model's allocations do not hide the next one's peak memory
     res = run_job(BenchJob(str(ckpt), "torch"), args.data, "val", args.latency_frames, 3, args.threads,
@@ -118,7 +103,7 @@ def main() -> None:
             continue
         results[key] = run_model(key, cfg_name, args)
         print(f"{key}: mean moderate 3D AP {results[key]['mean_moderate_3d']:.2f}")
-    doc = {"date": str(date.today()), "machine": machine(), "data": str(args.data),
+    doc = {"date": str(date.today()), "machine": f"{machine_description()}, {args.threads} threads", "data": str(args.data),
            "frames": {"train": args.frames, "val": args.val_frames}, "models": results,
            "wall_seconds": time.time() - t0}
     out_json.write_text(json.dumps(doc, indent=2) + "\n")

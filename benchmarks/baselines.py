@@ -103,7 +103,7 @@ def main() -> None:
             continue
         results[key] = run_model(key, cfg_name, args)
         print(f"{key}: mean moderate 3D AP {results[key]['mean_moderate_3d']:.2f}")
-    doc = {"date": str(date.today()), "machine": f"{machine_description()}, {args.threads} threads", "data": str(args.data),
+    doc = {"date": str(date.today()), "machine": machine_description(), "threads": args.threads, "data": str(args.data),
            "frames": {"train": args.frames, "val": args.val_frames}, "models": results,
            "wall_seconds": time.time() - t0}
     out_json.write_text(json.dumps(doc, indent=2) + "\n")

@@ -8,6 +8,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from clean_deploy.viz.figure import save_figure  # noqa: E402
+
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     """Indices of points not dominated (lower latency and higher accuracy is better)."""
@@ -35,12 +37,7 @@ def accuracy_latency_plot(rows: list[dict], out: str | Path, title: str, acc_lab
     ax.set_ylabel(acc_label)
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def latency_breakdown_plot(rows: list[dict], out: str | Path, title: str) -> Path:
@@ -60,9 +57,4 @@ def latency_breakdown_plot(rows: list[dict], out: str | Path, title: str) -> Pat
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
     ax.invert_yaxis()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)

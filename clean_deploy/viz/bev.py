@@ -13,6 +13,7 @@ import numpy as np  # noqa: E402
 from clean_deploy.data.kitti.label import read_label_file, to_arrays  # noqa: E402
 from clean_deploy.data.kitti.reader import KittiReader  # noqa: E402
 from clean_deploy.geometry.boxes import bev_corners, boxes_camera_to_lidar  # noqa: E402
+from clean_deploy.viz.figure import save_figure  # noqa: E402
 
 CLASS_COLOURS = {"Car": "tab:green", "Van": "tab:olive", "Truck": "tab:olive", "Pedestrian": "tab:orange",
                  "Person_sitting": "tab:orange", "Cyclist": "tab:cyan", "Tram": "tab:gray", "Misc": "tab:gray"}
@@ -54,12 +55,7 @@ def draw_bev(points: np.ndarray, out: str | Path, gt_boxes=None, gt_names=None, 
     ax.set_xlabel("x (m, forward)")
     ax.set_ylabel("y (m, left)")
     ax.set_title(title or "BEV", fontsize=9)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def viz_frame(data_dir: str | Path, frame_id: str, out: str | Path, pred_dir: str | Path | None = None,

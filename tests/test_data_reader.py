@@ -230,6 +230,22 @@ def test_fov_and_range_masks():
     p = np.array([[0, 0, 0, 0], [70.4, 0, 0, 0], [70.3, -40, -3, 0], [10, 0, 1, 0], [-0.01, 0, 0, 0]],
                  np.float32)
     assert points_in_range_mask(p, rng_).tolist() == [True, False, True, False, False]
+    # random clouds against the textbook homogeneous projection P2 @ R0 @ Tr @ [x y z 1]
+    rng = np.random.default_rng(0)
+    cloud = np.concatenate([rng.uniform([-80, -80, -5], [80, 80, 3], (20000, 3)), rng.random((20000, 1))],
+                           1).astype(np.float32)
+    hom = np.concatenate([cloud[:, :3].astype(np.float64), np.ones((len(cloud), 1))], 1) @ CALIB.velo_to_rect.T
+    img = hom @ np.concatenate([CALIB.P2, [[0, 0, 0, 1]]]).T
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u, v = img[:, 0] / img[:, 2], img[:, 1] / img[:, 2]
+    ref = (img[:, 2] > 0) & (u >= 0) & (u < 1242) & (v >= 0) & (v < 375)
+    got = fov_mask(cloud, CALIB, (375, 1242))
+    assert 3000 < ref.sum() < 17000 and (got == ref).all()
+    np.testing.assert_allclose(CALIB.lidar_to_rect(cloud[:, :3]), hom[:, :3], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(CALIB.rect_to_lidar(hom[:, :3]), cloud[:, :3], rtol=0, atol=1e-5)
+    lo, hi = np.array(rng_[:3], np.float32), np.array(rng_[3:], np.float32)
+    in_range = ((cloud[:, :3] >= lo) & (cloud[:, :3] < hi)).all(1)
+    assert (points_in_range_mask(cloud, rng_) == in_range).all() and 0 < in_range.sum() < len(cloud)
     b = np.zeros((3, 7), np.float32)
     b[:, 0] = [-0.5, 1.0, 70.4]
     b[:, 3:6] = 4

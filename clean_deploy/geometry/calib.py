@@ -21,6 +21,32 @@ class CalibError(ValueError):
     """A calibration file that does not follow KITTI's format."""
 
 
+def _affine_rows(rows: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """(3, N) float64 coordinates -> (3, N) ``m[:3, :3] @ rows + m[:3, 3:]``, evaluated row by row as
+    ``((x*m0 + y*m1) + z*m2) + t``: the C++ sample's arithmetic (built with -ffp-contract=off), so
+    both crop exactly the same points. Contiguous rows make it ~20x faster than numpy's matmul."""
+    out = np.empty_like(rows)
+    tmp = np.empty_like(rows[0])
+    for r in range(3):
+        o = out[r]
+        np.multiply(rows[0], m[r, 0], out=o)
+        o += np.multiply(rows[1], m[r, 1], out=tmp)
+        o += np.multiply(rows[2], m[r, 2], out=tmp)
+        o += m[r, 3]
+    return out
+
+
+def _rows(pts) -> np.ndarray:
+    """(N, >=3) points -> (3, N) contiguous float64 x, y, z rows."""
+    pts = np.asarray(pts)
+    return np.array(pts[:, :3].T, dtype=np.float64, order="C")
+
+
+def _affine(pts, m: np.ndarray) -> np.ndarray:
+    """(N, 3) points -> (N, 3) float64 ``pts @ m[:3, :3].T + m[:3, 3]`` (see :func:`_affine_rows`)."""
+    return _affine_rows(_rows(pts), m).T
+
+
 @dataclass
 class Calibration:
     """KITTI calibration of one frame. Matrices are float64 numpy arrays."""
@@ -103,20 +129,15 @@ class Calibration:
 
     def lidar_to_rect(self, pts: np.ndarray) -> np.ndarray:
         """(N,3) LiDAR points -> (N,3) rectified camera points."""
-        pts = np.asarray(pts, dtype=np.float64)
-        m = self.velo_to_rect
-        return pts @ m[:3, :3].T + m[:3, 3]
+        return _affine(pts, self.velo_to_rect)
 
     def rect_to_lidar(self, pts: np.ndarray) -> np.ndarray:
         """(N,3) rectified camera points -> (N,3) LiDAR points."""
-        pts = np.asarray(pts, dtype=np.float64)
-        m = self.rect_to_velo
-        return pts @ m[:3, :3].T + m[:3, 3]
+        return _affine(pts, self.rect_to_velo)
 
     def rect_to_img(self, pts_rect: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Project (N,3) rect points with P2: returns pixels (N,2) and depth (N,) in rect z."""
-        pts = np.asarray(pts_rect, dtype=np.float64)
-        hom = pts @ self.P2[:, :3].T + self.P2[:, 3]
+        hom = _affine(pts_rect, self.P2)
         depth = hom[:, 2]
         with np.errstate(divide="ignore", invalid="ignore"):
             uv = hom[:, :2] / depth[:, None]
@@ -128,9 +149,13 @@ class Calibration:
 
     def fov_mask(self, pts_lidar: np.ndarray, image_shape: tuple[int, int]) -> np.ndarray:
         """Points that project inside the image (H, W) with positive depth."""
-        uv, depth = self.lidar_to_img(pts_lidar)
+        hom = _affine_rows(_affine_rows(_rows(pts_lidar), self.velo_to_rect), self.P2)
         h, w = image_shape
-        return (depth > 0) & (uv[:, 0] >= 0) & (uv[:, 0] < w) & (uv[:, 1] >= 0) & (uv[:, 1] < h)
+        keep = hom[2] > 0  # only these are divided (and compared), as in the C++ sample's crop
+        d = hom[2][keep]
+        u, v = hom[0][keep] / d, hom[1][keep] / d
+        keep[keep] = (u >= 0) & (u < w) & (v >= 0) & (v < h)
+        return keep
 
 
 def kitti_default_calibration() -> Calibration:

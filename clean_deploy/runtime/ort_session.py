@@ -19,11 +19,12 @@ class OrtSession:
 
     ``sidecar`` defaults to the JSON next to the model. With ``strict_max_voxels`` (default) a
     cloud that would overflow the exported voxel cap is refused instead of silently truncated.
+    ``threads``/``memory_arena``/``allow_spinning``: see :func:`~clean_deploy.runtime.ort_ops.session_options`.
     """
 
     def __init__(self, onnx_path: str | Path, sidecar: str | Path | None = None, threads: int | None = None,
                  providers: list[str] | None = None, strict_max_voxels: bool = True,
-                 memory_arena: bool = True) -> None:
+                 memory_arena: bool = True, allow_spinning: bool = False) -> None:
         import onnxruntime as ort
 
         onnx_path = Path(onnx_path)
@@ -32,7 +33,7 @@ class OrtSession:
         self.sidecar = read_sidecar(sidecar or onnx_path.with_suffix(".json"))
         self.class_names = self.sidecar["class_names"]
         self.pre = Preprocessor.from_sidecar(self.sidecar, strict_max_voxels)
-        self.session = ort.InferenceSession(str(onnx_path), sess_options=session_options(threads, memory_arena),
+        self.session = ort.InferenceSession(str(onnx_path), sess_options=session_options(threads, memory_arena, allow_spinning),
                                             providers=providers or ["CPUExecutionProvider"])
 
     def run_voxels(self, voxels: np.ndarray, num_points: np.ndarray, coords: np.ndarray) -> dict:

@@ -46,6 +46,7 @@ struct OrtBackendOptions {
   std::string model_path;           // model.onnx
   std::string custom_ops_library;   // libclean_deploy_ort.so
   int threads = 0;                  // intra-op threads; 0: ONNX Runtime's default (one per core)
+  bool allow_spinning = false;      // idle intra-op threads busy-wait (ORT's default) or sleep
 };
 std::unique_ptr<Detector> make_ort_detector(const OrtBackendOptions& options, const Sidecar& sidecar);
 

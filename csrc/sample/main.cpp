@@ -43,7 +43,7 @@ int run(int argc, char** argv) {
   const Sidecar sidecar = read_sidecar(opt.sidecar);
   std::unique_ptr<Detector> detector;
   if (!opt.model.empty()) {
-    detector = make_ort_detector(OrtBackendOptions{opt.model, opt.custom_ops, opt.threads}, sidecar);
+    detector = make_ort_detector(OrtBackendOptions{opt.model, opt.custom_ops, opt.threads, opt.allow_spinning}, sidecar);
   } else {
     detector = make_trt_detector(TrtBackendOptions{opt.engine, opt.trt_plugins}, sidecar);
   }

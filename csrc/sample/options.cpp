@@ -19,7 +19,7 @@ std::string usage() {
   return
       "usage: clean_deploy_infer --model model.onnx [--sidecar model.json] [--custom-ops libclean_deploy_ort.so]\n"
       "                          --bin 000123.bin|velodyne/ [--calib 000123.txt|calib/] --out 000123.txt|results/\n"
-      "                          [--threads N] [--timing] [--image-size 1242x375 | --images image_2/]\n"
+      "                          [--threads N] [--allow-spinning] [--timing] [--image-size 1242x375 | --images image_2/]\n"
       "                          [--allow-voxel-overflow] [--dump-voxels DIR]\n"
       "       clean_deploy_infer --engine model.plan [--trt-plugins libclean_deploy_trt_plugins.so] ...  (TensorRT builds)\n"
       "\n"
@@ -37,6 +37,8 @@ std::string usage() {
       "                        'type x y z l w h yaw score'\n"
       "  --out PATH            result file (one frame) or folder (<id>.txt per frame)\n"
       "  --threads N           ONNX Runtime intra-op threads (default: one per core)\n"
+      "  --allow-spinning      let idle ONNX Runtime threads busy-wait (its default; off here because they\n"
+      "                        then compete with the pre-processing for the cores; use on reserved cores)\n"
       "  --timing              per-stage timings of every frame (load / pre-processing / network / write)\n"
       "  --image-size WxH      camera 2 image size for the FOV crop and 2D boxes (default 1242x375)\n"
       "  --images DIR          KITTI image_2 folder: each frame's size from <id>.png's header (as the Python\n"
@@ -93,6 +95,8 @@ bool parse_options(int argc, char** argv, const std::string& exe_dir, Options& o
       opt.timing = true;
     } else if (a == "--allow-voxel-overflow") {
       opt.allow_voxel_overflow = true;
+    } else if (a == "--allow-spinning") {
+      opt.allow_spinning = true;
     } else {
       throw UsageError("unknown argument '" + a + "'\n\n" + usage());
     }

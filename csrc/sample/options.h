@@ -24,6 +24,7 @@ struct Options {
   int threads = 0;           // --threads
   bool timing = false;       // --timing
   bool allow_voxel_overflow = false;  // --allow-voxel-overflow
+  bool allow_spinning = false;        // --allow-spinning
 };
 
 struct Frame {

@@ -34,6 +34,8 @@ class OrtDetector final : public Detector {
       throw SampleError("custom-op library not found: " + o.custom_ops_library +
                         " (build it with `bash scripts/build_csrc.sh`, or pass --custom-ops / set CLEAN_DEPLOY_ORT_LIB)");
     Ort::SessionOptions so;
+    // Spinning pool threads would take the cores from our own pre-processing between frames.
+    so.AddConfigEntry("session.intra_op.allow_spinning", o.allow_spinning ? "1" : "0");
     if (o.threads > 0) {
       so.SetIntraOpNumThreads(o.threads);
       so.SetInterOpNumThreads(1);

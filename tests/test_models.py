@@ -125,3 +125,9 @@ def test_compute_profile_and_width_multiplier():
     # one sparse layer checked by hand: MACs = pairs * Cin * Cout
     first = next(layer for layer in pf.layers if layer.kind == "sparse_conv")
     assert first.macs == first.pairs * 4 * 16
+    # activations: the submanifold input layer keeps the voxel set -> V x (16 float32 features + 4 int32 indices)
+    assert first.out_bytes == len(batch["voxel_coords"]) * (16 * 4 + 4 * 4)
+    dense = [layer for layer in pf.layers if layer.kind == "Conv2d"]
+    assert all(layer.out_bytes > 0 and layer.out_bytes % 4 == 0 for layer in dense)
+    assert pf.activation_bytes == sum(layer.out_bytes for layer in pf.layers) > pf.max_layer_out_bytes > 0
+    assert 0.3 < ph.activation_bytes / pf.activation_bytes < 0.7  # channels halved, head outputs fixed

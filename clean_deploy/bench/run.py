@@ -97,15 +97,19 @@ def bench(models: list[str], data: str | Path, out_dir: str | Path, device: str 
 def bench_markdown(doc: dict) -> str:
     lines = [f"{doc['date']}, {doc['machine']}; {doc['threads']} threads; {doc['frames']} {doc['split']} frames "
              f"after {doc['warmup']} warm-up.", "",
-             "| model [backend] | mean mod 3D AP | params (M) | GMACs | weights (MB) | p50 ms (pre/net/post) | p90 ms | p99 ms "
-             "| frames/s | peak mem (MB) |", "|---" * 10 + "|"]
+             "| model [backend] | mean mod 3D AP | params (M) | GMACs | weights (MB) | activations (MB) "
+             "| p50 ms (pre/net/post) | p90 ms | p99 ms | frames/s | peak mem (MB) |", "|---" * 11 + "|"]
     lines[0] += (" Peak mem = weights + the peak growth while running frames (CPU: process RSS with freed pages "
-                 "returned to the OS, ONNX Runtime without its arena; CUDA: max_memory_allocated).")
+                 "returned to the OS, ONNX Runtime without its arena; CUDA: max_memory_allocated). Activations = "
+                 "bytes of all conv/linear layer outputs of a frame (the largest single one in brackets), "
+                 "from the PyTorch model (an exported model: its source checkpoint).")
     for r in doc["results"]:
         st = r["latency"]["stages_ms"]
         mem = r["memory"]["peak_inference_mb"]
+        act = (f"{r['activation_mb']:.1f} ({r['max_layer_activation_mb']:.1f})" if r.get("activation_mb")
+               else "-")
         lines.append(f"| {r['label']} | {r['mean_moderate_3d']:.2f} | {r['params'] / 1e6:.3f} | {r['gmacs']:.2f} | "
-                     f"{r['weight_mb']:.2f} | {st['total']['p50']:.1f} ({st['pre']['p50']:.1f}/{st['net']['p50']:.1f}/"
+                     f"{r['weight_mb']:.2f} | {act} | {st['total']['p50']:.1f} ({st['pre']['p50']:.1f}/{st['net']['p50']:.1f}/"
                      f"{st['post']['p50']:.1f}) | {st['total']['p90']:.1f} | {st['total']['p99']:.1f} | "
                      f"{r['latency']['throughput_fps']:.2f} | {mem:.0f} |")
     return "\n".join(lines) + "\n"

@@ -51,6 +51,7 @@ class LayerCost:
     macs: int
     params: int
     pairs: int | None = None
+    out_bytes: int = 0  # bytes of the layer's output (sparse: features + indices)
 
 
 @dataclass
@@ -67,11 +68,27 @@ class ComputeProfile:
     def flops(self) -> int:
         return 2 * self.macs
 
+    @property
+    def activation_bytes(self) -> int:
+        """Bytes of every compute layer's output in one forward pass: the activations a deployed
+        graph (BN folded, activations fused in place) materialises; an upper bound of what must be
+        live at once."""
+        return sum(layer.out_bytes for layer in self.layers)
+
+    @property
+    def max_layer_out_bytes(self) -> int:
+        """The largest single layer output (a lower bound of the peak activation memory)."""
+        return max((layer.out_bytes for layer in self.layers), default=0)
+
     def by_kind(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for layer in self.layers:
             out[layer.kind] = out.get(layer.kind, 0) + layer.macs
         return out
+
+
+def _nbytes(t: torch.Tensor) -> int:
+    return t.numel() * t.element_size()
 
 
 def count_params(model: nn.Module) -> int:
@@ -93,7 +110,8 @@ def profile_compute(model: nn.Module, batch: dict) -> ComputeProfile:
                                    mod.padding, mod.dilation, subm)
             total = int(pairs.sum())
             prof.layers.append(LayerCost(name, "sparse_conv", total * mod.in_channels * mod.out_channels,
-                                         sum(p.numel() for p in mod.parameters()), total))
+                                         sum(p.numel() for p in mod.parameters()), total,
+                                         _nbytes(out.features) + _nbytes(out.indices)))
         return hook
 
     def dense_hook(name):
@@ -107,7 +125,7 @@ def profile_compute(model: nn.Module, batch: dict) -> ComputeProfile:
                 macs = inp[0].numel() * (mod.out_channels // mod.groups) * k
             else:  # Linear
                 macs = out.numel() * mod.in_features
-            prof.layers.append(LayerCost(name, type(mod).__name__, int(macs), p))
+            prof.layers.append(LayerCost(name, type(mod).__name__, int(macs), p, out_bytes=_nbytes(out)))
         return hook
 
     for name, mod in model.named_modules():

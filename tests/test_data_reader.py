@@ -318,6 +318,13 @@ def test_build_gt_database(kitti, tmp_path):
     assert db.difficulty.tolist() == kitti_difficulty(
         to_arrays([_parse(ln) for ln in (kitti / "training/label_2/000000.txt").read_text()
                    .splitlines()[:3]])).tolist() + db.difficulty[3:].tolist()
+    # concurrent writers (torchrun ranks, DataLoader workers) of the same database: every save
+    # succeeds, the file loads, and no temp file is left (a shared temp name made one rank fail)
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(8) as ex:
+        list(ex.map(lambda _: db.save(tmp_path / "shared" / "db.npz"), range(32)))
+    assert np.array_equal(GTDatabase.load(tmp_path / "shared" / "db.npz").points, db.points)
+    assert [p.name for p in (tmp_path / "shared").iterdir()] == ["db.npz"]
 
 
 # ---------------------------------------------------------------------------- dataset

@@ -21,7 +21,7 @@ from clean_deploy.data.dataset import KittiDetectionDataset, collate_batch
 from clean_deploy.models.config import DetectorConfig
 from clean_deploy.models.detector import Detector, build_detector
 from clean_deploy.train.checkpoint import load_checkpoint, save_checkpoint
-from clean_deploy.train.distributed import DistInfo, EpochSampler, init_distributed
+from clean_deploy.train.distributed import DistInfo, EpochSampler, barrier, init_distributed
 
 #: settings that may change between an interrupted run and its resumption
 _RESUME_FREE = {"num_workers", "device", "log_every", "ckpt_every_steps"}
@@ -101,7 +101,12 @@ class Trainer:
         exp = experiment_for(det_cfg, data_root, augment, str(db_path))
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+        # rank 0 builds the GT-sampling database (when missing) before the other ranks load it
+        if not self.dist.is_main:
+            barrier(self.dist)
         self.dataset = KittiDetectionDataset(exp, split=exp.data.train_split, training=True, seed=train_cfg.seed)
+        if self.dist.is_main:
+            barrier(self.dist)
         self.sampler = EpochSampler(len(self.dataset), train_cfg.batch_size, train_cfg.seed,
                                     self.dist.rank, self.dist.world_size, shuffle=True)
         self.steps_per_epoch = self.sampler.batches_per_epoch()

@@ -8,6 +8,8 @@ OpenPCDet without road planes), so a pasted box keeps its original range and cam
 """
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Sequence
@@ -72,9 +74,17 @@ class GTDatabase:
     def save(self, path: str | Path) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, **{f.name: getattr(self, f.name) for f in fields(self)})
-        tmp.replace(path)
+        # a unique temp file renamed over the target: concurrent writers (or a crash) never leave
+        # a half-written or vanished database behind
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **{f_.name: getattr(self, f_.name) for f_ in fields(self)})
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
 
     @classmethod
     def load(cls, path: str | Path) -> "GTDatabase":

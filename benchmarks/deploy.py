@@ -1,7 +1,8 @@
 """Teacher vs compressed student per backend (the deployment benchmark of the benchmarks issue):
 export the CLEAN student to ONNX, check parity with PyTorch on the val split, then benchmark the
 teacher (PyTorch eager), the plain student and the compressed student (PyTorch eager and ONNX
-Runtime with our custom-op library) on the same frames and threads, and check the project's
+Runtime with our custom-op library, from Python and from the C++ sample) on the same frames and
+threads, and check the project's
 target ratios.
 
     .venv/bin/python benchmarks/deploy.py      # after baselines.py and ablation.py
@@ -68,7 +69,7 @@ def main() -> None:
               "ap_onnx": mean_moderate_ap(rep.ap_onnx)}
     print("parity:", rep.summary(), f"AP torch {parity['ap_torch']:.2f} / onnx {parity['ap_onnx']:.2f}")
     doc = bench([str(teacher), str(plain), str(compressed), str(onnx_path)], args.data, args.out,
-                frames=args.frames, threads=args.threads)
+                frames=args.frames, threads=args.threads, cpp=True)
     doc["parity"] = parity
     labels = {"teacher": "teacher [torch]", "student_torch": "compressed [torch]", "student_onnx": "compressed [onnxruntime]"}
     rows = targets(doc, labels)

@@ -285,3 +285,37 @@ def test_sample_rejects_bad_inputs(infer_bin, models, synth_data, tmp_path):
     empty.write_bytes(b"")
     res = run(infer_bin, model, "--bin", empty, "--calib", calib_dir / "000000.txt", "--out", out)
     assert out.read_text() == "" and "0 detections" in res.stdout
+
+
+def test_sample_as_bench_backend(infer_bin, models, trained_students, synth_data, tmp_path, monkeypatch):
+    """`clean-deploy bench --cpp`: the sample's --timing-json rows give the latency of the timed frames
+    (after the warm-up ones) and its KITTI files the same AP as the Python ONNX Runtime session."""
+    from clean_deploy.bench.cpp_sample import SAMPLE_ENV, read_timing_json, run_cpp_job, sample_binary
+    from clean_deploy.bench.run import backends_for, bench_markdown
+    from clean_deploy.export.check import check_parity
+    from clean_deploy.train.evaluate import mean_moderate_ap
+
+    name = "centerpoint_fast@0.25x"
+    model = str(models[name])
+    res = run_cpp_job(model, synth_data, "val", frames=2, warmup=1, threads=2, work_dir=tmp_path / "job",
+                      label="student [cpp]")
+    lat = res["latency"]
+    assert lat["frames"] == 2 and lat["warmup"] == 1
+    timing = read_timing_json(tmp_path / "job" / "timing.jsonl")
+    assert [r["id"] for r in timing] == ["a000000", "b000000", "b000001"]
+    assert all(r["raw_points"] >= r["kept_points"] > 0 and r["voxels"] > 0 for r in timing)
+    timed = timing[1:]
+    assert lat["stages_ms"]["total"]["mean"] == pytest.approx(np.mean([r["pre_ms"] + r["net_ms"] for r in timed]))
+    assert lat["throughput_fps"] == pytest.approx(2e3 / sum(r["pre_ms"] + r["net_ms"] for r in timed))
+    rep = check_parity(trained_students[name][0], model, synth_data, "val", threads=2)
+    assert res["mean_moderate_3d"] == pytest.approx(mean_moderate_ap(rep.ap_onnx), abs=1e-6)
+    # exported without a recorded source checkpoint: no params/FLOPs, the weights are the file
+    assert res["params"] == 0 and res["weight_mb"] == pytest.approx(Path(model).stat().st_size / 2 ** 20)
+    assert res["memory"]["peak_inference_mb"] is None
+    doc = {"date": "d", "machine": "m", "threads": 2, "frames": 2, "split": "val", "warmup": 1, "results": [res]}
+    assert "| student [cpp] |" in bench_markdown(doc) and bench_markdown(doc).rstrip().endswith("| - |")
+    assert backends_for(model, "cpu", cpp=True) == ["onnxruntime", "cpp"]
+    assert backends_for(model, "cpu") == ["onnxruntime"] and backends_for(model, "cuda", cpp=True) == ["onnxruntime"]
+    monkeypatch.setenv(SAMPLE_ENV, str(tmp_path / "missing"))
+    with pytest.raises(FileNotFoundError, match="build_sample.sh"):
+        sample_binary()

@@ -35,9 +35,10 @@ class BenchJob:
         return f"{name} [{self.backend}{'' if self.device == 'cpu' else ' ' + self.device}]"
 
 
-def backends_for(model: str, device: str) -> list[str]:
+def backends_for(model: str, device: str, cpp: bool = False) -> list[str]:
+    """PyTorch for checkpoints; ONNX Runtime for exported models (and the C++ sample with ``cpp``, CPU only)."""
     if model.endswith(".onnx"):
-        return ["onnxruntime"]
+        return ["onnxruntime"] + (["cpp"] if cpp and device == "cpu" else [])
     return ["torch"]
 
 
@@ -58,6 +59,12 @@ def machine_description() -> str:
 def run_job(job: BenchJob, data: Path, split: str, frames: int, warmup: int, threads: int, out_dir: Path) -> dict:
     out = out_dir / "jobs" / (job.label.replace(" ", "_").replace("[", "").replace("]", "") + ".json")
     out.parent.mkdir(parents=True, exist_ok=True)
+    if job.backend == "cpp":
+        from clean_deploy.bench.cpp_sample import run_cpp_job
+
+        res = run_cpp_job(job.model, data, split, frames, warmup, threads, out.with_suffix(""), job.label)
+        out.write_text(json.dumps(res, indent=2) + "\n")
+        return res
     cmd = [sys.executable, "-m", "clean_deploy.bench.worker", "--model", job.model, "--backend", job.backend,
            "--device", job.device, "--data", str(data), "--split", split, "--frames", str(frames),
            "--warmup", str(warmup), "--threads", str(threads), "--out", str(out)]
@@ -71,11 +78,13 @@ def run_job(job: BenchJob, data: Path, split: str, frames: int, warmup: int, thr
 
 
 def bench(models: list[str], data: str | Path, out_dir: str | Path, device: str = "cpu", split: str = "val",
-          frames: int = 30, warmup: int = 3, threads: int = 2, echo=print) -> dict:
-    """Benchmark every model on every backend available for it; returns the JSON document."""
+          frames: int = 30, warmup: int = 3, threads: int = 2, echo=print, cpp: bool = False) -> dict:
+    """Benchmark every model on every backend available for it; returns the JSON document.
+
+    ``cpp``: exported models also run through the C++ sample (:mod:`clean_deploy.bench.cpp_sample`)."""
     data, out_dir = Path(data), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    jobs = [BenchJob(m, b, device) for m in models for b in backends_for(m, device)]
+    jobs = [BenchJob(m, b, device) for m in models for b in backends_for(m, device, cpp)]
     results = []
     for job in tqdm(jobs, desc="bench", dynamic_ncols=True):
         results.append(run_job(job, data, split, frames, warmup, threads, out_dir))
@@ -102,14 +111,16 @@ def bench_markdown(doc: dict) -> str:
     lines[0] += (" Peak mem = weights + the peak growth while running frames (CPU: process RSS with freed pages "
                  "returned to the OS, ONNX Runtime without its arena; CUDA: max_memory_allocated). Activations = "
                  "bytes of all conv/linear layer outputs of a frame (the largest single one in brackets), "
-                 "from the PyTorch model (an exported model: its source checkpoint).")
+                 "from the PyTorch model (an exported model: its source checkpoint). [cpp]: the C++ sample "
+                 "(clean_deploy_infer, pre-processing in C++, ONNX Runtime C++ API); memory not measured there.")
     for r in doc["results"]:
         st = r["latency"]["stages_ms"]
         mem = r["memory"]["peak_inference_mb"]
+        mem = "-" if mem is None else f"{mem:.0f}"
         act = (f"{r['activation_mb']:.1f} ({r['max_layer_activation_mb']:.1f})" if r.get("activation_mb")
                else "-")
         lines.append(f"| {r['label']} | {r['mean_moderate_3d']:.2f} | {r['params'] / 1e6:.3f} | {r['gmacs']:.2f} | "
                      f"{r['weight_mb']:.2f} | {act} | {st['total']['p50']:.1f} ({st['pre']['p50']:.1f}/{st['net']['p50']:.1f}/"
                      f"{st['post']['p50']:.1f}) | {st['total']['p90']:.1f} | {st['total']['p99']:.1f} | "
-                     f"{r['latency']['throughput_fps']:.2f} | {mem:.0f} |")
+                     f"{r['latency']['throughput_fps']:.2f} | {mem} |")
     return "\n".join(lines) + "\n"

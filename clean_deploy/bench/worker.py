@@ -17,7 +17,7 @@ def _torch_session(model_path: str, device: str):
     return TorchSession(model, device), model
 
 
-def _source_model(onnx_path: str):
+def source_model(onnx_path: str):
     """The PyTorch checkpoint an exported model came from (for params/FLOPs), if recorded."""
     from clean_deploy.export.sidecar import read_sidecar
     from clean_deploy.train.checkpoint import load_detector
@@ -57,7 +57,7 @@ def main() -> None:
     else:
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if args.device != "cpu" else None
         session = OrtSession(args.model, threads=args.threads, providers=providers, strict_max_voxels=False)
-        model = _source_model(args.model)
+        model = source_model(args.model)
         info = model_summary(model, frames[:5]) if model is not None else {"params": 0, "gmacs": 0.0, "gflops": 0.0}
         info["weight_mb"] = Path(args.model).stat().st_size / 2 ** 20
     if model is not None and "weight_mb" not in info:

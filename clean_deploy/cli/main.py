@@ -34,11 +34,13 @@ def bench_command(
     frames: Annotated[int, typer.Option(help="timed frames (after warm-up)")] = 30,
     warmup: Annotated[int, typer.Option(help="untimed warm-up frames")] = 3,
     threads: Annotated[int, typer.Option(help="CPU threads for every model")] = 2,
+    cpp: Annotated[bool, typer.Option("--cpp", help="also run exported models through the C++ sample "
+                                                    "(build/bin/clean_deploy_infer)")] = False,
 ) -> None:
     """Latency (pre/net/post percentiles), throughput, memory, size, FLOPs and AP per model and backend."""
     from clean_deploy.bench.run import bench
 
-    bench([str(m) for m in models], data, out, device, split, frames, warmup, threads, echo=typer.echo)
+    bench([str(m) for m in models], data, out, device, split, frames, warmup, threads, echo=typer.echo, cpp=cpp)
 
 
 @app.command("model-info")

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,20 @@ void print_times(const StageTimes& t, const std::string& backend) {
   std::printf("[time] network:              %9.3f ms  (%s)\n", t.net_ms, backend.c_str());
   std::printf("[time] write results:        %9.3f ms\n", t.write_ms);
   std::printf("[time] total:                %9.3f ms\n", t.total_ms());
+}
+
+// One JSON object per frame (JSON lines): what clean_deploy.bench.cpp_sample reads.
+void write_timing_json(std::FILE* f, const Frame& frame, const FrameStats& st) {
+  std::string id;
+  for (char c : frame.id) {
+    if (c == '"' || c == '\\') id += '\\';
+    if (static_cast<unsigned char>(c) >= 0x20) id += c;
+  }
+  std::fprintf(f,
+               "{\"id\": \"%s\", \"raw_points\": %zu, \"kept_points\": %zu, \"voxels\": %lld, \"detections\": %zu, "
+               "\"load_ms\": %.6f, \"pre_ms\": %.6f, \"net_ms\": %.6f, \"write_ms\": %.6f}\n",
+               id.c_str(), st.raw_points, st.kept_points, static_cast<long long>(st.voxels), st.detections,
+               st.times.load_ms, st.times.pre_ms, st.times.net_ms, st.times.write_ms);
 }
 
 int run(int argc, char** argv) {
@@ -63,6 +78,11 @@ int run(int argc, char** argv) {
   po.dump_voxels_dir = opt.dump_voxels;
   Pipeline pipeline(sidecar, std::move(detector), po);
 
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> timing_json(nullptr, &std::fclose);
+  if (!opt.timing_json.empty()) {
+    timing_json.reset(std::fopen(opt.timing_json.c_str(), "w"));
+    if (!timing_json) throw SampleError("--timing-json: cannot write " + opt.timing_json);
+  }
   StageTimes sum;
   size_t timed = 0;
   for (size_t i = 0; i < frames.size(); ++i) {
@@ -87,6 +107,7 @@ int run(int argc, char** argv) {
                   st.kept_points, static_cast<long long>(st.voxels), st.detections, f.out.c_str(), st.times.total_ms());
     }
     std::fflush(stdout);
+    if (timing_json) write_timing_json(timing_json.get(), f, st);
     if (frames.size() == 1 || i > 0) {  // the first of several frames includes the session warm-up
       sum.load_ms += st.times.load_ms;
       sum.pre_ms += st.times.pre_ms;

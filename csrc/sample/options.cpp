@@ -20,7 +20,7 @@ std::string usage() {
       "usage: clean_deploy_infer --model model.onnx [--sidecar model.json] [--custom-ops libclean_deploy_ort.so]\n"
       "                          --bin 000123.bin|velodyne/ [--calib 000123.txt|calib/] --out 000123.txt|results/\n"
       "                          [--threads N] [--allow-spinning] [--timing] [--image-size 1242x375 | --images image_2/]\n"
-      "                          [--allow-voxel-overflow] [--dump-voxels DIR]\n"
+      "                          [--allow-voxel-overflow] [--dump-voxels DIR] [--timing-json FILE]\n"
       "       clean_deploy_infer --engine model.plan [--trt-plugins libclean_deploy_trt_plugins.so] ...  (TensorRT builds)\n"
       "\n"
       "Runs an exported clean_deploy detector on KITTI velodyne frames and writes KITTI result files.\n"
@@ -40,6 +40,8 @@ std::string usage() {
       "  --allow-spinning      let idle ONNX Runtime threads busy-wait (its default; off here because they\n"
       "                        then compete with the pre-processing for the cores; use on reserved cores)\n"
       "  --timing              per-stage timings of every frame (load / pre-processing / network / write)\n"
+      "  --timing-json FILE    the same per frame as JSON lines (id, points, voxels, detections, *_ms), for\n"
+      "                        benchmarks (clean-deploy bench --cpp)\n"
       "  --image-size WxH      camera 2 image size for the FOV crop and 2D boxes (default 1242x375)\n"
       "  --images DIR          KITTI image_2 folder: each frame's size from <id>.png's header (as the Python\n"
       "                        reader; frames without a PNG use --image-size)\n"
@@ -78,6 +80,8 @@ bool parse_options(int argc, char** argv, const std::string& exe_dir, Options& o
       opt.images = value(i, a);
     } else if (a == "--dump-voxels") {
       opt.dump_voxels = value(i, a);
+    } else if (a == "--timing-json") {
+      opt.timing_json = value(i, a);
     } else if (a == "--threads") {
       const std::string v = value(i, a);
       char* end = nullptr;

@@ -19,6 +19,7 @@ struct Options {
   std::string calib;         // --calib file.txt or folder (optional)
   std::string out;           // --out result file or folder
   std::string dump_voxels;   // --dump-voxels folder (debug)
+  std::string timing_json;   // --timing-json file: one JSON object per frame (counts, stage times)
   ImageSize image;           // --image-size WxH (default for frames without an --images PNG)
   std::string images;        // --images folder of <id>.png (KITTI image_2): per-frame image size
   int threads = 0;           // --threads

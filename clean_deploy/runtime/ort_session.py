@@ -20,6 +20,9 @@ class OrtSession:
     ``sidecar`` defaults to the JSON next to the model. With ``strict_max_voxels`` (default) a
     cloud that would overflow the exported voxel cap is refused instead of silently truncated.
     ``threads``/``memory_arena``/``allow_spinning``: see :func:`~clean_deploy.runtime.ort_ops.session_options`.
+    In a process that only deploys, give the cores to ONNX Runtime (``threads``) and run torch, which
+    only voxelises here, with ``torch.set_num_threads(1)``: its idle OpenMP workers otherwise spin
+    against ORT's pool (the ``clean-deploy bench`` worker does this).
     """
 
     def __init__(self, onnx_path: str | Path, sidecar: str | Path | None = None, threads: int | None = None,

@@ -33,4 +33,6 @@ def test_run_memory_after_warmup_sees_the_activations(mb):
 def test_run_memory_orders_models_by_their_working_set():
     small = measure_run_memory(_Session(4), [(None, None)] * 2)["run_peak_mb"]
     big = measure_run_memory(_Session(28), [(None, None)] * 2)["run_peak_mb"]
-    assert 5 < big / small < 9
+    # the difference is the 24 MiB of extra working set; the process-wide RSS of a pytest worker
+    # carries ~2 MiB of unrelated noise (CI once read 5.9 MiB for the 4 MiB session), so no ratio
+    assert 20 <= big - small <= 28

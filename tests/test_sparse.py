@@ -86,3 +86,44 @@ def test_backward_matches_dense_and_restores_threads():
         assert torch.allclose(g2, w2.grad, atol=1e-8)
     finally:
         torch.set_num_threads(old)
+
+
+def test_partial_backward_leaves_no_stale_thread_gate():
+    """torch.autograd.grad w.r.t. an inner activation (Taylor importance) never runs the block's input
+    gate. finish_backward() restores the threads, and even without it the next full backward still
+    runs spconv single-threaded (CI once saw wrong gradients from a stale saved thread count)."""
+    from clean_deploy.models.sparse import finish_backward
+
+    feats, coords, shape, _ = _random_sparse(5)
+    conv1 = spconv.SubMConv3d(16, 16, 3, padding=1, bias=False).double()
+    conv2 = spconv.SparseConv3d(16, 8, 3, stride=2, padding=1, bias=False).double()
+    old = torch.get_num_threads()
+    seen: list[int] = []
+
+    def run(partial: bool) -> None:
+        with SparseBlock("cpu") as blk:
+            x = spconv.SparseConvTensor(blk.input(feats), coords, shape, 1)
+            h = conv1(x)
+            h.features.register_hook(lambda g: seen.append(torch.get_num_threads()))
+            y = blk.output(conv2(h))
+        loss = (y.features ** 2).sum()
+        if partial:
+            torch.autograd.grad(loss, [h.features])
+        else:
+            loss.backward()
+
+    torch.set_num_threads(2)
+    try:
+        run(partial=True)
+        assert seen == [1] and torch.get_num_threads() == 1  # stuck without finish_backward
+        finish_backward()
+        assert torch.get_num_threads() == 2
+        finish_backward()  # nothing pending: no-op
+        assert torch.get_num_threads() == 2
+        run(partial=True)  # a stale gate again, then threads changed by the user
+        torch.set_num_threads(2)
+        run(partial=False)
+        assert seen == [1, 1, 1] and torch.get_num_threads() == 2
+    finally:
+        finish_backward()
+        torch.set_num_threads(old)

@@ -134,12 +134,17 @@ _bw_saved: int | None = None
 
 
 def _backward_single_thread() -> None:
+    # Always switch when more than one thread runs: a backward that never reached an input gate
+    # (torch.autograd.grad w.r.t. inner activations) leaves a saved count behind, and trusting it
+    # would let this backward run spconv multi-threaded (wrong gradients).
     global _bw_saved
     with _bw_lock:
-        if _bw_saved is None:
-            _bw_saved = torch.get_num_threads()
-            if _bw_saved != 1:
-                torch.set_num_threads(1)
+        cur = torch.get_num_threads()
+        if cur != 1:
+            _bw_saved = cur
+            torch.set_num_threads(1)
+        elif _bw_saved is None:
+            _bw_saved = 1
 
 
 def _backward_restore_threads() -> None:
@@ -149,6 +154,13 @@ def _backward_restore_threads() -> None:
             if _bw_saved != 1:
                 torch.set_num_threads(_bw_saved)
             _bw_saved = None
+
+
+def finish_backward() -> None:
+    """Restore the thread count after a partial backward through a :class:`SparseBlock`
+    (``torch.autograd.grad`` w.r.t. inner activations never runs the block's input gate, so the
+    process would stay single-threaded). A no-op when nothing is pending."""
+    _backward_restore_threads()
 
 
 class _GateIn(torch.autograd.Function):

@@ -22,6 +22,7 @@ from tqdm import tqdm
 from clean_deploy.compress.distill.masks import foreground_mask
 from clean_deploy.compress.prune.units import Unit
 from clean_deploy.models.detector import Detector
+from clean_deploy.models.sparse import finish_backward
 
 
 def category_probs(det: Detector, dense: dict) -> tuple[torch.Tensor, int]:
@@ -143,6 +144,7 @@ def masked_taylor(det: Detector, batches: Iterable[dict], units: list[Unit], pro
         finally:
             for h in hooks:
                 h.remove()
+            finish_backward()  # the gradients stop at the activations, before the sparse input gate
         for n in scores:
             scores[n] += (sq[n] / projections).sqrt()
     return scores

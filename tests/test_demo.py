@@ -17,5 +17,13 @@ def test_quick_demo_runs_end_to_end(tmp_path):
         assert (out / f).is_file(), f
     bench = json.loads((out / "bench" / "bench.json").read_text())
     backends = {r["backend"] for r in bench["results"]}
-    assert backends == {"torch", "onnxruntime"}
+    # `make setup` builds the C++ sample, and the demo then benchmarks it too
+    from clean_deploy.bench.cpp_sample import sample_binary
+
+    try:
+        sample_binary()
+        cpp = {"cpp"}
+    except FileNotFoundError:
+        cpp = set()
+    assert backends == {"torch", "onnxruntime"} | cpp
     assert "params x fewer" in res.output  # the final ratio table

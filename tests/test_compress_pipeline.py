@@ -27,6 +27,13 @@ def test_compress_pipeline_end_to_end(synth_data, tmp_path):
     model, ck = load_detector(run / "compressed.pth")
     assert model.cfg.post.redundancy is not None and ck["meta"]["kind"] == "compressed"
     assert report["ratios"]["params"] > 5
+    # measured by the bench worker: latency and memory too; the report's columns follow the classes
+    for v in res.values():
+        assert v["latency_ms"] > 0 and v["memory"]["peak_inference_mb"] >= v["memory"]["weights_mb"] > 0
+    assert res["teacher"]["memory"]["weights_mb"] > 5 * res["compressed (+RE)"]["memory"]["weights_mb"]
+    header = (run / "report.md").read_text().splitlines()[0]
+    assert header.startswith("| model | " + " | ".join(f"{c} 3D mod" for c in model.cfg.class_names) + " | mean mod 3D")
+    assert header.endswith("| peak mem (MB) |") and report["ratios"]["memory"] > 0
     # resumable: a second call reuses every stage's output
     again = compress(tmp_path / "teacher.pth", synth_data, tmp_path / "run", cfg, target_flops=0.5, echo=lambda s: None)
     assert again["results"]["compressed (+RE)"]["params"] == res["compressed (+RE)"]["params"]

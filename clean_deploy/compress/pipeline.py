@@ -13,16 +13,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from clean_deploy.bench.latency import benchmark_session
-from clean_deploy.bench.model_info import load_frames, model_summary
 from clean_deploy.bench.plots import accuracy_latency_plot
+from clean_deploy.bench.run import BenchJob, run_job
 from clean_deploy.compress.config import DistillConfig, PruneConfig
 from clean_deploy.config import ConfigBase, TrainConfig
 from clean_deploy.models.config import RedundancyConfig
 from clean_deploy.models.zoo import get_config, with_iou_branch
-from clean_deploy.runtime.torch_session import TorchSession
 from clean_deploy.train.checkpoint import load_detector, save_checkpoint
-from clean_deploy.train.evaluate import evaluate_predictions, mean_moderate_ap, predict_split
 
 
 @dataclass
@@ -42,21 +39,18 @@ class CompressConfig(ConfigBase):
     redundancy: RedundancyConfig = field(default_factory=RedundancyConfig)
     eval_split: str = "val"
     latency_frames: int = 20
+    bench_threads: int = 2  # CPU threads of the latency/memory measurement
 
 
-def _evaluate(ckpt: Path, data, split: str, out_dir: Path, latency_frames: int, frames) -> dict:
-    """AP, size, FLOPs and CPU latency of a checkpoint (cached next to its predictions)."""
+def _evaluate(ckpt: Path, data, split: str, out_dir: Path, latency_frames: int, threads: int) -> dict:
+    """AP, size, FLOPs, CPU latency and peak memory of a checkpoint, measured by the ``clean-deploy
+    bench`` worker in its own process (cached in ``out_dir`` while the checkpoint is unchanged)."""
     cache = out_dir / "result.json"
     if cache.is_file() and cache.stat().st_mtime >= Path(ckpt).stat().st_mtime:
         return json.loads(cache.read_text())
-    model, ck = load_detector(ckpt)
-    pred = out_dir / f"pred_{split}"
-    predict_split(model, data, split, pred_dir=pred, progress=False)
-    ap = evaluate_predictions(data, split, pred, model.cfg.class_names, model.cfg.point_cloud_range)
-    info = model_summary(model, frames[: min(5, len(frames))])
-    lat = benchmark_session(TorchSession(model, "cpu"), frames[:latency_frames], warmup=2, progress=False)
-    result = {"checkpoint": str(ckpt), "ap": ap, "mean_moderate_3d": mean_moderate_ap(ap), **info,
-              "latency_ms": lat["stages_ms"]["total"]["p50"], "latency": lat}
+    res = run_job(BenchJob(str(ckpt), "torch"), Path(data), split, latency_frames, 2, threads, out_dir)
+    result = {"checkpoint": str(ckpt), **res, "latency_ms": res["latency"]["stages_ms"]["total"]["p50"]}
+    out_dir.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps(result, indent=2) + "\n")
     return result
 
@@ -117,16 +111,16 @@ def compress(teacher_ckpt: str | Path, data_root: str | Path, run_dir: str | Pat
                                                           "compress_config": cfg.to_dict()})
     # 5. evaluation and report
     echo("[5/5] evaluating teacher and students")
-    frames = load_frames(data_root, cfg.eval_split, cfg.latency_frames)
     results = {}
     for key, ckpt in [("teacher", Path(teacher_ckpt)), ("distilled", dist_ckpt), ("pruned+finetuned", ft_ckpt),
                       ("compressed (+RE)", final_ckpt)]:
         results[key] = _evaluate(ckpt, data_root, cfg.eval_split, run / "eval" / key.split()[0], cfg.latency_frames,
-                                 frames)
+                                 cfg.bench_threads)
     report = {"config": cfg.to_dict(), "timings_s": timings, "results": results}
     t, s = results["teacher"], results["compressed (+RE)"]
     report["ratios"] = {"ap": s["mean_moderate_3d"] - t["mean_moderate_3d"], "params": t["params"] / s["params"],
-                        "flops": t["gmacs"] / max(s["gmacs"], 1e-9), "latency": t["latency_ms"] / s["latency_ms"]}
+                        "flops": t["gmacs"] / max(s["gmacs"], 1e-9), "latency": t["latency_ms"] / s["latency_ms"],
+                        "memory": t["memory"]["peak_inference_mb"] / max(s["memory"]["peak_inference_mb"], 1e-3)}
     (run / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     rows = [{"label": k, "latency_ms": v["latency_ms"], "accuracy": v["mean_moderate_3d"], "params_m": v["params"] / 1e6}
             for k, v in results.items()]
@@ -137,15 +131,19 @@ def compress(teacher_ckpt: str | Path, data_root: str | Path, run_dir: str | Pat
 
 
 def report_markdown(report: dict) -> str:
-    lines = ["| model | Car 3D mod | Ped 3D mod | Cyc 3D mod | mean mod 3D | params (M) | GMACs | CPU p50 ms |",
-             "|---|---|---|---|---|---|---|---|"]
-    for k, v in report["results"].items():
-        ap = v["ap"]
-        lines.append(f"| {k} | {ap['Car']['3d']['moderate']:.2f} | {ap['Pedestrian']['3d']['moderate']:.2f} | "
-                     f"{ap['Cyclist']['3d']['moderate']:.2f} | {v['mean_moderate_3d']:.2f} | {v['params'] / 1e6:.3f} | "
-                     f"{v['gmacs']:.2f} | {v['latency_ms']:.0f} |")
+    """Per-class moderate 3D AP (whatever classes the detector has), size, compute, latency, memory."""
+    results = report["results"]
+    classes = [c for c in next(iter(results.values()))["ap"] if not c.startswith("_")]  # "_R11": the 11-point APs
+    lines = ["| model | " + " | ".join(f"{c} 3D mod" for c in classes)
+             + " | mean mod 3D | params (M) | GMACs | CPU p50 ms | peak mem (MB) |",
+             "|---" * (len(classes) + 6) + "|"]
+    for k, v in results.items():
+        aps = " | ".join(f"{v['ap'][c]['3d']['moderate']:.2f}" for c in classes)
+        lines.append(f"| {k} | {aps} | {v['mean_moderate_3d']:.2f} | {v['params'] / 1e6:.3f} | {v['gmacs']:.2f} | "
+                     f"{v['latency_ms']:.0f} | {v['memory']['peak_inference_mb']:.0f} |")
     r = report["ratios"]
     lines.append("")
     lines.append(f"compressed vs teacher: mean moderate 3D AP {r['ap']:+.2f}, {r['params']:.1f}x fewer parameters, "
-                 f"{r['flops']:.1f}x fewer MACs, {r['latency']:.1f}x lower CPU latency")
+                 f"{r['flops']:.1f}x fewer MACs, {r['latency']:.1f}x lower CPU latency, "
+                 f"{r['memory']:.1f}x lower peak memory")
     return "\n".join(lines) + "\n"

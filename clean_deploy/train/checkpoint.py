@@ -3,13 +3,12 @@ detector config and run metadata travel inside as JSON strings, never as pickled
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from clean_deploy.atomic import atomic_write
 from clean_deploy.models.config import DetectorConfig
 
 FORMAT_VERSION = 1
@@ -22,19 +21,7 @@ class CheckpointError(ValueError):
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
     """Save to a temp file in the same folder, fsync, then rename over ``path``: a crash never
     leaves a half-written checkpoint behind."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def save_checkpoint(path: str | Path, model: torch.nn.Module, cfg: DetectorConfig, *,

@@ -8,14 +8,13 @@ OpenPCDet without road planes), so a pasted box keeps its original range and cam
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from clean_deploy.atomic import atomic_write
 from clean_deploy.config import GTSamplingConfig
 from clean_deploy.data.preprocess import kitti_difficulty, label_mask
 from clean_deploy.geometry.boxes import enlarge_boxes, points_in_boxes_mask
@@ -72,19 +71,8 @@ class GTDatabase:
 
     # ------------------------------------------------------------------ I/O
     def save(self, path: str | Path) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # a unique temp file renamed over the target: concurrent writers (or a crash) never leave
-        # a half-written or vanished database behind
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **{f_.name: getattr(self, f_.name) for f_ in fields(self)})
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        # atomic: concurrent writers (torchrun ranks) or a crash never leave a broken database
+        atomic_write(path, lambda f: np.savez(f, **{fl.name: getattr(self, fl.name) for fl in fields(self)}))
 
     @classmethod
     def load(cls, path: str | Path) -> "GTDatabase":

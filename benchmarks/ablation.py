@@ -19,7 +19,7 @@ from datetime import date
 from pathlib import Path
 
 from clean_deploy.bench.plots import accuracy_latency_plot
-from clean_deploy.bench.run import BenchJob, run_job
+from clean_deploy.bench.run import BenchJob, run_job_cached
 from clean_deploy.compress.config import DistillConfig, PruneConfig
 from clean_deploy.compress.distill.run import distill
 from clean_deploy.compress.prune.run import calibration_batches, prune_model
@@ -35,18 +35,12 @@ CLASSES = ("Car", "Pedestrian", "Cyclist")
 def evaluate(ckpt: Path, args) -> dict:
     """AP, params, FLOPs, latency and peak memory of one checkpoint, measured in a fresh subprocess
     (the worker of ``clean-deploy bench``); cached next to the checkpoint."""
-    cache = ckpt.parent / f"ablation_bench_{ckpt.stem}.json"
-    if cache.is_file() and cache.stat().st_mtime >= ckpt.stat().st_mtime:
-        return json.loads(cache.read_text())
-    ck = load_checkpoint(ckpt)
-    r = run_job(BenchJob(str(ckpt), "torch"), args.data, "val", args.latency_frames, 3, args.threads,
-                ckpt.parent / f"ablation_bench_{ckpt.stem}")
-    res = {"checkpoint": str(ckpt), "ap": r["ap"], "mean_moderate_3d": r["mean_moderate_3d"],
-           **{k: r[k] for k in ("params", "gmacs", "gflops", "weight_mb")},
-           "latency_ms": r["latency"]["stages_ms"]["total"]["p50"], "peak_mem_mb": r["memory"]["peak_inference_mb"],
-           "train_seconds": ck["meta"].get("train_seconds")}
-    cache.write_text(json.dumps(res, indent=2) + "\n")
-    return res
+    r = run_job_cached(BenchJob(str(ckpt), "torch"), args.data, "val", args.latency_frames, 3, args.threads,
+                       ckpt.parent / f"ablation_bench_{ckpt.stem}", ckpt.parent / f"ablation_bench_{ckpt.stem}.json")
+    return {"checkpoint": str(ckpt), "ap": r["ap"], "mean_moderate_3d": r["mean_moderate_3d"],
+            **{k: r[k] for k in ("params", "gmacs", "gflops", "weight_mb")},
+            "latency_ms": r["latency"]["stages_ms"]["total"]["p50"], "peak_mem_mb": r["memory"]["peak_inference_mb"],
+            "train_seconds": load_checkpoint(ckpt)["meta"].get("train_seconds")}
 
 
 def tcfg(args, epochs: int, lr: float | None = None, seed: int = 0) -> TrainConfig:

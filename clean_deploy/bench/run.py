@@ -77,6 +77,17 @@ def run_job(job: BenchJob, data: Path, split: str, frames: int, warmup: int, thr
     return res
 
 
+def run_job_cached(job: BenchJob, data: Path, split: str, frames: int, warmup: int, threads: int, out_dir: Path,
+                   cache: Path) -> dict:
+    """:func:`run_job`, reusing ``cache`` (the result JSON) while it is newer than the model file."""
+    if cache.is_file() and cache.stat().st_mtime >= Path(job.model).stat().st_mtime:
+        return json.loads(cache.read_text())
+    res = run_job(job, data, split, frames, warmup, threads, out_dir)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(res, indent=2) + "\n")
+    return res
+
+
 def bench(models: list[str], data: str | Path, out_dir: str | Path, device: str = "cpu", split: str = "val",
           frames: int = 30, warmup: int = 3, threads: int = 2, echo=print, cpp: bool = False) -> dict:
     """Benchmark every model on every backend available for it; returns the JSON document.

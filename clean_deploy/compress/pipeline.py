@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from clean_deploy.bench.plots import accuracy_latency_plot
-from clean_deploy.bench.run import BenchJob, run_job
+from clean_deploy.bench.run import BenchJob, run_job_cached
 from clean_deploy.compress.config import DistillConfig, PruneConfig
 from clean_deploy.config import ConfigBase, TrainConfig
 from clean_deploy.models.config import RedundancyConfig
@@ -45,14 +45,9 @@ class CompressConfig(ConfigBase):
 def _evaluate(ckpt: Path, data, split: str, out_dir: Path, latency_frames: int, threads: int) -> dict:
     """AP, size, FLOPs, CPU latency and peak memory of a checkpoint, measured by the ``clean-deploy
     bench`` worker in its own process (cached in ``out_dir`` while the checkpoint is unchanged)."""
-    cache = out_dir / "result.json"
-    if cache.is_file() and cache.stat().st_mtime >= Path(ckpt).stat().st_mtime:
-        return json.loads(cache.read_text())
-    res = run_job(BenchJob(str(ckpt), "torch"), Path(data), split, latency_frames, 2, threads, out_dir)
-    result = {"checkpoint": str(ckpt), **res, "latency_ms": res["latency"]["stages_ms"]["total"]["p50"]}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    cache.write_text(json.dumps(result, indent=2) + "\n")
-    return result
+    res = run_job_cached(BenchJob(str(ckpt), "torch"), Path(data), split, latency_frames, 2, threads, out_dir,
+                         out_dir / "result.json")
+    return {"checkpoint": str(ckpt), **res, "latency_ms": res["latency"]["stages_ms"]["total"]["p50"]}
 
 
 def compress(teacher_ckpt: str | Path, data_root: str | Path, run_dir: str | Path, cfg: CompressConfig,

@@ -2,8 +2,7 @@
 export the CLEAN student to ONNX, check parity with PyTorch on the val split, then benchmark the
 teacher (PyTorch eager), the plain student and the compressed student (PyTorch eager and ONNX
 Runtime with our custom-op library, from Python and from the C++ sample) on the same frames and
-threads, and check the project's
-target ratios.
+threads, and check the project's target ratios.
 
     .venv/bin/python benchmarks/deploy.py      # after baselines.py and ablation.py
 

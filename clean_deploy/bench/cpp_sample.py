@@ -49,11 +49,10 @@ def _link_frames(reader, ids: list[str], names: list[str], folder: Path) -> tupl
 
 def _run_sample(binary: Path, model: str, velo: Path, calib: Path, out: Path, threads: int, timing: Path | None,
                 images: Path | None) -> None:
-    cmd = [str(binary), "--model", model, "--bin", str(velo), "--calib", str(calib), "--out", str(out),
-           "--threads", str(threads)]
     from clean_deploy.runtime.ort_ops import library_path
 
-    cmd += ["--custom-ops", str(library_path())]
+    cmd = [str(binary), "--model", model, "--bin", str(velo), "--calib", str(calib), "--out", str(out),
+           "--threads", str(threads), "--custom-ops", str(library_path())]
     if timing is not None:
         cmd += ["--timing-json", str(timing)]
     if images is not None:
@@ -77,8 +76,7 @@ def run_cpp_job(model: str, data: str | Path, split: str, frames: int, warmup: i
                 work_dir: Path, label: str) -> dict:
     """Benchmark ``model`` (.onnx with its sidecar) through the C++ sample; the result has the schema
     of :mod:`clean_deploy.bench.worker`'s (memory fields None)."""
-    from clean_deploy.bench.model_info import load_frames, model_summary
-    from clean_deploy.bench.worker import source_model
+    from clean_deploy.bench.model_info import exported_model_info, load_frames
     from clean_deploy.data.kitti.reader import KittiReader
     from clean_deploy.export.sidecar import read_sidecar
     from clean_deploy.train.evaluate import evaluate_predictions, mean_moderate_ap
@@ -111,10 +109,7 @@ def run_cpp_job(model: str, data: str | Path, split: str, frames: int, warmup: i
     _run_sample(binary, model, velo, calib, pred, threads, None, images)
     sidecar = read_sidecar(Path(model).with_suffix(".json"))
     ap = evaluate_predictions(data, split, pred, sidecar["class_names"], sidecar["preprocess"]["point_cloud_range"])
-    src = source_model(model)
-    info = model_summary(src, load_frames(data, split, 5)) if src is not None else {"params": 0, "gmacs": 0.0,
-                                                                                    "gflops": 0.0}
-    info["weight_mb"] = Path(model).stat().st_size / 2 ** 20
+    info = exported_model_info(model, load_frames(data, split, 5))
     return {"model": model, "backend": "cpp", "device": "cpu", "threads": threads, **info, "latency": latency,
             "memory": {"peak_inference_mb": None, "weights_mb": info["weight_mb"], "run_peak_mb": None},
             "ap": ap, "mean_moderate_3d": mean_moderate_ap(ap), "label": label}

@@ -1,5 +1,5 @@
 """Latency of an inference session over the same frames: warm-up, then per-stage percentiles
-(pre-processing / network / post-processing), throughput and peak memory."""
+(pre-processing / network / post-processing) and throughput (memory: :mod:`clean_deploy.bench.memory`)."""
 from __future__ import annotations
 
 import time
@@ -9,7 +9,6 @@ import numpy as np
 from tqdm import tqdm
 
 
-
 def percentiles(values: Sequence[float]) -> dict[str, float]:
     v = np.asarray(values, dtype=np.float64)
     return {"mean": float(v.mean()), "p50": float(np.percentile(v, 50)), "p90": float(np.percentile(v, 90)),
@@ -17,11 +16,12 @@ def percentiles(values: Sequence[float]) -> dict[str, float]:
 
 
 def benchmark_session(session: Callable, frames: Sequence[tuple], warmup: int = 3, desc: str = "bench",
-                      device: str = "cpu", progress: bool = True) -> dict:
+                      progress: bool = True) -> dict:
     """Run ``session(points, calib)`` on every frame after ``warmup`` untimed calls.
 
     ``frames`` holds (points, calib) pairs; the session returns an object with ``timings_ms``
-    (dict of stage -> ms). Returns per-stage percentiles, frames/s and the peak memory delta.
+    (dict of stage -> ms; CUDA sessions synchronise before timing). Returns per-stage percentiles
+    and frames/s.
     """
     for points, calib in list(frames)[:warmup]:
         session(points, calib)

@@ -1,6 +1,7 @@
 """Parameters and per-frame compute (MACs from real rulebook pairs) of a detector on real frames."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -19,6 +20,27 @@ def load_frames(data_root, split: str = "val", limit: int | None = None) -> list
     reader = KittiReader(data_root, split)
     ids = reader.frame_ids[:limit] if limit else reader.frame_ids
     return [(reader.read_points(i), reader.read_calib(i)) for i in ids]
+
+
+def source_model(onnx_path: str | Path) -> Detector | None:
+    """The PyTorch checkpoint an exported model came from (its sidecar's ``source_checkpoint``), if
+    recorded and still there."""
+    from clean_deploy.export.sidecar import read_sidecar
+    from clean_deploy.train.checkpoint import load_detector
+
+    src = read_sidecar(Path(onnx_path).with_suffix(".json")).get("source_checkpoint")
+    if src and Path(src).is_file():
+        return load_detector(src)[0]
+    return None
+
+
+def exported_model_info(onnx_path: str | Path, frames: Sequence[tuple]) -> dict:
+    """:func:`model_summary` of an exported model's source checkpoint (zeros when none is recorded),
+    with the weights measured as the ONNX file's size."""
+    src = source_model(onnx_path)
+    info = model_summary(src, frames) if src is not None else {"params": 0, "gmacs": 0.0, "gflops": 0.0}
+    info["weight_mb"] = Path(onnx_path).stat().st_size / 2 ** 20
+    return info
 
 
 @torch.no_grad()

@@ -17,17 +17,6 @@ def _torch_session(model_path: str, device: str):
     return TorchSession(model, device), model
 
 
-def source_model(onnx_path: str):
-    """The PyTorch checkpoint an exported model came from (for params/FLOPs), if recorded."""
-    from clean_deploy.export.sidecar import read_sidecar
-    from clean_deploy.train.checkpoint import load_detector
-
-    src = read_sidecar(Path(onnx_path).with_suffix(".json")).get("source_checkpoint")
-    if src and Path(src).is_file():
-        return load_detector(src)[0]
-    return None
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", required=True)
@@ -46,8 +35,8 @@ def main() -> None:
     torch.set_num_threads(1 if args.backend == "onnxruntime" else args.threads)
 
     from clean_deploy.bench.latency import benchmark_session
-    from clean_deploy.bench.memory import measure_run_memory, weight_bytes
-    from clean_deploy.bench.model_info import load_frames, model_summary
+    from clean_deploy.bench.memory import measure_run_memory
+    from clean_deploy.bench.model_info import exported_model_info, load_frames, model_summary
     from clean_deploy.data.kitti.results import detections_to_kitti, write_kitti_results
     from clean_deploy.runtime.ort_session import OrtSession
     from clean_deploy.train.evaluate import evaluate_predictions, mean_moderate_ap
@@ -59,12 +48,8 @@ def main() -> None:
     else:
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if args.device != "cpu" else None
         session = OrtSession(args.model, threads=args.threads, providers=providers, strict_max_voxels=False)
-        model = source_model(args.model)
-        info = model_summary(model, frames[:5]) if model is not None else {"params": 0, "gmacs": 0.0, "gflops": 0.0}
-        info["weight_mb"] = Path(args.model).stat().st_size / 2 ** 20
-    if model is not None and "weight_mb" not in info:
-        info["weight_mb"] = weight_bytes(model) / 2 ** 20
-    lat = benchmark_session(session, frames[: args.frames], args.warmup, progress=False, device=args.device)
+        info = exported_model_info(args.model, frames[:5])
+    lat = benchmark_session(session, frames[: args.frames], args.warmup, progress=False)
     # accuracy on the whole split with the same session
     from clean_deploy.data.kitti.reader import KittiReader
 

@@ -143,24 +143,18 @@ def _backward_single_thread() -> None:
         if cur != 1:
             _bw_saved = cur
             torch.set_num_threads(1)
-        elif _bw_saved is None:
-            _bw_saved = 1
-
-
-def _backward_restore_threads() -> None:
-    global _bw_saved
-    with _bw_lock:
-        if _bw_saved is not None:
-            if _bw_saved != 1:
-                torch.set_num_threads(_bw_saved)
-            _bw_saved = None
 
 
 def finish_backward() -> None:
-    """Restore the thread count after a partial backward through a :class:`SparseBlock`
-    (``torch.autograd.grad`` w.r.t. inner activations never runs the block's input gate, so the
-    process would stay single-threaded). A no-op when nothing is pending."""
-    _backward_restore_threads()
+    """Restore the thread count the block's backward switched from. The input gate calls it; call it
+    yourself after a partial backward through a :class:`SparseBlock` (``torch.autograd.grad`` w.r.t.
+    inner activations never runs that gate, so the process would stay single-threaded). A no-op
+    when nothing is pending."""
+    global _bw_saved
+    with _bw_lock:
+        if _bw_saved is not None:
+            torch.set_num_threads(_bw_saved)
+            _bw_saved = None
 
 
 class _GateIn(torch.autograd.Function):
@@ -172,7 +166,7 @@ class _GateIn(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
-        _backward_restore_threads()
+        finish_backward()
         return grad
 
 

@@ -27,7 +27,7 @@ import torch
 
 from clean_deploy.data.synth.frame import generate_frame
 from clean_deploy.data.voxelize import Voxelizer
-from clean_deploy.models.sparse import SparseBlock, spconv
+from clean_deploy.models.sparse import SparseBlock, spconv, use_sparse_backend
 from clean_deploy.runtime.ort_ops import SparseConvSpec, gemm_isa, make_sparse_conv_model, sparse_conv_session
 
 ROOT = Path(__file__).resolve().parent
@@ -144,7 +144,7 @@ def main() -> None:
         # ---- per layer: every layer alone on the input spconv gives it, rulebook built each time
         x_f, x_i = torch.from_numpy(feats), torch.from_numpy(idx)
         shape = SPATIAL_SHAPE
-        with torch.no_grad(), SparseBlock("cpu"):
+        with torch.no_grad(), use_sparse_backend("spconv"), SparseBlock("cpu"):
             for li, ((name, cin, cout, *_), m) in enumerate(zip(LAYERS, mods)):
                 def run_spconv(m=m, f=x_f, i=x_i, s=shape):
                     return m(spconv.SparseConvTensor(f, i, s, 1))  # fresh tensor: no cached rulebook
@@ -167,7 +167,7 @@ def main() -> None:
             for m in mods:
                 x = m(x)
             return x
-        with torch.no_grad(), SparseBlock("cpu"):
+        with torch.no_grad(), use_sparse_backend("spconv"), SparseBlock("cpu"):
             ms, _ = timed(run_spconv_stack, args.reps, "spconv_1t")
         stack["spconv_1t"].append(ms)
         for t in args.threads:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build the C++ sources in csrc/ (CPU kernels, ONNX Runtime custom-op library, C++ tests) into
-# build/csrc (Release, -O3) and put the ORT library at a stable path: build/lib/libclean_deploy_ort.so
-# (where clean_deploy.runtime.ort_ops looks for it). Run by `make setup`.
+# build/csrc (Release, -O3) and put the libraries at stable paths: build/lib/libclean_deploy_ort.so (where
+# clean_deploy.runtime.ort_ops looks for it) and build/lib/libclean_deploy_kernels.so (the C interface of
+# the CPU kernels that the training path loads: clean_deploy.native). Run by `make setup`.
 # Idempotent: the ORT headers are fetched once, cmake configures once, and ninja/make rebuild only
 # what changed (a no-op run takes well under a second).
 # CUDA kernels (csrc/cuda: libclean_deploy_cuda.a/.so, test_cuda_kernels) are compiled whenever nvcc is
@@ -59,12 +60,14 @@ if [ "$with_cuda" = ON ]; then
   fi
 fi
 
-lib=$build/libclean_deploy_ort.so
-[ -f "$lib" ] || { echo "build_csrc: $lib was not built" >&2; exit 1; }
 mkdir -p build/lib
-if ! cmp -s "$lib" build/lib/libclean_deploy_ort.so; then
-  # copy then rename: a process that has the old library loaded keeps its (unlinked) file
-  cp "$lib" build/lib/.libclean_deploy_ort.so.tmp
-  mv -f build/lib/.libclean_deploy_ort.so.tmp build/lib/libclean_deploy_ort.so
-  echo "build_csrc: built build/lib/libclean_deploy_ort.so"
-fi
+for name in libclean_deploy_ort.so libclean_deploy_kernels.so; do
+  lib=$build/$name
+  [ -f "$lib" ] || { echo "build_csrc: $lib was not built" >&2; exit 1; }
+  if ! cmp -s "$lib" "build/lib/$name"; then
+    # copy then rename: a process that has the old library loaded keeps its (unlinked) file
+    cp "$lib" "build/lib/.$name.tmp"
+    mv -f "build/lib/.$name.tmp" "build/lib/$name"
+    echo "build_csrc: built build/lib/$name"
+  fi
+done

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from clean_deploy.models.flops import rulebook_pairs
-from clean_deploy.models.sparse import SparseBlock, spconv
+from clean_deploy.models.sparse import SparseBlock, spconv, use_sparse_backend
 from clean_deploy.runtime import ort_ops
 
 try:
@@ -70,7 +70,7 @@ def _spconv_ref(feats, idx, weight, shape, batch, stride, padding, dilation, sub
     conv = cls(cin, cout, k, stride=stride, padding=padding, dilation=dilation, bias=False)
     with torch.no_grad():
         conv.weight.copy_(torch.from_numpy(weight))
-    with torch.no_grad(), SparseBlock("cpu"):
+    with torch.no_grad(), use_sparse_backend("spconv"), SparseBlock("cpu"):
         out = conv(spconv.SparseConvTensor(torch.from_numpy(feats), torch.from_numpy(idx), list(shape), batch))
     return out.features.numpy(), out.indices.numpy()
 
@@ -184,7 +184,7 @@ def test_chain_of_layers_matches_spconv():
                                             shape if not specs else None))
     sess = ort_ops.sparse_conv_session(ort_ops.make_sparse_conv_model(specs), threads=2)
     out_f, out_i = sess.run(None, {"features": feats, "indices": idx})
-    with torch.no_grad(), SparseBlock("cpu"):
+    with torch.no_grad(), use_sparse_backend("spconv"), SparseBlock("cpu"):
         x = spconv.SparseConvTensor(torch.from_numpy(feats), torch.from_numpy(idx), list(shape), 1)
         for conv, bias in mods:
             x = conv(x)

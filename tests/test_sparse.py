@@ -1,9 +1,18 @@
-"""spconv wrapper: CPU backward patch and the single-thread guard, against dense conv3d."""
+"""spconv wrapper: CPU backward patch and the single-thread guard, against dense conv3d.
+
+These tests exercise spconv's own CPU path (the guard is only active with the ``spconv`` backend;
+our kernels' operator is tested in test_sparse_ops.py)."""
 import pytest
 import torch
 import torch.nn.functional as F
 
-from clean_deploy.models.sparse import SparseBlock, patch_applied, spconv
+from clean_deploy.models.sparse import SparseBlock, patch_applied, spconv, use_sparse_backend
+
+
+@pytest.fixture(autouse=True)
+def _spconv_backend():
+    with use_sparse_backend("spconv"):
+        yield
 
 
 def _random_sparse(seed, c=16, shape=(12, 24, 24), density=0.06):

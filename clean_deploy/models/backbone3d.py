@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from clean_deploy.models.config import Backbone3DConfig
-from clean_deploy.models.sparse import SparseBlock, require_spconv, spconv
+from clean_deploy.models.sparse import SparseBlock, SparseConv3d, SubMConv3d, require_spconv, spconv
 
 
 def _bn_relu(c: int) -> list[nn.Module]:
@@ -16,7 +16,7 @@ def _bn_relu(c: int) -> list[nn.Module]:
 def sparse_conv_block(c_in: int, c_out: int, kernel, stride=1, padding=0, subm: bool = True,
                       indice_key: str | None = None):
     """conv (no bias) + BN + ReLU as one SparseSequential; the unit pruning works on."""
-    conv_cls = spconv.SubMConv3d if subm else spconv.SparseConv3d
+    conv_cls = SubMConv3d if subm else SparseConv3d
     conv = conv_cls(c_in, c_out, kernel, stride=stride, padding=padding, bias=False, indice_key=indice_key)
     return spconv.SparseSequential(conv, *_bn_relu(c_out))
 

@@ -11,14 +11,28 @@ so that two known problems of spconv 2.3.8's CPU build are handled once:
    (seen: up to 0.67 off a dense ``conv3d``). :func:`sparse_region` runs a block of sparse ops with
    one thread and restores the thread count after; :class:`SparseBlock` does the same for forward
    and backward of a block (autograd runs backward outside any ``with`` block).
+
+Sparse conv backends. :class:`SubMConv3d` and :class:`SparseConv3d` are spconv's modules (same
+parameters, state-dict keys and ONNX export) whose forward picks a backend per call
+(:func:`sparse_backend`):
+
+- ``clean_deploy`` (the default on CPU): our C++ kernels as a torch operator with a deterministic,
+  multi-threaded backward (:mod:`clean_deploy.models.sparse_ops`); rulebooks are built once per
+  ``indice_key`` and kept in the tensor's ``indice_dict`` like spconv's. No single-thread guard.
+- ``spconv``: spconv itself (always on CUDA; on CPU behind the single-thread guard above).
+
+``CLEAN_DEPLOY_SPARSE_BACKEND=spconv|clean_deploy`` or :func:`set_sparse_backend` force a choice on
+CPU; without it the C++ library is used when it is built (``make setup``) and spconv otherwise, with
+a warning.
 """
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import warnings
-from typing import Iterator
+from typing import Iterator, Optional
 
 import torch
 
@@ -43,6 +57,14 @@ except ImportError as _err:  # pragma: no cover - exercised only where spconv is
 
 __all__ = [
     "spconv",
+    "SubMConv3d",
+    "SparseConv3d",
+    "BACKENDS",
+    "BACKEND_ENV",
+    "sparse_backend",
+    "set_sparse_backend",
+    "use_sparse_backend",
+    "describe_backend",
     "PointToVoxel",
     "HAS_SPCONV",
     "require_spconv",
@@ -198,8 +220,8 @@ class SparseBlock:
     the ``with`` block has exited) the outputs carry an identity whose backward switches to one
     thread and the input an identity whose backward restores the thread count: the input's
     gradient is the last thing the block computes. The input is made to require grad (a leaf
-    copy) when it does not, so the restoring gate is always part of the graph. On CUDA, or with
-    grad disabled, the gates are skipped.
+    copy) when it does not, so the restoring gate is always part of the graph. On CUDA, with
+    grad disabled, or with the ``clean_deploy`` backend (race-free), the guard and gates are skipped.
     """
 
     def __init__(self, device: torch.device | str = "cpu") -> None:
@@ -207,13 +229,15 @@ class SparseBlock:
         self._gated = False
 
     def __enter__(self) -> "SparseBlock":
-        self._gated = self.device.type == "cpu" and torch.is_grad_enabled()
-        if self.device.type == "cpu":
+        # only spconv's CPU path races; our kernels run multi-threaded (sparse_backend)
+        self._guard = self.device.type == "cpu" and sparse_backend(self.device) == "spconv"
+        self._gated = self._guard and torch.is_grad_enabled()
+        if self._guard:
             _enter_single_thread()
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.device.type == "cpu":
+        if self._guard:
             _exit_single_thread()
 
     def input(self, features: torch.Tensor) -> torch.Tensor:
@@ -231,3 +255,117 @@ class SparseBlock:
         if x.features.requires_grad:  # spconv.SparseConvTensor
             return x.replace_feature(_GateOut.apply(x.features))
         return x
+
+
+# ---------------------------------------------------------------------------------- backends
+BACKENDS = ("clean_deploy", "spconv")
+#: environment variable that forces the CPU sparse conv backend
+BACKEND_ENV = "CLEAN_DEPLOY_SPARSE_BACKEND"
+_forced: Optional[str] = None
+_warned_fallback = False
+
+
+def _check_backend(name: str, where: str) -> str:
+    if name not in BACKENDS:
+        raise ValueError(f"{where}: unknown sparse conv backend {name!r}; expected one of {', '.join(BACKENDS)}")
+    return name
+
+
+def set_sparse_backend(name: Optional[str]) -> None:
+    """Force the CPU sparse conv backend ("clean_deploy" or "spconv"); None: back to the default."""
+    global _forced
+    _forced = None if name is None else _check_backend(name, "set_sparse_backend")
+
+
+@contextlib.contextmanager
+def use_sparse_backend(name: Optional[str]) -> Iterator[None]:
+    """``with use_sparse_backend("spconv"): ...``: the CPU backend inside the block."""
+    global _forced
+    before = _forced
+    set_sparse_backend(name)
+    try:
+        yield
+    finally:
+        _forced = before
+
+
+def sparse_backend(device: torch.device | str = "cpu") -> str:
+    """The backend sparse convs use on ``device``: always "spconv" on CUDA; on CPU the forced one
+    (:func:`set_sparse_backend`, else ``$CLEAN_DEPLOY_SPARSE_BACKEND``), else "clean_deploy" when its
+    library is built, else "spconv" (with a warning)."""
+    global _warned_fallback
+    if torch.device(device).type != "cpu":
+        return "spconv"
+    choice = _forced or os.environ.get(BACKEND_ENV) or None
+    if choice is not None:
+        _check_backend(choice, BACKEND_ENV if _forced is None else "set_sparse_backend")
+        if choice == "clean_deploy":
+            from clean_deploy.native import kernels
+
+            kernels.library_path()  # a clear FileNotFoundError when it is not built
+        return choice
+    from clean_deploy.native import kernels
+
+    if kernels.available():
+        return "clean_deploy"
+    if not _warned_fallback:
+        _warned_fallback = True
+        logging.getLogger(__name__).warning(
+            "clean_deploy's CPU kernel library is not built: sparse convs fall back to spconv "
+            "(single-threaded, slower); build it with `bash scripts/build_csrc.sh`")
+    return "spconv"
+
+
+def describe_backend(device: torch.device | str = "cpu") -> str:
+    """One line for logs: the backend on ``device`` and, for ours, the SIMD kernel and threads."""
+    name = sparse_backend(device)
+    if name == "clean_deploy":
+        from clean_deploy.native import kernels
+
+        return f"clean_deploy (C++ kernels, {kernels.gemm_isa()}, {torch.get_num_threads()} threads)"
+    dev = torch.device(device)
+    return "spconv" + (" (CPU, single-threaded)" if dev.type == "cpu" else f" ({dev.type})")
+
+
+_RULEBOOK_PREFIX = "clean_deploy:"
+
+
+def _clean_deploy_conv(mod, x):
+    """Forward of a spconv conv module on our operator; the rulebook is cached in
+    ``x.indice_dict`` under the module's ``indice_key`` (checked against the indices and geometry)."""
+    from clean_deploy.models.sparse_ops import build_rulebook, conv_with_rulebook
+
+    geometry = (tuple(mod.kernel_size), tuple(mod.stride), tuple(mod.padding), tuple(mod.dilation),
+                tuple(int(v) for v in x.spatial_shape), bool(mod.subm))
+    key = _RULEBOOK_PREFIX + mod.indice_key if mod.indice_key else None
+    rb = x.indice_dict.get(key) if key else None
+    if rb is None or rb.in_indices is not x.indices or rb.geometry != geometry:
+        rb = build_rulebook(x.indices, x.spatial_shape, mod.kernel_size, mod.stride, mod.padding, mod.dilation,
+                            mod.subm)
+        if key:
+            x.indice_dict[key] = rb
+    feats = conv_with_rulebook(x.features, mod.weight, mod.bias, rb)
+    out = spconv.SparseConvTensor(feats, rb.out_indices, list(rb.out_shape), x.batch_size, indice_dict=x.indice_dict)
+    return out
+
+
+if HAS_SPCONV:
+
+    class SubMConv3d(spconv.SubMConv3d):
+        """spconv's SubMConv3d on the backend of :func:`sparse_backend` (same parameters)."""
+
+        def forward(self, input, add_input=None):  # noqa: A002 - spconv's signature
+            if add_input is None and sparse_backend(input.features.device) == "clean_deploy":
+                return _clean_deploy_conv(self, input)
+            return super().forward(input, add_input)
+
+    class SparseConv3d(spconv.SparseConv3d):
+        """spconv's SparseConv3d on the backend of :func:`sparse_backend` (same parameters)."""
+
+        def forward(self, input, add_input=None):  # noqa: A002 - spconv's signature
+            if add_input is None and sparse_backend(input.features.device) == "clean_deploy":
+                return _clean_deploy_conv(self, input)
+            return super().forward(input, add_input)
+
+else:  # pragma: no cover - exercised only where spconv is missing
+    SubMConv3d = SparseConv3d = None  # type: ignore[assignment,misc]

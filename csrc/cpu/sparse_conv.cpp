@@ -44,9 +44,14 @@ void pack_weights(const float* weight, int64_t cout, int64_t kernel_volume, int6
 
 void sparse_conv_forward(const float* features, const PackedWeights& weight, const float* bias, const Rulebook& rb,
                          Activation activation, float* out, const Executor& executor) {
-  const int64_t M = rb.num_out, K = rb.kernel_volume, cin = weight.cin, cout = weight.cout;
-  if (static_cast<int64_t>(rb.neighbors.size()) != M * K)
+  if (static_cast<int64_t>(rb.neighbors.size()) != rb.num_out * rb.kernel_volume)
     throw std::invalid_argument("rulebook is inconsistent (neighbors.size() != num_out * kernel_volume)");
+  sparse_conv_forward(features, weight, bias, RulebookView(rb), activation, out, executor);
+}
+
+void sparse_conv_forward(const float* features, const PackedWeights& weight, const float* bias, const RulebookView& rb,
+                         Activation activation, float* out, const Executor& executor) {
+  const int64_t M = rb.num_out, K = rb.kernel_volume, cin = weight.cin, cout = weight.cout;
   const detail::GemmKernel& kern = detail::select_gemm_kernel();
   if (weight.kernel_volume != K || weight.panel_width != kern.nr ||
       static_cast<int64_t>(weight.data.size()) != K * weight.offset_stride)
@@ -55,7 +60,7 @@ void sparse_conv_forward(const float* features, const PackedWeights& weight, con
 
   const int mr = kern.mr;
   const std::vector<float> zero_row(static_cast<size_t>(std::max<int64_t>(cin, 1)), 0.0f);
-  const int32_t* nbr = rb.neighbors.data();
+  const int32_t* nbr = rb.neighbors;
   const float* wp = weight.data.data();
   const int64_t stride = weight.offset_stride;
   const int64_t padded_cols = (cout + kern.nr - 1) / kern.nr * kern.nr;

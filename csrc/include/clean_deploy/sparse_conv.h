@@ -81,15 +81,64 @@ struct PackedWeights {
 };
 void pack_weights(const float* weight, int64_t cout, int64_t kernel_volume, int64_t cin, PackedWeights& packed);
 
+// A neighbour table held elsewhere (e.g. in a torch tensor): neighbors[o * kernel_volume + k] as in
+// Rulebook, num_out rows. The training path keeps its rulebooks in torch tensors and passes views.
+struct RulebookView {
+  int64_t num_in = 0;
+  int64_t num_out = 0;
+  int64_t kernel_volume = 0;
+  const int32_t* neighbors = nullptr;
+  RulebookView() = default;
+  RulebookView(int64_t in, int64_t out, int64_t k, const int32_t* nbr)
+      : num_in(in), num_out(out), kernel_volume(k), neighbors(nbr) {}
+  explicit RulebookView(const Rulebook& rb)
+      : num_in(rb.num_in), num_out(rb.num_out), kernel_volume(rb.kernel_volume), neighbors(rb.neighbors.data()) {}
+};
+
 // out[o] = act(bias + sum_k W[:, k, :] . features[neighbors[o, k]]) for every output row o.
 //  features: num_in x cin; bias: cout floats or nullptr; out: num_out x cout (written, need not
 //  be initialised). Deterministic: the result does not depend on the executor's thread count.
 void sparse_conv_forward(const float* features, const PackedWeights& weight, const float* bias,
                          const Rulebook& rulebook, Activation activation, float* out, const Executor& executor);
+void sparse_conv_forward(const float* features, const PackedWeights& weight, const float* bias,
+                         const RulebookView& rulebook, Activation activation, float* out, const Executor& executor);
 // Same with unpacked weights (cout x K x cin), packed on the fly.
 void sparse_conv_forward(const float* features, int64_t cin, const float* weight, int64_t cout,
                          const float* bias, const Rulebook& rulebook, Activation activation,
                          float* out, const Executor& executor);
+
+// ---- training: backward of sparse_conv_forward (activation none) -----------------------------
+// All functions below are deterministic: every output element is computed by one task in a fixed
+// order of operations, so results are bitwise identical for any thread count. Float versions run
+// on the SGEMM micro-kernels; double versions (tests, gradcheck) are plain loops.
+
+// Input-major table of a rulebook: transposed[i * K + k] = o where neighbors[o * K + k] == i, else
+// -1 (unique: at most one output meets input i through offset k). transposed: num_in x K int32.
+// Throws std::invalid_argument for a neighbour outside [-1, num_in) or a pair seen twice.
+void transpose_rulebook(const RulebookView& rulebook, int32_t* transposed, const Executor& executor);
+
+// grad_features (num_in x cin, written) = sum over pairs (o, k, i) of W[:, k, :]^T grad_out[o]:
+// a forward conv of grad_out over the transposed table with transposed weights.
+//  weight: cout x K x cin (spconv layout); transposed: num_in x K (transpose_rulebook).
+void sparse_conv_backward_input(const float* grad_out, const float* weight, int64_t cout, int64_t cin,
+                                const RulebookView& transposed, float* grad_features, const Executor& executor);
+void sparse_conv_backward_input(const double* grad_out, const double* weight, int64_t cout, int64_t cin,
+                                const RulebookView& transposed, double* grad_features, const Executor& executor);
+
+// grad_weight (cout x K x cin, written)[co, k, ci] = sum over output rows o (in order) with an input
+// i = neighbors[o, k] of grad_out[o, co] * features[i, ci]. One task per kernel offset.
+void sparse_conv_backward_weight(const float* features, int64_t cin, const float* grad_out, int64_t cout,
+                                 const RulebookView& rulebook, float* grad_weight, const Executor& executor);
+void sparse_conv_backward_weight(const double* features, int64_t cin, const double* grad_out, int64_t cout,
+                                 const RulebookView& rulebook, double* grad_weight, const Executor& executor);
+
+// Double-precision forward (plain loops; tests and gradcheck). Activation none.
+void sparse_conv_forward(const double* features, int64_t cin, const double* weight, int64_t cout,
+                         const double* bias, const RulebookView& rulebook, double* out, const Executor& executor);
+
+// grad_bias[co] (written) = sum over rows o in order of grad_out[o, co].
+void sum_rows(const float* grad_out, int64_t rows, int64_t cols, float* grad_bias);
+void sum_rows(const double* grad_out, int64_t rows, int64_t cols, double* grad_bias);
 
 // Name of the SGEMM micro-kernel chosen for this CPU ("avx512", "avx2" or "generic"); the
 // environment variable CLEAN_DEPLOY_CPU_ISA=generic|avx2|avx512 lowers the choice (for tests).

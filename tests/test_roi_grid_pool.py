@@ -73,3 +73,31 @@ def test_voxel_query_pool_gradients_flow_to_features():
     pts = roi_grid_points(torch.tensor([[2.5, 2.5, 1.5, 2.0, 2.0, 1.0, 0.0]]), 2)
     pool(sparse, pts, torch.tensor([0])).sum().backward()
     assert feats.grad is not None and feats.grad.abs().sum() > 0
+
+
+def test_segment_max_matches_scatter_reduce_amax_with_gradients():
+    """The C++ segment max (forward and its argmax backward) against torch's scatter_reduce amax."""
+    from clean_deploy.models.roi.grid_pool import SegmentMax
+
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.randint(0, 6, (300,), generator=g)  # empty segments included
+    lengths[:3] = 0
+    offsets = torch.zeros(len(lengths) + 1, dtype=torch.long)
+    offsets[1:] = lengths.cumsum(0)
+    rows = int(offsets[-1])
+    src = torch.relu(torch.randn(rows, 7, generator=g))  # continuous values: no ties except at 0
+    seg = torch.repeat_interleave(torch.arange(len(lengths)), lengths)
+    a = src.clone().requires_grad_(True)
+    b = src.clone().requires_grad_(True)
+    out = SegmentMax.apply(a, offsets)
+    ref = b.new_zeros(len(lengths), 7).scatter_reduce(0, seg[:, None].expand(-1, 7), b, "amax", include_self=True)
+    assert torch.equal(out, ref)
+    w = torch.randn(out.shape, generator=g)
+    (out * w).sum().backward()
+    (ref * w).sum().backward()
+    # torch splits the gradient of a zero max between the zero-start and the rows equal to 0; ReLU
+    # inputs have zero gradient there, so compare where src > 0
+    pos = src > 0
+    assert torch.allclose(a.grad[pos], b.grad[pos])
+    assert torch.equal(a.grad[~pos], torch.zeros_like(a.grad[~pos]))
+    assert (a.grad != 0).sum() == (ref > 0).sum()

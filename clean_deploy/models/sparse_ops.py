@@ -48,7 +48,13 @@ class SparseRulebook:
         return int(self.in_indices.shape[0])
 
     def transposed(self) -> Tensor:
-        """Input-major table (N,K): built on first use (the input gradient needs it), then kept."""
+        """Input-major table (N,K): built on first use (the input gradient needs it), then kept.
+
+        A submanifold conv with an odd (centred) kernel is its own mirror image: input i meets
+        output o through offset k exactly when o meets i through the opposite offset K-1-k, so the
+        table is the neighbour table with its columns reversed."""
+        if self._transposed is None and self.geometry[5] and all(k % 2 == 1 for k in self.geometry[0]):
+            self._transposed = self.neighbors.flip(1).contiguous()
         if self._transposed is None:
             m, k = self.neighbors.shape
             t = torch.empty((self.num_in, k), dtype=torch.int32)

@@ -40,6 +40,7 @@ def _lib() -> ctypes.CDLL:
         "cd_rulebook_build": [_P, _I64, _P, _INT, _INT, ctypes.POINTER(_P), ctypes.POINTER(_I64), _P, ctypes.c_size_t],
         "cd_rulebook_transpose": [_P, _I64, _I64, _I64, _P, _INT, _P, ctypes.c_size_t],
         "cd_sparse_conv_forward": [_INT, _P, _I64, _I64, _P, _I64, _P, _P, _I64, _I64, _P, _INT, _P, ctypes.c_size_t],
+        "cd_segment_max": [_P, _I64, _I64, _P, _I64, _P, _P, _INT, _P, ctypes.c_size_t],
         "cd_sparse_conv_backward": [_INT, _P, _I64, _I64, _P, _I64, _P, _P, _I64, _I64, _P, _P, _P, _P, _INT, _P,
                                     ctypes.c_size_t],
     }
@@ -117,3 +118,11 @@ def conv_backward(dtype: int, features: int, num_in: int, cin: int, weight: int,
                                         kernel_volume, grad_out, grad_features, grad_weight, grad_bias, int(threads),
                                         err, _ERR_LEN)
     _check(rc, err, "sparse conv backward")
+
+
+def segment_max(src: int, rows: int, c: int, offsets: int, segments: int, out: int, arg: int, threads: int) -> None:
+    """Per segment of rows (``offsets``, int64, segments+1): column max (>= 0) and the first row
+    attaining it (-1 where the max is 0). float32 rows x c; out float32, arg int64 (segments x c)."""
+    err = ctypes.create_string_buffer(_ERR_LEN)
+    rc = _lib().cd_segment_max(src, rows, c, offsets, segments, out, arg, int(threads), err, _ERR_LEN)
+    _check(rc, err, "segment max")

@@ -20,6 +20,7 @@ from clean_deploy.config import AugmentConfig, DataConfig, ExperimentConfig, Tra
 from clean_deploy.data.dataset import KittiDetectionDataset, collate_batch
 from clean_deploy.models.config import DetectorConfig
 from clean_deploy.models.detector import Detector, build_detector
+from clean_deploy.models.sparse import describe_backend, sparse_backend
 from clean_deploy.train.checkpoint import load_checkpoint, save_checkpoint
 from clean_deploy.train.distributed import DistInfo, EpochSampler, barrier, init_distributed
 
@@ -203,6 +204,9 @@ class Trainer:
         self._t_start = time.time()
         if self.resume and self.load() and self.dist.is_main:
             print(f"resumed from {self.ckpt_path} at epoch {self.epoch} step {self.step_in_epoch}")
+        self.meta["sparse_backend"] = sparse_backend(self.dist.device)
+        if self.dist.is_main and self.progress:
+            print(f"sparse conv backend: {describe_backend(self.dist.device)}")
         if self.model.roi_head is not None and self.global_step == 0:
             self.model.roi_head.reseed(self.cfg.seed)
         log_path = self.run_dir / "log.csv"

@@ -7,8 +7,10 @@
 // kernels are deterministic: the results do not depend on the thread count.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <exception>
+#include <stdexcept>
 #include <memory>
 #include <mutex>
 
@@ -173,5 +175,34 @@ CD_API int cd_sparse_conv_backward(int dtype, const void* features, int64_t num_
       if (grad_bias)
         clean_deploy::sum_rows(static_cast<const double*>(grad_out), num_out, cout, static_cast<double*>(grad_bias));
     }
+  });
+}
+
+// Segment max with its argmax (RoI grid pooling): rows [offsets[p], offsets[p+1]) of src (rows x c,
+// float32, row-major) belong to segment p; out[p, j] = max(0, max of those rows' column j) and
+// arg[p, j] = the first row attaining it when that max is > 0, else -1. Parallel over segments;
+// deterministic.
+CD_API int cd_segment_max(const float* src, int64_t rows, int64_t c, const int64_t* offsets, int64_t segments,
+                          float* out, int64_t* arg, int threads, char* err, size_t err_len) {
+  return guarded(err, err_len, threads, [&](const clean_deploy::Executor& ex) {
+    if (segments > 0 && (offsets[0] != 0 || offsets[segments] != rows))
+      throw std::invalid_argument("segment offsets must start at 0 and end at the number of rows");
+    constexpr int64_t kSegBlock = 1024;
+    ex.for_each((segments + kSegBlock - 1) / kSegBlock, [&](int64_t task) {
+      const int64_t p0 = task * kSegBlock, p1 = std::min(segments, p0 + kSegBlock);
+      for (int64_t p = p0; p < p1; ++p) {
+        float* o = out + p * c;
+        int64_t* a = arg + p * c;
+        for (int64_t j = 0; j < c; ++j) o[j] = 0.0f, a[j] = -1;
+        const int64_t r0 = offsets[p], r1 = offsets[p + 1];
+        if (r0 > r1 || r1 > rows) throw std::invalid_argument("segment offsets must be non-decreasing");
+        for (int64_t r = r0; r < r1; ++r) {
+          const float* x = src + r * c;
+          for (int64_t j = 0; j < c; ++j) {
+            if (x[j] > o[j]) o[j] = x[j], a[j] = r;
+          }
+        }
+      }
+    });
   });
 }

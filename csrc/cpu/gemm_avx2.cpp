@@ -75,10 +75,73 @@ void accumulate(const float* const* a_rows, float* const* c_rows, int64_t n, con
   }
 }
 
+// Outer-product accumulation: R rows of T (ci) x NV vectors of 8 columns (co) in registers for
+// the whole pass over the n pairs.
+template <int R, int NV, bool MASKED>
+inline void outer_tile(const float* const* f, const float* const* g, int64_t n, int64_t ci0, int64_t co0, float* t,
+                       int64_t ldt, __m256i m0, __m256i m1) {
+  auto ld = [&](const float* p, __m256i m) { return MASKED ? _mm256_maskload_ps(p, m) : _mm256_loadu_ps(p); };
+  __m256 acc0[R], acc1[R];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+    acc0[r] = ld(t + (ci0 + r) * ldt + co0, m0);
+    acc1[r] = NV == 2 ? ld(t + (ci0 + r) * ldt + co0 + 8, m1) : _mm256_setzero_ps();
+  }
+  for (int64_t p = 0; p < n; ++p) {
+    const float* fp = f[p] + ci0;
+    const float* gp = g[p] + co0;
+    const __m256 b0 = ld(gp, m0);
+    const __m256 b1 = NV == 2 ? ld(gp + 8, m1) : _mm256_setzero_ps();
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const __m256 a = _mm256_broadcast_ss(fp + r);
+      acc0[r] = _mm256_fmadd_ps(a, b0, acc0[r]);
+      if (NV == 2) acc1[r] = _mm256_fmadd_ps(a, b1, acc1[r]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+    float* d = t + (ci0 + r) * ldt + co0;
+    if (MASKED) {
+      _mm256_maskstore_ps(d, m0, acc0[r]);
+      if (NV == 2) _mm256_maskstore_ps(d + 8, m1, acc1[r]);
+    } else {
+      _mm256_storeu_ps(d, acc0[r]);
+      if (NV == 2) _mm256_storeu_ps(d + 8, acc1[r]);
+    }
+  }
+}
+
+template <int NV, bool MASKED>
+void outer_rows(const float* const* f, const float* const* g, int64_t n, int64_t cin, int64_t co0, float* t,
+                int64_t ldt, __m256i m0, __m256i m1) {
+  constexpr int kR = 6;  // 12 accumulators + 2 columns + 1 broadcast of the 16 ymm registers
+  int64_t ci = 0;
+  for (; ci + kR <= cin; ci += kR) outer_tile<kR, NV, MASKED>(f, g, n, ci, co0, t, ldt, m0, m1);
+  for (; ci + 2 <= cin; ci += 2) outer_tile<2, NV, MASKED>(f, g, n, ci, co0, t, ldt, m0, m1);
+  for (; ci < cin; ++ci) outer_tile<1, NV, MASKED>(f, g, n, ci, co0, t, ldt, m0, m1);
+}
+
+void outer_accumulate(const float* const* f_rows, const float* const* g_rows, int64_t n, int64_t cin, int64_t cout,
+                      float* t) {
+  const __m256i none = _mm256_setzero_si256();
+  for (int64_t co = 0; co < cout; co += 16) {
+    const int64_t cols = cout - co < 16 ? cout - co : 16;
+    if (cols == 16)
+      outer_rows<2, false>(f_rows, g_rows, n, cin, co, t, cout, none, none);
+    else if (cols == 8)
+      outer_rows<1, false>(f_rows, g_rows, n, cin, co, t, cout, none, none);
+    else if (cols > 8)
+      outer_rows<2, true>(f_rows, g_rows, n, cin, co, t, cout, lane_mask(8), lane_mask(cols - 8));
+    else
+      outer_rows<1, true>(f_rows, g_rows, n, cin, co, t, cout, lane_mask(cols), none);
+  }
+}
+
 }  // namespace
 
 const GemmKernel& gemm_kernel_avx2() {
-  static const GemmKernel kernel{"avx2", kMR, kNR, &accumulate};
+  static const GemmKernel kernel{"avx2", kMR, kNR, &accumulate, &outer_accumulate};
   return kernel;
 }
 

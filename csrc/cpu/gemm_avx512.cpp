@@ -67,10 +67,61 @@ void accumulate(const float* const* a_rows, float* const* c_rows, int64_t n, con
   }
 }
 
+// Outer-product accumulation: R rows of T (ci) x NV vectors of 16 columns (co) held in registers
+// for the whole pass over the n pairs.
+template <int R, int NV>
+inline void outer_tile(const float* const* f, const float* const* g, int64_t n, int64_t ci0, int64_t co0, float* t,
+                       int64_t ldt, __mmask16 m0, __mmask16 m1) {
+  __m512 acc0[R], acc1[R];
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) {
+    acc0[r] = _mm512_maskz_loadu_ps(m0, t + (ci0 + r) * ldt + co0);
+    acc1[r] = NV == 2 ? _mm512_maskz_loadu_ps(m1, t + (ci0 + r) * ldt + co0 + 16) : _mm512_setzero_ps();
+  }
+  for (int64_t p = 0; p < n; ++p) {
+    const float* fp = f[p] + ci0;
+    const float* gp = g[p] + co0;
+    const __m512 b0 = _mm512_maskz_loadu_ps(m0, gp);
+    const __m512 b1 = NV == 2 ? _mm512_maskz_loadu_ps(m1, gp + 16) : _mm512_setzero_ps();
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      const __m512 a = _mm512_set1_ps(fp[r]);
+      acc0[r] = _mm512_fmadd_ps(a, b0, acc0[r]);
+      if (NV == 2) acc1[r] = _mm512_fmadd_ps(a, b1, acc1[r]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) {
+    _mm512_mask_storeu_ps(t + (ci0 + r) * ldt + co0, m0, acc0[r]);
+    if (NV == 2) _mm512_mask_storeu_ps(t + (ci0 + r) * ldt + co0 + 16, m1, acc1[r]);
+  }
+}
+
+template <int NV>
+void outer_rows(const float* const* f, const float* const* g, int64_t n, int64_t cin, int64_t co0, float* t,
+                int64_t ldt, __mmask16 m0, __mmask16 m1) {
+  constexpr int kR = 12;  // 24 accumulators + 2 columns + 1 broadcast of the 32 zmm registers
+  int64_t ci = 0;
+  for (; ci + kR <= cin; ci += kR) outer_tile<kR, NV>(f, g, n, ci, co0, t, ldt, m0, m1);
+  for (; ci + 4 <= cin; ci += 4) outer_tile<4, NV>(f, g, n, ci, co0, t, ldt, m0, m1);
+  for (; ci < cin; ++ci) outer_tile<1, NV>(f, g, n, ci, co0, t, ldt, m0, m1);
+}
+
+void outer_accumulate(const float* const* f_rows, const float* const* g_rows, int64_t n, int64_t cin, int64_t cout,
+                      float* t) {
+  for (int64_t co = 0; co < cout; co += 32) {
+    const int64_t cols = cout - co < 32 ? cout - co : 32;
+    if (cols > 16)
+      outer_rows<2>(f_rows, g_rows, n, cin, co, t, cout, 0xFFFF, lane_mask(cols - 16));
+    else
+      outer_rows<1>(f_rows, g_rows, n, cin, co, t, cout, lane_mask(cols), 0);
+  }
+}
+
 }  // namespace
 
 const GemmKernel& gemm_kernel_avx512() {
-  static const GemmKernel kernel{"avx512", kMR, kNR, &accumulate};
+  static const GemmKernel kernel{"avx512", kMR, kNR, &accumulate, &outer_accumulate};
   return kernel;
 }
 

@@ -60,10 +60,25 @@ void accumulate(const float* const* a_rows, float* const* c_rows, int64_t n, con
       tile(a_rows + g, c_rows + g, w + col * cin, cin, col, cout - col < kNR ? cout - col : kNR);
 }
 
+// Outer-product accumulation, plain loops: each T element is a multiply-add chain over p in order
+// (the compiler vectorises the co loop; every lane is an independent element).
+void outer_accumulate(const float* const* f_rows, const float* const* g_rows, int64_t n, int64_t cin, int64_t cout,
+                      float* t) {
+  for (int64_t p = 0; p < n; ++p) {
+    const float* f = f_rows[p];
+    const float* g = g_rows[p];
+    for (int64_t ci = 0; ci < cin; ++ci) {
+      const float a = f[ci];
+      float* tr = t + ci * cout;
+      for (int64_t co = 0; co < cout; ++co) tr[co] += a * g[co];
+    }
+  }
+}
+
 }  // namespace
 
 const GemmKernel& gemm_kernel_generic() {
-  static const GemmKernel kernel{"generic", kMR, kNR, &accumulate};
+  static const GemmKernel kernel{"generic", kMR, kNR, &accumulate, &outer_accumulate};
   return kernel;
 }
 

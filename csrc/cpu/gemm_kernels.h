@@ -25,6 +25,12 @@ struct GemmKernel {
   // point at a zero A row and a scratch C row of at least round_up(cout, nr) floats.
   void (*accumulate)(const float* const* a_rows, float* const* c_rows, int64_t n, const float* w,
                      int64_t cin, int64_t cout);
+  // Sum of outer products (the weight gradient of one kernel offset): for p = 0, 1, ..., n-1 in
+  // order, T[ci][co] += f_rows[p][ci] * g_rows[p][co] for ci < cin, co < cout (one fused multiply-add
+  // per term where the ISA has FMA). T is cin x cout, row-major. Register-blocked over (ci, co)
+  // tiles; every element is the same chain of operations whatever tile it falls in.
+  void (*outer_accumulate)(const float* const* f_rows, const float* const* g_rows, int64_t n, int64_t cin,
+                           int64_t cout, float* t);
 };
 
 const GemmKernel& gemm_kernel_generic();

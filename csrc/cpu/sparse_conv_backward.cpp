@@ -4,12 +4,12 @@
 // With the input-major (transposed) table this is again an output-stationary gather-GEMM (the
 // forward kernel with transposed weights): each task owns a block of input rows, no atomics.
 //
-// Weight gradient: dW_k = sum over pairs (o, i) of offset k of grad_out[o] features[i]^T. One task
-// per kernel offset owns dW_k; it walks the pairs in output order in chunks: the chunk's feature
-// rows are gathered transposed (cin x L), its grad_out rows packed as SGEMM weight panels (L x cout),
-// and the micro-kernel accumulates T_k (cin x cout) += F^T G. Every element of T_k is one fused
-// multiply-add chain over the pairs in output order whatever the chunking, so the result depends
-// neither on the thread count nor on the chunk size.
+// Weight gradient: dW_k = sum over pairs (o, i) of offset k of grad_out[o] features[i]^T. Outputs
+// are split into fixed blocks of rows (one task each); per kernel offset a task gathers its block's
+// pairs (row pointers, no copies) and the micro-kernel's outer-product accumulation sums them into
+// the block's partial T_k (cin x cout) with register-blocked tiles; the partials are then added in
+// block order. The block size is a constant, so every element is the same sequence of operations
+// for any thread count.
 #include <algorithm>
 #include <sstream>
 #include <stdexcept>
@@ -23,7 +23,8 @@ namespace clean_deploy {
 namespace {
 
 constexpr int64_t kRowBlock = 512;   // rows per task (transpose, double forward/backward)
-constexpr int64_t kPairChunk = 256;  // pairs per weight-gradient chunk
+constexpr int64_t kPairChunk = 128;     // pairs per outer-product pass of the weight gradient
+constexpr int64_t kWeightBlock = 2048;  // output rows per weight-gradient task
 
 void check_view(const RulebookView& rb, const char* what) {
   if (rb.num_in < 0 || rb.num_out < 0 || rb.kernel_volume <= 0)
@@ -74,10 +75,12 @@ void transpose_rulebook(const RulebookView& rb, int32_t* transposed, const Execu
   const int64_t M = rb.num_out, K = rb.kernel_volume, N = rb.num_in;
   std::fill(transposed, transposed + N * K, -1);
   // Each (i, k) is written by the one output that meets i through k: tasks write disjoint cells.
-  // A corrupt table (neighbour out of range) is reported; a pair seen twice is found below.
-  const int64_t tasks = (M + kRowBlock - 1) / kRowBlock;
+  // A corrupt table (neighbour out of range) is reported; a pair seen twice is found by counting.
+  const int64_t tasks = (M + kRowBlock - 1) / kRowBlock, ttasks = (N + kRowBlock - 1) / kRowBlock;
+  std::vector<int64_t> pairs(static_cast<size_t>(tasks), 0), tpairs(static_cast<size_t>(ttasks), 0);
   executor.for_each(tasks, [&](int64_t task) {
     const int64_t r0 = task * kRowBlock, r1 = std::min(M, r0 + kRowBlock);
+    int64_t count = 0;
     for (int64_t o = r0; o < r1; ++o) {
       for (int64_t k = 0; k < K; ++k) {
         const int32_t i = rb.neighbors[o * K + k];
@@ -86,16 +89,21 @@ void transpose_rulebook(const RulebookView& rb, int32_t* transposed, const Execu
           msg << "transpose_rulebook: neighbors[" << o << ", " << k << "] = " << i << " is outside [-1, " << N << ")";
           throw std::invalid_argument(msg.str());
         }
-        if (i >= 0) transposed[static_cast<int64_t>(i) * K + k] = static_cast<int32_t>(o);
+        if (i >= 0) transposed[static_cast<int64_t>(i) * K + k] = static_cast<int32_t>(o), ++count;
       }
     }
+    pairs[task] = count;
   });
-  // count check: as many pairs in both tables (a duplicate (i, k) would have been overwritten)
-  int64_t pairs = 0, tpairs = 0;
-  for (int64_t j = 0; j < M * K; ++j) pairs += rb.neighbors[j] >= 0;
-  for (int64_t j = 0; j < N * K; ++j) tpairs += transposed[j] >= 0;
-  if (pairs != tpairs)
-    throw std::invalid_argument("transpose_rulebook: an input meets two outputs through the same kernel offset");
+  executor.for_each(ttasks, [&](int64_t task) {
+    const int64_t r0 = task * kRowBlock * K, r1 = std::min(N, (task + 1) * kRowBlock) * K;
+    int64_t count = 0;
+    for (int64_t j = r0; j < r1; ++j) count += transposed[j] >= 0;
+    tpairs[task] = count;
+  });
+  int64_t a = 0, b = 0;
+  for (int64_t c : pairs) a += c;
+  for (int64_t c : tpairs) b += c;
+  if (a != b) throw std::invalid_argument("transpose_rulebook: an input meets two outputs through the same kernel offset");
 }
 
 void sparse_conv_backward_input(const float* grad_out, const float* weight, int64_t cout, int64_t cin,
@@ -130,48 +138,39 @@ void sparse_conv_backward_weight(const float* features, int64_t cin, const float
   std::fill(grad_weight, grad_weight + cout * K * cin, 0.0f);
   if (M == 0 || cin == 0 || cout == 0) return;
   const detail::GemmKernel& kern = detail::select_gemm_kernel();
-  const int mr = kern.mr, nr = kern.nr;
-  const int64_t panels = (cout + nr - 1) / nr;
-  const int64_t rows_padded = (cin + mr - 1) / mr * mr;
-
+  const int64_t blocks = (M + kWeightBlock - 1) / kWeightBlock;
+  const int64_t per_k = cin * cout, wsize = K * per_k;
+  std::vector<float> partial(static_cast<size_t>(blocks * wsize), 0.0f);  // per block: [k][ci][co]
+  executor.for_each(blocks, [&](int64_t b) {
+    thread_local std::vector<const float*> f_rows, g_rows;
+    f_rows.resize(static_cast<size_t>(kWeightBlock));
+    g_rows.resize(static_cast<size_t>(kWeightBlock));
+    const int64_t r0 = b * kWeightBlock, r1 = std::min(M, r0 + kWeightBlock);
+    float* t = partial.data() + b * wsize;
+    for (int64_t k = 0; k < K; ++k) {
+      int64_t n = 0;  // the block's pairs of offset k, in output order (branch-free gather)
+      for (int64_t r = r0; r < r1; ++r) {
+        const int32_t i = rb.neighbors[r * K + k];
+        f_rows[n] = features + static_cast<int64_t>(i < 0 ? 0 : i) * cin;
+        g_rows[n] = grad_out + r * cout;
+        n += i >= 0;
+      }
+      // chunks whose rows stay in cache while every (ci, co) tile passes over them; T is loaded and
+      // stored around each chunk, so each element's chain over the pairs is unchanged
+      for (int64_t p0 = 0; p0 < n; p0 += kPairChunk)
+        kern.outer_accumulate(f_rows.data() + p0, g_rows.data() + p0, std::min(kPairChunk, n - p0), cin, cout,
+                              t + k * per_k);
+    }
+  });
+  // fixed-order sum of the blocks' partial gradients (block size is a constant: thread-independent)
   executor.for_each(K, [&](int64_t k) {
-    std::vector<int32_t> outs, ins;  // the pairs of offset k, in output order
-    outs.reserve(static_cast<size_t>(std::min<int64_t>(M, 1 << 16)));
-    ins.reserve(outs.capacity());
-    for (int64_t o = 0; o < M; ++o) {
-      const int32_t i = rb.neighbors[o * K + k];
-      if (i >= 0) outs.push_back(static_cast<int32_t>(o)), ins.push_back(i);
-    }
-    const int64_t P = static_cast<int64_t>(outs.size());
-    if (P == 0) return;
-    std::vector<float> acc(static_cast<size_t>(rows_padded * cout), 0.0f);  // T_k: cin (padded) x cout
-    std::vector<float> ft(static_cast<size_t>(rows_padded * kPairChunk), 0.0f);  // F^T chunk, padding rows 0
-    std::vector<float> gp(static_cast<size_t>(panels * kPairChunk * nr), 0.0f);  // G chunk as weight panels
-    std::vector<const float*> a_rows(static_cast<size_t>(rows_padded));
-    std::vector<float*> c_rows(static_cast<size_t>(rows_padded));
-    for (int64_t c = 0; c < rows_padded; ++c) c_rows[c] = acc.data() + c * cout;
-    for (int64_t p0 = 0; p0 < P; p0 += kPairChunk) {
-      const int64_t L = std::min(kPairChunk, P - p0);
-      for (int64_t r = 0; r < L; ++r) {
-        const float* f = features + static_cast<int64_t>(ins[p0 + r]) * cin;
-        for (int64_t c = 0; c < cin; ++c) ft[c * L + r] = f[c];
+    for (int64_t c = 0; c < cin; ++c) {
+      for (int64_t co = 0; co < cout; ++co) {
+        float sum = 0.0f;
+        for (int64_t b = 0; b < blocks; ++b) sum += partial[b * wsize + k * per_k + c * cout + co];
+        grad_weight[(co * K + k) * cin + c] = sum;
       }
-      for (int64_t c = cin; c < rows_padded; ++c) std::fill(ft.begin() + c * L, ft.begin() + (c + 1) * L, 0.0f);
-      for (int64_t p = 0; p < panels; ++p) {
-        float* d = gp.data() + p * L * nr;
-        const int64_t j1 = std::min<int64_t>(nr, cout - p * nr);
-        for (int64_t r = 0; r < L; ++r) {
-          const float* g = grad_out + static_cast<int64_t>(outs[p0 + r]) * cout + p * nr;
-          float* dr = d + r * nr;
-          for (int64_t j = 0; j < j1; ++j) dr[j] = g[j];
-          for (int64_t j = j1; j < nr; ++j) dr[j] = 0.0f;
-        }
-      }
-      for (int64_t c = 0; c < rows_padded; ++c) a_rows[c] = ft.data() + c * L;
-      kern.accumulate(a_rows.data(), c_rows.data(), rows_padded, gp.data(), L, cout);
     }
-    for (int64_t co = 0; co < cout; ++co)
-      for (int64_t c = 0; c < cin; ++c) grad_weight[(co * K + k) * cin + c] = acc[c * cout + co];
   });
 }
 

@@ -1,0 +1,281 @@
+"""Profile of one CPU training step: plain student, CaKD step, teacher step, per sparse conv backend.
+
+    .venv/bin/python benchmarks/train_speed.py                       # both backends, all three steps
+    .venv/bin/python benchmarks/train_speed.py --backends clean_deploy --steps 7
+
+Each (backend, step kind) runs in its own subprocess (so one backend's threads or caches cannot
+affect the other) through the real training loop (``Trainer.train_step``, DataLoader with
+``--workers`` workers) on a synthetic KITTI-format set of full-size frames (64-beam, ~105k points),
+and splits every step into: data (loading + augmentation + voxelisation; voxelisation alone is
+also shown), forward per detector part (VFE, 3D backbone, BEV scatter, BEV backbone, dense head, RoI
+head with its grid pooling), the teacher's forward in a CaKD step (and its RoI pooling), losses
+(with the KD terms), backward, optimiser (clip + AdamW + one-cycle). The 3D backbone's forward +
+backward is also timed alone on the step's batch (the forward hooks cannot split backward).
+
+Medians over ``--steps`` steps after ``--warmup``; the load average before each run is recorded.
+The teacher is untrained (timing only: its RoI head pools a fixed number of proposals).
+Writes ``benchmarks/results/train_speed.json`` (every step's times) and ``train_speed.md`` (the
+before/after table: the ``spconv`` backend is the path training used before our kernels).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+KINDS = {
+    "student": "plain student step (centerpoint_fast@0.5x+iou)",
+    "cakd": "CaKD step (teacher voxel_rcnn_fast -> centerpoint_fast@0.5x+iou)",
+    "teacher": "teacher step (voxel_rcnn_fast)",
+}
+STUDENT, TEACHER = "centerpoint_fast@0.5x+iou", "voxel_rcnn_fast"
+PARTS = ["data", "voxelisation", "teacher forward", "teacher RoI pooling", "VFE", "3D backbone forward",
+         "BEV scatter", "BEV backbone", "dense head", "RoI head", "RoI pooling", "losses", "backward", "optimizer",
+         "step total", "3D backbone fwd+bwd (alone)"]
+NESTED = {"voxelisation", "teacher RoI pooling", "RoI pooling", "3D backbone fwd+bwd (alone)"}  # inside other rows
+
+
+# ------------------------------------------------------------------------------ worker (one run)
+_HOOKS_ON = [True]  # off while the 3D backbone is timed alone
+
+
+def _timed_module(module, name: str, acc: dict) -> None:
+    def pre(mod, args):
+        mod._cd_t0 = time.perf_counter()
+
+    def post(mod, args, out):
+        if _HOOKS_ON[0]:
+            acc[name] = acc.get(name, 0.0) + time.perf_counter() - mod._cd_t0
+
+    module.register_forward_pre_hook(pre)
+    module.register_forward_hook(post)
+
+
+def _instrument(det, acc: dict, prefix: str = "") -> None:
+    names = {"vfe": "VFE", "backbone3d": "3D backbone forward", "to_bev": "BEV scatter",
+             "backbone2d": "BEV backbone", "dense_head": "dense head", "roi_head": "RoI head"}
+    if prefix:  # the teacher: whole forward and its pooling only
+        _timed_module(det, "teacher forward", acc)
+        if det.roi_head is not None:
+            for pool in det.roi_head.pools.values():
+                _timed_module(pool, "teacher RoI pooling", acc)
+        return
+    for attr, name in names.items():
+        mod = getattr(det, attr, None)
+        if mod is not None:
+            _timed_module(mod, name, acc)
+    if det.roi_head is not None:
+        for pool in det.roi_head.pools.values():
+            _timed_module(pool, "RoI pooling", acc)
+
+
+def _backbone_alone(det, batch) -> float:
+    """Forward + backward of the 3D backbone on the batch's voxel features (grad of a fixed weighting
+    of every output that the detector uses)."""
+    import torch
+
+    if det.backbone3d is None:
+        return float("nan")
+    _HOOKS_ON[0] = False
+    try:
+        with torch.no_grad():
+            vf = det.vfe(batch["voxels"], batch["voxel_num_points"], batch["voxel_coords"])
+        t0 = time.perf_counter()
+        out = det.backbone3d(vf, batch["voxel_coords"], int(batch["batch_size"]))
+        loss = sum((v.features * 1e-3).sum() for v in out.values())
+        loss.backward()
+        det.zero_grad(set_to_none=True)
+        return time.perf_counter() - t0
+    finally:
+        _HOOKS_ON[0] = True
+
+
+def worker(kind: str, backend: str, data: str, steps: int, warmup: int, workers: int, threads: int, out: str) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    from clean_deploy.compress.config import DistillConfig
+    from clean_deploy.compress.distill.cakd import CaKDLoss
+    from clean_deploy.config import TrainConfig
+    from clean_deploy.models.detector import build_detector
+    from clean_deploy.models.sparse import describe_backend, set_sparse_backend
+    from clean_deploy.models.zoo import get_config
+    from clean_deploy.train.loop import Trainer
+
+    set_sparse_backend(backend)
+    torch.manual_seed(0)
+    cfg = get_config(TEACHER if kind == "teacher" else STUDENT)
+    acc: dict[str, float] = {}
+    kw = {}
+    if kind == "cakd":
+        teacher = build_detector(get_config(TEACHER))
+        student = build_detector(cfg)
+        kd = CaKDLoss(teacher, student, DistillConfig())
+        _instrument(teacher, acc, prefix="teacher")
+        kw = {"model": student, "loss_fn": kd, "extra_modules": kd.extra_modules()}
+    tcfg = TrainConfig(epochs=1, batch_size=4, num_workers=workers, seed=0, device="cpu")
+    with tempfile.TemporaryDirectory() as run:
+        tr = Trainer(cfg, tcfg, data, run, progress=False, **kw)
+        _instrument(tr.model, acc)
+        vox = tr.dataset.voxelizer
+        orig_vox = vox.__class__.__call__
+
+        def timed_vox(self, *a, **k):  # voxelisation inside the dataset (main process when workers == 0)
+            t0 = time.perf_counter()
+            r = orig_vox(self, *a, **k)
+            acc["voxelisation"] = acc.get("voxelisation", 0.0) + time.perf_counter() - t0
+            return r
+
+        vox.__class__.__call__ = timed_vox
+        loss_fn = tr.loss_fn
+
+        def timed_loss(model, batch):
+            t0 = time.perf_counter()
+            r = loss_fn(model, batch)
+            acc["_loss_fn"] = time.perf_counter() - t0
+            return r
+
+        tr.loss_fn = timed_loss
+        opt_t = {}
+        tr.optimizer.register_step_pre_hook(lambda *a: opt_t.__setitem__("t0", time.perf_counter()))
+        tr.optimizer.register_step_post_hook(lambda *a: opt_t.__setitem__("t1", time.perf_counter()))
+        rows = []
+        it = iter(tr._loader(0))
+        for i in range(warmup + steps):
+            acc.clear()
+            t0 = time.perf_counter()
+            batch = next(it)
+            t1 = time.perf_counter()
+            tr.train_step(batch)
+            t2 = time.perf_counter()
+            alone = _backbone_alone(tr.model, batch)
+            fwd = sum(acc.get(k, 0.0) for k in ("VFE", "3D backbone forward", "BEV scatter", "BEV backbone",
+                                                 "dense head", "RoI head"))
+            row = {k: v for k, v in acc.items() if not k.startswith("_")}
+            row["data"] = t1 - t0
+            row["losses"] = acc["_loss_fn"] - fwd - acc.get("teacher forward", 0.0)
+            row["optimizer"] = opt_t["t1"] - opt_t["t0"]
+            row["backward"] = (t2 - t1) - acc["_loss_fn"] - row["optimizer"]  # incl. zero_grad and clipping
+            row["step total"] = t2 - t0
+            row["3D backbone fwd+bwd (alone)"] = alone
+            if workers > 0:
+                row.pop("voxelisation", None)  # ran in the workers, hidden behind the step
+            if i >= warmup:
+                rows.append({k: v * 1e3 for k, v in row.items()})
+        res = {"kind": kind, "backend": backend, "backend_detail": describe_backend("cpu"), "threads": threads,
+               "workers": workers, "steps": rows,
+               "median_ms": {k: statistics.median(r[k] for r in rows) for k in rows[0]}}
+    Path(out).write_text(json.dumps(res, indent=1))
+
+
+# ------------------------------------------------------------------------------ driver
+def ensure_data(root: Path, frames: int) -> Path:
+    from clean_deploy.data.synth import generate_dataset
+
+    meta = root / "synth_meta.json"
+    if not meta.is_file() or json.loads(meta.read_text()).get("frames", {}).get("train") != frames:
+        generate_dataset(root, frames, 4, seed=11, workers=2)
+    return root
+
+
+def loadavg() -> float:
+    return os.getloadavg()[0]
+
+
+def render(results: dict, meta: dict) -> str:
+    backends = meta["backends"]
+    lines = [f"# Training step profile (CPU)", "",
+             f"{meta['date']}, {meta['machine']}, {meta['threads']} torch threads, DataLoader workers "
+             f"{meta['workers']}, batch 4 of full-size synthetic frames ({meta['frames']} train frames, "
+             f"~105k points each); median of {meta['steps']} steps after {meta['warmup']} warm-up, ms. "
+             "`spconv` is the sparse conv path training used before (spconv 2.3.8, single-threaded on CPU); "
+             "`clean_deploy` our C++ kernels (forward + backward). Rows in italics are part of the row above "
+             "them (voxelisation is inside data when the loader runs in the main process). "
+             "The teacher is untrained (timing only).", ""]
+    for kind, title in KINDS.items():
+        if not any((b, kind) in results for b in backends):
+            continue
+        lines += [f"## {title}", "", "| part | " + " | ".join(backends) + " | speed-up |",
+                  "|---|" + "---|" * (len(backends) + 1)]
+        for part in PARTS:
+            vals = [results.get((b, kind), {}).get("median_ms", {}).get(part) for b in backends]
+            if all(v is None for v in vals):
+                continue
+            name = f"*{part}*" if part in NESTED else (f"**{part}**" if part == "step total" else part)
+            cells = ["-" if v is None else f"{v:.0f}" for v in vals]
+            sp = (f"{vals[0] / vals[-1]:.2f}x" if len(vals) > 1 and vals[0] and vals[-1] and vals[-1] > 0.5
+                  else "")
+            lines.append(f"| {name} | " + " | ".join(cells) + f" | {sp} |")
+        loads = [results[(b, kind)].get("load_before") for b in backends if (b, kind) in results]
+        lines += ["", "load average (1 min) before each run: " + ", ".join(f"{x:.2f}" for x in loads if x is not None),
+                  ""]
+    s = {b: results.get((b, "student"), {}).get("median_ms", {}).get("step total") for b in backends}
+    c = {b: results.get((b, "cakd"), {}).get("median_ms", {}).get("step total") for b in backends}
+    ratio = [f"{b}: {c[b] / s[b]:.2f}x" for b in backends if s.get(b) and c.get(b)]
+    if ratio:
+        lines += ["CaKD step / plain student step: " + ", ".join(ratio), ""]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--backends", nargs="+", default=["spconv", "clean_deploy"], choices=["spconv", "clean_deploy"])
+    ap.add_argument("--kinds", nargs="+", default=list(KINDS), choices=list(KINDS))
+    ap.add_argument("--steps", type=int, default=7)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=0, help="DataLoader workers (0: data on the critical path)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--frames", type=int, default=40)
+    ap.add_argument("--data", type=Path, default=ROOT / "benchmarks" / "data" / "train_speed")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    ap.add_argument("--worker", nargs=3, metavar=("KIND", "BACKEND", "OUT"), help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.worker:
+        worker(args.worker[0], args.worker[1], str(args.data), args.steps, args.warmup, args.workers, args.threads,
+               args.worker[2])
+        return 0
+    from clean_deploy.bench.run import machine_description
+
+    ensure_data(args.data, args.frames)
+    args.out.mkdir(parents=True, exist_ok=True)
+    jpath = args.out / "train_speed.json"
+    old = json.loads(jpath.read_text()) if jpath.is_file() else {"runs": []}
+    results = {(r["backend"], r["kind"]): r for r in old.get("runs", [])}
+    for kind in args.kinds:
+        for backend in args.backends:
+            with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
+                tmp = f.name
+            load = loadavg()
+            print(f"[train_speed] {kind} / {backend} (load {load:.2f}) ...", flush=True)
+            cmd = [sys.executable, __file__, "--worker", kind, backend, tmp, "--data", str(args.data), "--steps",
+                   str(args.steps), "--warmup", str(args.warmup), "--workers", str(args.workers), "--threads",
+                   str(args.threads)]
+            subprocess.run(cmd, check=True)
+            res = json.loads(Path(tmp).read_text())
+            os.unlink(tmp)
+            res["load_before"] = load
+            res["date"] = date.today().isoformat()
+            results[(backend, kind)] = res
+            print(f"[train_speed]   step total {res['median_ms']['step total']:.0f} ms", flush=True)
+    backends = [b for b in ("spconv", "clean_deploy") if any(k[0] == b for k in results)]
+    meta = {"date": date.today().isoformat(), "machine": machine_description(), "threads": args.threads,
+            "workers": args.workers, "frames": args.frames, "steps": args.steps, "warmup": args.warmup,
+            "backends": backends}
+    tmp = jpath.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"meta": meta, "runs": list(results.values())}, indent=1))
+    tmp.replace(jpath)
+    (args.out / "train_speed.md").write_text(render(results, meta))
+    print((args.out / "train_speed.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -106,11 +106,20 @@ def worker(kind: str, backend: str, data: str, steps: int, warmup: int, workers:
     from clean_deploy.compress.distill.cakd import CaKDLoss
     from clean_deploy.config import TrainConfig
     from clean_deploy.models.detector import build_detector
-    from clean_deploy.models.sparse import describe_backend, set_sparse_backend
+    try:
+        from clean_deploy.models.sparse import describe_backend, set_sparse_backend
+    except ImportError:  # a checkout from before the backends existed: spconv only (the "before" column)
+        set_sparse_backend = None
+
+        def describe_backend(device):
+            return "spconv (CPU, single-threaded)"
     from clean_deploy.models.zoo import get_config
     from clean_deploy.train.loop import Trainer
 
-    set_sparse_backend(backend)
+    if set_sparse_backend is not None:
+        set_sparse_backend(backend)
+    elif backend != "spconv":
+        raise SystemExit("this checkout has only the spconv backend")
     torch.manual_seed(0)
     cfg = get_config(TEACHER if kind == "teacher" else STUDENT)
     acc: dict[str, float] = {}
@@ -190,14 +199,16 @@ def loadavg() -> float:
     return os.getloadavg()[0]
 
 
-def render(results: dict, meta: dict) -> str:
-    backends = meta["backends"]
+def render(results: dict, meta: dict, sweep: dict | None = None) -> str:
+    backends = meta["columns"]
     lines = [f"# Training step profile (CPU)", "",
              f"{meta['date']}, {meta['machine']}, {meta['threads']} torch threads, DataLoader workers "
              f"{meta['workers']}, batch 4 of full-size synthetic frames ({meta['frames']} train frames, "
              f"~105k points each); median of {meta['steps']} steps after {meta['warmup']} warm-up, ms. "
-             "`spconv` is the sparse conv path training used before (spconv 2.3.8, single-threaded on CPU); "
-             "`clean_deploy` our C++ kernels (forward + backward). Rows in italics are part of the row above "
+             "Columns: `before` = the code before this work (commit " + str(meta["commits"].get("before")) + ": spconv "
+             "2.3.8, single-threaded on CPU, RoI pooling max through torch's scatter_reduce); `spconv` = current code "
+             "with spconv forced; `clean_deploy` = current code with our C++ kernels (forward + backward). "
+             "Speed-up: first column over last. Rows in italics are part of the row above "
              "them (voxelisation is inside data when the loader runs in the main process). "
              "The teacher is untrained (timing only).", ""]
     for kind, title in KINDS.items():
@@ -222,12 +233,47 @@ def render(results: dict, meta: dict) -> str:
     ratio = [f"{b}: {c[b] / s[b]:.2f}x" for b in backends if s.get(b) and c.get(b)]
     if ratio:
         lines += ["CaKD step / plain student step: " + ", ".join(ratio), ""]
+    if sweep:
+        lines += ["## DataLoader workers (plain student step, clean_deploy backend)", "",
+                  "| workers | step total ms | waiting for data ms | load before |", "|---|---|---|---|"]
+        for w in sorted(sweep, key=int):
+            x = sweep[w]
+            lines.append(f"| {w} | {x['step_total_ms']:.0f} | {x['data_ms']:.0f} | {x['load_before']:.2f} |")
+        lines += ["", "With workers, data is loaded in other processes that share the same two cores with the "
+                      "step's threads; `waiting for data` is the time the step waited for its batch.", ""]
     return "\n".join(lines) + "\n"
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _run_worker(kind: str, backend: str, args, workers: int) -> dict:
+    """One (step kind, backend) in a fresh subprocess; its result dict with the load before it."""
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
+        tmp = f.name
+    load = loadavg()
+    print(f"[train_speed] {kind} / {backend} / {workers} loader workers (load {load:.2f}) ...", flush=True)
+    cmd = [sys.executable, __file__, "--worker", kind, backend, tmp, "--data", str(args.data), "--steps",
+           str(args.steps), "--warmup", str(args.warmup), "--workers", str(workers), "--threads", str(args.threads)]
+    subprocess.run(cmd, check=True)
+    res = json.loads(Path(tmp).read_text())
+    os.unlink(tmp)
+    res["load_before"] = load
+    res["date"] = date.today().isoformat()
+    return res
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--backends", nargs="+", default=["spconv", "clean_deploy"], choices=["spconv", "clean_deploy"])
+    ap.add_argument("--label", help="column name of this run (default: the backend); e.g. 'before' for a run "
+                                    "of an older checkout (PYTHONPATH=<worktree> ... --backends spconv --label before)")
+    ap.add_argument("--commit", help="the commit the run measured (recorded with the column)")
     ap.add_argument("--kinds", nargs="+", default=list(KINDS), choices=list(KINDS))
     ap.add_argument("--steps", type=int, default=7)
     ap.add_argument("--warmup", type=int, default=2)
@@ -236,6 +282,8 @@ def main(argv=None) -> int:
     ap.add_argument("--frames", type=int, default=40)
     ap.add_argument("--data", type=Path, default=ROOT / "benchmarks" / "data" / "train_speed")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    ap.add_argument("--workers-sweep", action="store_true",
+                    help="also time the plain student step (clean_deploy backend) with 0, 1 and 2 loader workers")
     ap.add_argument("--worker", nargs=3, metavar=("KIND", "BACKEND", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
@@ -248,31 +296,30 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     jpath = args.out / "train_speed.json"
     old = json.loads(jpath.read_text()) if jpath.is_file() else {"runs": []}
-    results = {(r["backend"], r["kind"]): r for r in old.get("runs", [])}
+    results = {(r.get("label", r["backend"]), r["kind"]): r for r in old.get("runs", [])}
     for kind in args.kinds:
         for backend in args.backends:
-            with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
-                tmp = f.name
-            load = loadavg()
-            print(f"[train_speed] {kind} / {backend} (load {load:.2f}) ...", flush=True)
-            cmd = [sys.executable, __file__, "--worker", kind, backend, tmp, "--data", str(args.data), "--steps",
-                   str(args.steps), "--warmup", str(args.warmup), "--workers", str(args.workers), "--threads",
-                   str(args.threads)]
-            subprocess.run(cmd, check=True)
-            res = json.loads(Path(tmp).read_text())
-            os.unlink(tmp)
-            res["load_before"] = load
-            res["date"] = date.today().isoformat()
-            results[(backend, kind)] = res
+            res = _run_worker(kind, backend, args, workers=args.workers)
+            res["label"] = args.label or backend
+            res["commit"] = args.commit or _git_commit()
+            results[(res["label"], kind)] = res
             print(f"[train_speed]   step total {res['median_ms']['step total']:.0f} ms", flush=True)
-    backends = [b for b in ("spconv", "clean_deploy") if any(k[0] == b for k in results)]
+    sweep = old.get("workers_sweep", {})
+    if args.workers_sweep:
+        for w in (0, 1, 2):
+            res = _run_worker("student", "clean_deploy", args, workers=w)
+            sweep[str(w)] = {"step_total_ms": res["median_ms"]["step total"], "data_ms": res["median_ms"]["data"],
+                             "load_before": res["load_before"]}
+            print(f"[train_speed]   workers {w}: step total {res['median_ms']['step total']:.0f} ms", flush=True)
+    order = ["before", "spconv", "clean_deploy"]
+    labels = sorted({k[0] for k in results}, key=lambda x: (order.index(x) if x in order else len(order), x))
     meta = {"date": date.today().isoformat(), "machine": machine_description(), "threads": args.threads,
             "workers": args.workers, "frames": args.frames, "steps": args.steps, "warmup": args.warmup,
-            "backends": backends}
+            "columns": labels, "commits": {k[0]: r.get("commit") for k, r in results.items()}}
     tmp = jpath.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"meta": meta, "runs": list(results.values())}, indent=1))
+    tmp.write_text(json.dumps({"meta": meta, "runs": list(results.values()), "workers_sweep": sweep}, indent=1))
     tmp.replace(jpath)
-    (args.out / "train_speed.md").write_text(render(results, meta))
+    (args.out / "train_speed.md").write_text(render(results, meta, sweep))
     print((args.out / "train_speed.md").read_text())
     return 0
 

@@ -2,17 +2,14 @@
 // and backward) for the PyTorch training path (clean_deploy/native/, through ctypes). It links
 // neither torch nor ONNX Runtime, so one build serves any torch version and ships in the wheel.
 //
-// Threads: every call takes the number of threads to use; the library keeps one pool per process
-// (rebuilt after a fork, resized when the count changes) and serialises calls that need it. The
-// kernels are deterministic: the results do not depend on the thread count.
-#include <unistd.h>
-
+// Threads: every call takes the number of threads to use and runs on an OpenMP team (see
+// OmpExecutor). The kernels are deterministic: the results do not depend on the thread count.
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <exception>
 #include <stdexcept>
 #include <memory>
-#include <mutex>
 
 #include "clean_deploy/sparse_conv.h"
 
@@ -26,41 +23,38 @@ void set_error(char* err, size_t err_len, const char* what) {
   err[err_len - 1] = '\0';
 }
 
-// The pool of this process, sized `threads` (held with its lock for the length of one call).
-struct PoolHolder {
-  std::mutex mu;
-  std::unique_ptr<clean_deploy::ThreadPoolExecutor> pool;
-  int threads = 0;
-  pid_t pid = 0;
-};
+// Runs the tasks on an OpenMP team (tasks handed out dynamically through an atomic counter; only
+// `omp parallel` is used, so any libgomp since GCC 4.9 serves). Loaded into a process that already
+// has torch, the library binds to torch's own libgomp (same soname), so the kernels run on torch's
+// intra-op threads: with a second pool, torch's idle OpenMP threads spin-wait on the same cores
+// while our threads work (measured: the 3D backbone's forward + backward 20-40% slower).
+class OmpExecutor final : public clean_deploy::Executor {
+ public:
+  explicit OmpExecutor(int threads) : threads_(threads < 1 ? 1 : threads) {}
+  void run(int64_t n, TaskFn fn, void* ctx) const override {
+    if (n <= 0) return;
+    const int team = static_cast<int>(std::min<int64_t>(threads_, n));
+    if (team <= 1) {
+      for (int64_t t = 0; t < n; ++t) fn(ctx, t);
+      return;
+    }
+    std::atomic<int64_t> next{0};
+#pragma omp parallel num_threads(team)
+    {
+      for (int64_t t; (t = next.fetch_add(1, std::memory_order_relaxed)) < n;) fn(ctx, t);
+    }
+  }
+  int concurrency() const override { return threads_; }
 
-PoolHolder& holder() {
-  static PoolHolder* h = new PoolHolder;  // never destroyed: worker threads may outlive static teardown
-  return *h;
-}
+ private:
+  int threads_;
+};
 
 template <class F>
 int guarded(char* err, size_t err_len, int threads, F&& f) {
   try {
-    if (threads <= 1) {
-      const clean_deploy::SerialExecutor serial;
-      f(static_cast<const clean_deploy::Executor&>(serial));
-      return 0;
-    }
-    PoolHolder& h = holder();
-    std::lock_guard<std::mutex> lock(h.mu);
-    const pid_t pid = getpid();
-    if (h.pid != pid) {
-      // a forked child inherits the pool object but not its threads: abandon it (never join)
-      h.pool.release();
-      h.threads = 0;
-      h.pid = pid;
-    }
-    if (h.threads != threads) {
-      h.pool.reset(new clean_deploy::ThreadPoolExecutor(threads));
-      h.threads = threads;
-    }
-    f(static_cast<const clean_deploy::Executor&>(*h.pool));
+    const OmpExecutor executor(threads);
+    f(static_cast<const clean_deploy::Executor&>(executor));
     return 0;
   } catch (const std::exception& e) {
     set_error(err, err_len, e.what());

@@ -58,10 +58,14 @@ def test_voxel_query_pool_matches_loop_reference():
     points = roi_grid_points(rois, 3)
     batch_idx = torch.tensor([0, 1, 1])
     with torch.no_grad():
-        got = pool(sparse, points, batch_idx)
+        got = pool(sparse, points, batch_idx)  # frozen and gradient-free: the fused C++ pooling
+    with torch.no_grad():
+        assert pool._fused_eval(feats)
+    unfused = pool(sparse, points, batch_idx).detach()  # grad enabled: the torch path
     ref = _reference(pool, coords, feats, shape, points, batch_idx)
     assert (ref.abs().sum(-1) > 0).float().mean() > 0.3  # many grid points really see voxels
     torch.testing.assert_close(got.double(), ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(unfused.double(), ref, rtol=1e-5, atol=1e-5)
 
 
 def test_voxel_query_pool_gradients_flow_to_features():

@@ -40,6 +40,8 @@ def _lib() -> ctypes.CDLL:
         "cd_rulebook_build": [_P, _I64, _P, _INT, _INT, ctypes.POINTER(_P), ctypes.POINTER(_I64), _P, ctypes.c_size_t],
         "cd_rulebook_transpose": [_P, _I64, _I64, _I64, _P, _INT, _P, ctypes.c_size_t],
         "cd_sparse_conv_forward": [_INT, _P, _I64, _I64, _P, _I64, _P, _P, _I64, _I64, _P, _INT, _P, ctypes.c_size_t],
+        "cd_voxel_query_pool_eval": [_P, _P, _I64, _P, _P, _I64, _P, _P, _P, _I64, _I64, _P, _P, _P, _P, _P, _P,
+                                     _INT, _P, ctypes.c_size_t],
         "cd_segment_max": [_P, _I64, _I64, _P, _I64, _P, _P, _INT, _P, ctypes.c_size_t],
         "cd_sparse_conv_backward": [_INT, _P, _I64, _I64, _P, _I64, _P, _P, _I64, _I64, _P, _P, _P, _P, _INT, _P,
                                     ctypes.c_size_t],
@@ -126,3 +128,14 @@ def segment_max(src: int, rows: int, c: int, offsets: int, segments: int, out: i
     err = ctypes.create_string_buffer(_ERR_LEN)
     rc = _lib().cd_segment_max(src, rows, c, offsets, segments, out, arg, int(threads), err, _ERR_LEN)
     _check(rc, err, "segment max")
+
+
+def voxel_query_pool_eval(proj: int, coords: int, num_voxels: int, points: int, point_batch: int, num_points: int,
+                          volume: int, dims: int, offsets: int, q: int, c: int, wpos: int, scale: int, shift: int,
+                          voxel_size: int, pc_min: int, out: int, threads: int) -> None:
+    """Fused eval-mode voxel-query pooling (csrc/capi/kernels_capi.cpp documents the arguments)."""
+    err = ctypes.create_string_buffer(_ERR_LEN)
+    rc = _lib().cd_voxel_query_pool_eval(proj, coords, num_voxels, points, point_batch, num_points, volume, dims,
+                                         offsets, q, c, wpos, scale, shift, voxel_size, pc_min, out, int(threads), err,
+                                         _ERR_LEN)
+    _check(rc, err, "voxel query pooling")

@@ -6,6 +6,7 @@
 // OmpExecutor). The kernels are deterministic: the results do not depend on the thread count.
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstring>
 #include <exception>
 #include <stdexcept>
@@ -194,6 +195,57 @@ CD_API int cd_segment_max(const float* src, int64_t rows, int64_t c, const int64
           const float* x = src + r * c;
           for (int64_t j = 0; j < c; ++j) {
             if (x[j] > o[j]) o[j] = x[j], a[j] = r;
+          }
+        }
+      }
+    });
+  });
+}
+
+// Voxel-query RoI grid pooling of a frozen (eval-mode) pool in one pass, without the (candidates x
+// C) intermediates (clean_deploy.models.roi.grid_pool.VoxelQueryPool with BatchNorm folded into
+// scale/shift). For grid point p (frame point_batch[p]) in voxel cell floor((points[p] - pc_min) /
+// voxel_size) and each offset (dz, dy, dx) of `offsets` (Q x 3), the voxel v = volume[b, z, y, x]
+// (-1: empty; cells outside the grid are skipped) contributes
+//   e[c] = scale[c] * (proj[v, c] + sum_j wpos[c, j] * rel_j) + shift[c],
+//   rel = (coords[v] (x, y, z) + 0.5) * voxel_size + pc_min - points[p],
+// and out[p, c] = max(0, max_v e[c]). proj: V x C; coords: V x 4 int32 (b, z, y, x); volume:
+// dims[0..3] = (B, D, H, W) int64; wpos: C x 3.
+CD_API int cd_voxel_query_pool_eval(const float* proj, const int32_t* coords, int64_t num_voxels, const float* points,
+                                    const int64_t* point_batch, int64_t num_points, const int64_t* volume,
+                                    const int64_t* dims, const int64_t* offsets, int64_t q, int64_t c,
+                                    const float* wpos, const float* scale, const float* shift,
+                                    const float* voxel_size, const float* pc_min, float* out, int threads, char* err,
+                                    size_t err_len) {
+  return guarded(err, err_len, threads, [&](const clean_deploy::Executor& ex) {
+    const int64_t B = dims[0], D = dims[1], H = dims[2], W = dims[3];
+    constexpr int64_t kBlock = 256;
+    ex.for_each((num_points + kBlock - 1) / kBlock, [&](int64_t task) {
+      const int64_t p0 = task * kBlock, p1 = std::min(num_points, p0 + kBlock);
+      for (int64_t p = p0; p < p1; ++p) {
+        float* o = out + p * c;
+        for (int64_t j = 0; j < c; ++j) o[j] = 0.0f;
+        const float* pt = points + p * 3;
+        const int64_t b = point_batch[p];
+        if (b < 0 || b >= B) throw std::invalid_argument("grid point batch index out of range");
+        const int64_t cx = static_cast<int64_t>(std::floor((pt[0] - pc_min[0]) / voxel_size[0]));
+        const int64_t cy = static_cast<int64_t>(std::floor((pt[1] - pc_min[1]) / voxel_size[1]));
+        const int64_t cz = static_cast<int64_t>(std::floor((pt[2] - pc_min[2]) / voxel_size[2]));
+        for (int64_t k = 0; k < q; ++k) {
+          const int64_t z = cz + offsets[3 * k], y = cy + offsets[3 * k + 1], x = cx + offsets[3 * k + 2];
+          if (z < 0 || z >= D || y < 0 || y >= H || x < 0 || x >= W) continue;
+          const int64_t v = volume[((b * D + z) * H + y) * W + x];
+          if (v < 0) continue;
+          if (v >= num_voxels) throw std::invalid_argument("voxel index out of range");
+          const int32_t* cv = coords + v * 4;
+          const float r0 = (static_cast<float>(cv[3]) + 0.5f) * voxel_size[0] + pc_min[0] - pt[0];
+          const float r1 = (static_cast<float>(cv[2]) + 0.5f) * voxel_size[1] + pc_min[1] - pt[1];
+          const float r2 = (static_cast<float>(cv[1]) + 0.5f) * voxel_size[2] + pc_min[2] - pt[2];
+          const float* f = proj + v * c;
+          for (int64_t j = 0; j < c; ++j) {
+            const float* w = wpos + j * 3;
+            const float e = scale[j] * (f[j] + (w[0] * r0 + w[1] * r1 + w[2] * r2)) + shift[j];
+            o[j] = e > o[j] ? e : o[j];
           }
         }
       }

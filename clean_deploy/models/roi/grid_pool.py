@@ -95,13 +95,67 @@ class VoxelQueryPool(nn.Module):
         self.register_buffer("offsets", torch.tensor(offs, dtype=torch.long), persistent=False)  # (Q,3) z,y,x
         self.out_channels = out_channels
 
+    def _fused_eval(self, proj: torch.Tensor) -> bool:
+        """Frozen, gradient-free float32 CPU pooling (a CaKD teacher, inference) runs fused in C++."""
+        if self.training or torch.is_grad_enabled() or proj.device.type != "cpu" or proj.dtype != torch.float32:
+            return False
+        from clean_deploy.native import kernels
+
+        return kernels.available()
+
+    def _pool_eval(self, proj: torch.Tensor, indices: torch.Tensor, points: torch.Tensor, batch_idx: torch.Tensor,
+                   volume: torch.Tensor) -> torch.Tensor:
+        """max over the found voxels of relu(BN(proj + pos(rel))) with BN's running statistics, fused
+        in C++ (the candidate lookup too)."""
+        from clean_deploy.native import kernels
+
+        bn = self.norm
+        scale = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).float().contiguous()
+        shift = (bn.bias - bn.running_mean * scale).float().contiguous()
+        k, g3, _ = points.shape
+        c = proj.shape[1]
+        proj, idx = proj.contiguous(), indices.int().contiguous()
+        pts = points.reshape(-1, 3).float().contiguous()
+        pb = batch_idx.long().repeat_interleave(g3).contiguous()
+        vol = volume.contiguous()
+        dims = torch.tensor(vol.shape, dtype=torch.long)
+        offs = self.offsets.contiguous()
+        wpos = self.pos.weight.float().contiguous()
+        vs, pmin = self.voxel_size.float().contiguous(), self.pc_min.float().contiguous()
+        out = proj.new_empty((k * g3, c))
+        if out.numel():
+            kernels.voxel_query_pool_eval(proj.data_ptr(), idx.data_ptr(), proj.shape[0], pts.data_ptr(), pb.data_ptr(),
+                                          k * g3, vol.data_ptr(), dims.data_ptr(), offs.data_ptr(), offs.shape[0], c,
+                                          wpos.data_ptr(), scale.data_ptr(), shift.data_ptr(), vs.data_ptr(),
+                                          pmin.data_ptr(), out.data_ptr(), torch.get_num_threads())
+        return out
+
+    @staticmethod
+    def _volume(sparse, coords: torch.Tensor) -> torch.Tensor:
+        """Dense (B, D, H, W) index of the scale's voxels (-1: empty). Kept in the sparse tensor's
+        ``indice_dict`` (shared by a backbone forward's outputs) for the other poolings of the same
+        features: a CaKD step pools the teacher's features three times (proposals, GT, student boxes)."""
+        d, h, w = sparse.spatial_shape
+        cache = getattr(sparse, "indice_dict", None)
+        key = f"clean_deploy:voxel_volume:{sparse.batch_size}x{d}x{h}x{w}"
+        hit = cache.get(key) if isinstance(cache, dict) else None
+        if hit is not None and hit[0] is sparse.indices:
+            return hit[1]
+        volume = torch.full((sparse.batch_size, d, h, w), -1, dtype=torch.long, device=coords.device)
+        volume[coords[:, 0], coords[:, 1], coords[:, 2], coords[:, 3]] = torch.arange(len(coords), device=coords.device)
+        if isinstance(cache, dict):
+            cache[key] = (sparse.indices, volume)
+        return volume
+
     def forward(self, sparse, points: torch.Tensor, batch_idx: torch.Tensor) -> torch.Tensor:
         """``sparse``: SparseConvTensor; ``points`` (K,G3,3); ``batch_idx`` (K,) frame of each RoI."""
         k, g3, _ = points.shape
         coords = sparse.indices.long()  # (V,4) b,z,y,x
         d, h, w = sparse.spatial_shape
-        volume = torch.full((sparse.batch_size, d, h, w), -1, dtype=torch.long, device=points.device)
-        volume[coords[:, 0], coords[:, 1], coords[:, 2], coords[:, 3]] = torch.arange(len(coords), device=points.device)
+        volume = self._volume(sparse, coords)
+        if self._fused_eval(sparse.features):
+            proj = self.feat(sparse.features)
+            return self.out(self._pool_eval(proj, sparse.indices, points, batch_idx, volume)).view(k, g3, -1)
         vs, pmin = self.voxel_size.to(points.dtype), self.pc_min.to(points.dtype)
         cell = ((points - pmin) / vs).floor().long()  # (K,G3,3) x,y,z
         zyx = cell[..., [2, 1, 0]][:, :, None, :] + self.offsets[None, None]  # (K,G3,Q,3)

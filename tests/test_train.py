@@ -134,3 +134,21 @@ def test_torchrun_two_processes_cli(synth_data, tmp_path):
     rows = (tmp_path / "ddp" / "log.csv").read_text().strip().splitlines()
     assert len(rows) == 1 + 3
     assert load_checkpoint(tmp_path / "ddp" / "model.pth")["meta"]["kind"] == "model"
+
+
+def test_half_checkpoint_loads_into_float32_model(tmp_path):
+    cfg = get_config("second_fast@0.25x")
+    torch.manual_seed(0)
+    model = build_detector(cfg)
+    for m in model.modules():  # non-trivial BatchNorm statistics
+        if isinstance(m, torch.nn.BatchNorm1d) or isinstance(m, torch.nn.BatchNorm2d):
+            m.running_var.uniform_(0.5, 2.0)
+    save_checkpoint(tmp_path / "h.pth", model, cfg, half=True)
+    raw = torch.load(tmp_path / "h.pth", weights_only=True)["model"]
+    assert all(v.dtype == torch.float16 for k, v in raw.items() if v.is_floating_point() and "running_" not in k)
+    assert all(v.dtype == torch.float32 for k, v in raw.items() if "running_" in k and v.is_floating_point())
+    loaded, _ = load_detector(tmp_path / "h.pth")
+    for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert b.dtype == a.dtype, name
+        if a.is_floating_point():
+            assert torch.equal(b, a.half().float() if "running_" not in name else a), name

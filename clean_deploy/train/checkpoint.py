@@ -26,16 +26,21 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
 
 def save_checkpoint(path: str | Path, model: torch.nn.Module, cfg: DetectorConfig, *,
                     optimizer: torch.optim.Optimizer | None = None, scheduler: Any = None,
-                    state: dict[str, Any] | None = None, meta: dict[str, Any] | None = None) -> None:
+                    state: dict[str, Any] | None = None, meta: dict[str, Any] | None = None,
+                    half: bool = False) -> None:
     """Write a checkpoint. ``state`` holds resumable loop state (epoch, step, RNG tensors),
-    ``meta`` free-form JSON-able metadata (training data, metrics, provenance)."""
+    ``meta`` free-form JSON-able metadata (training data, metrics, provenance). ``half``: floating
+    weights stored as float16 (BatchNorm running statistics stay float32); loading casts them back."""
     model = model.module if hasattr(model, "module") else model
+    weights = model.state_dict()
+    if half:
+        weights = {k: (v.half() if v.is_floating_point() and "running_" not in k else v) for k, v in weights.items()}
     obj: dict[str, Any] = {
         "format": "clean_deploy.checkpoint",
         "version": FORMAT_VERSION,
         "config_json": cfg.to_json(indent=None),
         "meta_json": json.dumps(meta or {}),
-        "model": model.state_dict(),
+        "model": weights,
     }
     if optimizer is not None:
         obj["optimizer"] = optimizer.state_dict()

@@ -114,3 +114,69 @@ def test_cakd_trains_heterogeneous_students(pair, name):
     total.backward()
     assert loss.adapter.proj.weight.grad is not None and loss.adapter.proj.weight.grad.abs().sum() > 0
     assert all(p.grad is None for p in teacher.parameters())
+
+
+# ------------------------------------------------------------------ direction of every KD term
+def test_soft_peak_targets_rise_with_teacher_quality_and_vanish_when_matched():
+    from clean_deploy.models.heads.losses import centernet_focal_loss
+
+    cfg = get_config("centerpoint_fast@0.25x")
+    student = build_detector(cfg).train()
+    batch = toy_batch(cfg, 1)
+    out = student(batch)
+    gt = batch["gt_boxes"]
+    q = torch.linspace(0.2, 0.9, gt.shape[1]).view(1, -1)
+    t = distilled_targets(student.dense_head, out["dense"], gt, q, 0.5, 1.0)
+    m = t["mask"][0]
+    peak, wgt = t["peak_target"][0][m], t["obj_weight"][0][m]
+    assert m.sum() >= 3
+    assert torch.all(peak[1:] > peak[:-1]) and torch.all(wgt[1:] > wgt[:-1])  # higher quality -> higher
+    assert torch.allclose(peak, q[0][m].sqrt())  # iou_match^0.5 * q^0.5 with iou_match = 1 at the peak
+    # the classification term at a peak is zero exactly when the student's probability is the target
+    target = torch.zeros(1, 1, 5, 5)
+    target[0, 0, 2, 2] = 1.0
+    soft = torch.full_like(target, 0.36)
+    logits = torch.full_like(target, -20.0)
+    logits[0, 0, 2, 2] = torch.logit(torch.tensor(0.36))
+    one = torch.tensor(1.0)
+    assert centernet_focal_loss(logits, target, one, peak_value=soft).item() < 1e-6
+    for p in (0.1, 0.6, 0.9):
+        logits[0, 0, 2, 2] = torch.logit(torch.tensor(p))
+        assert centernet_focal_loss(logits, target, one, peak_value=soft).item() > 1e-4
+    # y = 1 is CenterNet's positive term
+    torch.testing.assert_close(centernet_focal_loss(logits, target, one, peak_value=torch.ones_like(target)),
+                               centernet_focal_loss(logits, target, one))
+
+
+def test_anchor_soft_targets_rise_with_teacher_quality():
+    cfg = get_config("second_fast@0.25x")
+    student = build_detector(cfg).train()
+    batch = toy_batch(cfg, 1)
+    out = student(batch)
+    gt = batch["gt_boxes"]
+    lo = distilled_targets(student.dense_head, out["dense"], gt, torch.full(gt.shape[:2], 0.3), 0.5, 1.0)
+    hi = distilled_targets(student.dense_head, out["dense"], gt, torch.full(gt.shape[:2], 0.8), 0.5, 1.0)
+    pos = lo["labels"] > 0
+    assert pos.sum() > 0
+    assert torch.all(hi["cls_soft"][pos] > lo["cls_soft"][pos])
+
+
+def test_class_aware_quality_scales_with_the_teachers_class_probability(pair):
+    from clean_deploy.compress.distill.label_assignment import teacher_class_probability, teacher_gt_quality
+
+    teacher = pair
+    batch = toy_batch(teacher.cfg, 1)
+    with torch.no_grad():
+        t_out = teacher(batch)
+    gt = batch["gt_boxes"]
+    plain = teacher_gt_quality(teacher, t_out, gt)
+    aware = teacher_gt_quality(teacher, t_out, gt, class_aware=True)
+    p = teacher_class_probability(teacher, t_out, gt)
+    valid = gt[..., 7] > 0
+    assert torch.all((p[valid] > 0) & (p[valid] < 1))
+    torch.testing.assert_close(aware, plain * p)
+    # a teacher more sure of the GT classes everywhere gives a higher class-aware quality
+    sure = {**t_out, "dense": {k: v for k, v in t_out["dense"].items()}}
+    key = "hm" if "hm" in sure["dense"] else "cls"
+    sure["dense"][key] = sure["dense"][key] + 2.0
+    assert torch.all(teacher_class_probability(teacher, sure, gt)[valid] > p[valid])

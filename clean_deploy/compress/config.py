@@ -26,6 +26,10 @@ class DistillConfig(ConfigBase):
     la_alpha: float = 0.5
     #: positives' regression weight = teacher quality^gamma (normalised to mean 1)
     la_box_gamma: float = 1.0
+    #: centre heads: soft peak targets (quality focal loss) instead of quality-weighted peaks
+    la_soft_peaks: bool = True
+    #: teacher quality x its first-stage probability of the GT's class
+    la_class_aware: bool = True
     add_teacher_boxes: bool = False
     add_score_thresh: float = 0.8
     #: foreground mask: GT boxes and teacher predictions above this score, enlarged by this (m)

@@ -71,9 +71,9 @@ class CaKDLoss:
         s_out = model(batch)
         targets = None
         if cfg.label_assignment:
-            q = teacher_gt_quality(self.teacher, t_out, batch["gt_boxes"])
+            q = teacher_gt_quality(self.teacher, t_out, batch["gt_boxes"], class_aware=cfg.la_class_aware)
             targets = distilled_targets(core.dense_head, s_out["dense"], batch["gt_boxes"], q, cfg.la_alpha,
-                                        cfg.la_box_gamma)
+                                        cfg.la_box_gamma, soft_peaks=cfg.la_soft_peaks)
         total, parts = core.loss(s_out, batch, targets)
         if cfg.response > 0 or cfg.feature > 0:
             t_feat = t_out["spatial_features_2d"]

@@ -1,19 +1,47 @@
 """Two-stage-oriented label assignment distillation: the teacher's second stage rates every GT box
-(its IoU-guided confidence with the GT as RoI); the student's positives get soft classification
-targets ``iou_match^a * quality^(1-a)`` and regression weights from that quality; optionally,
-confident teacher detections that no GT explains are added as extra weighted targets."""
+(its IoU-guided confidence with the GT as RoI; optionally times its first stage's probability of the
+GT's class); the student's positives get soft classification targets ``iou_match^a * quality^(1-a)``
+(anchor heads: positive anchors; centre heads: the objects' heatmap peaks) and regression weights
+from that quality; optionally, confident teacher detections that no GT explains are added as extra
+weighted targets."""
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
+
+from clean_deploy.compress.distill.response_kd import class_logit_map
 
 from clean_deploy.geometry.iou import iou_bev
 from clean_deploy.models.heads.anchor_head import AnchorHead
 
 
 @torch.no_grad()
-def teacher_gt_quality(teacher, teacher_out: dict, gt_boxes: torch.Tensor) -> torch.Tensor:
-    """(N,M) teacher confidence of each GT box (0 for padding rows)."""
+def teacher_class_probability(teacher, teacher_out: dict, gt_boxes: torch.Tensor) -> torch.Tensor:
+    """(N,M) the teacher's first-stage probability of each GT's own class at the GT centre (the
+    best cell of the 3x3 neighbourhood of the centre cell: anchors or peaks of the object may sit
+    one cell off). 0 for padding rows and centres outside the map."""
+    logits = class_logit_map(teacher.dense_head, teacher_out["dense"])  # (N,C,H,W)
+    n, c, h, w = logits.shape
+    prob = F.max_pool2d(torch.sigmoid(logits), 3, stride=1, padding=1)
+    x0, y0, _, x1, y1, _ = teacher.cfg.point_cloud_range
+    ix = ((gt_boxes[..., 0] - x0) / ((x1 - x0) / w)).floor().long()
+    iy = ((gt_boxes[..., 1] - y0) / ((y1 - y0) / h)).floor().long()
+    cls = gt_boxes[..., 7].long() - 1
+    ok = (gt_boxes[..., 7] > 0) & (ix >= 0) & (ix < w) & (iy >= 0) & (iy < h) & (cls < c)
+    flat = (cls.clamp(0, c - 1) * h + iy.clamp(0, h - 1)) * w + ix.clamp(0, w - 1)
+    p = prob.reshape(n, -1).gather(1, flat)
+    return torch.where(ok, p, torch.zeros_like(p))
+
+
+@torch.no_grad()
+def teacher_gt_quality(teacher, teacher_out: dict, gt_boxes: torch.Tensor, class_aware: bool = False) -> torch.Tensor:
+    """(N,M) the teacher's quality of each GT box (0 for padding rows): its second stage's
+    IoU-guided confidence of the box as a RoI, times (``class_aware``) its first stage's probability
+    of the GT's class there (:func:`teacher_class_probability`): an object the teacher localises
+    well but confuses with another class gets a low quality too."""
     q, _ = teacher.roi_head.score_boxes(teacher_out["sparse"], gt_boxes[..., :7].contiguous())
+    if class_aware:
+        q = q * teacher_class_probability(teacher, teacher_out, gt_boxes)
     return q * (gt_boxes[..., 7] > 0).to(q.dtype)
 
 
@@ -24,8 +52,11 @@ def _normalised(w: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def distilled_targets(head, preds: dict, gt_boxes: torch.Tensor, quality: torch.Tensor, alpha: float,
-                      gamma: float) -> dict:
-    """Targets of the student's dense head with the teacher's quality folded in."""
+                      gamma: float, soft_peaks: bool = True) -> dict:
+    """Targets of the student's dense head with the teacher's quality folded in: soft
+    classification targets (anchor heads: positives' ``cls_soft``; centre heads: soft peaks, unless
+    ``soft_peaks`` is off, which falls back to quality-weighted peaks) and quality-weighted
+    regression."""
     if isinstance(head, AnchorHead):
         t = head.assign_targets(head.anchors(preds["feature_size"], gt_boxes.device), gt_boxes)
         pos = t["labels"] > 0
@@ -34,8 +65,13 @@ def distilled_targets(head, preds: dict, gt_boxes: torch.Tensor, quality: torch.
         t["cls_soft"] = torch.where(pos, soft, torch.zeros_like(soft))
         t["box_weight"] = _normalised(q.clamp(min=1e-3).pow(gamma), pos)
         return t
+    # centre heads, the same rule in heatmap form: an object's peak has the soft target
+    # iou_match^alpha * quality^(1 - alpha) with iou_match = 1 (the peak is the object's own centre
+    # cell), learnt with the quality focal loss; the regression is weighted by quality^gamma
     t = head.assign_targets(gt_boxes, preds["feature_size"])
     t["obj_weight"] = _normalised(quality.clamp(min=1e-3).pow(gamma), t["mask"])
+    if soft_peaks:
+        t["peak_target"] = quality.clamp(1e-3, 1).pow(1 - alpha)
     return t
 
 

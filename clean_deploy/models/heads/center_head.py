@@ -120,8 +120,18 @@ class CenterHead(nn.Module):
             cls = (targets["classes"] - 1).clamp(min=0)
             pos_w.view(n, -1).scatter_(1, cls * h * w + targets["ind"], torch.where(mask, obj_w, torch.ones_like(obj_w)))
             pos_w = pos_w.view_as(targets["hm"])
-        out = {"loss_cls": L.centernet_focal_loss(preds["hm"], targets["hm"], num_pos, pos_weight=pos_w)
-               * cfg.loss_weights.cls}
+        # optional soft peak targets (label-assignment distillation: the teacher's quality of each object)
+        peak_value = None
+        if targets.get("peak_target") is not None:
+            pos_w = None  # the soft target carries the quality; obj_weight then weights regression only
+            peak_value = torch.ones_like(targets["hm"]).view(n, -1)
+            cls = (targets["classes"] - 1).clamp(min=0)
+            flat = (cls * h * w + targets["ind"])[mask]
+            batch_of = torch.arange(n, device=flat.device)[:, None].expand_as(mask)[mask]
+            peak_value[batch_of, flat] = targets["peak_target"][mask].to(peak_value.dtype)
+            peak_value = peak_value.view_as(targets["hm"])
+        out = {"loss_cls": L.centernet_focal_loss(preds["hm"], targets["hm"], num_pos, pos_weight=pos_w,
+                                                  peak_value=peak_value) * cfg.loss_weights.cls}
         n_obj = L.global_normalizer(mask.sum())
         reg = preds["reg"].view(n, REG_CHANNELS, h * w).gather(
             2, targets["ind"][:, None, :].expand(-1, REG_CHANNELS, -1)).permute(0, 2, 1)  # (N,M,8)

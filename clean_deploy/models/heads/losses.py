@@ -36,15 +36,25 @@ def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float
 
 def centernet_focal_loss(logits: torch.Tensor, target: torch.Tensor, num_pos: torch.Tensor,
                          alpha: float = 2.0, beta: float = 4.0,
-                         pos_weight: torch.Tensor | None = None) -> torch.Tensor:
+                         pos_weight: torch.Tensor | None = None,
+                         peak_value: torch.Tensor | None = None) -> torch.Tensor:
     """CenterNet's penalty-reduced focal loss over gaussian heatmaps, divided by ``num_pos``;
-    ``pos_weight`` (same shape) scales the loss at the peaks."""
+    ``pos_weight`` (same shape) scales the loss at the peaks.
+
+    ``peak_value`` (same shape; read at the peaks, where ``target == 1``): soft targets ``y`` of the
+    peaks. There the loss is the quality focal loss ``-|y - p|^alpha (y log p + (1 - y) log(1 - p))``
+    (GFL), which is CenterNet's positive term when ``y = 1`` and zero when ``p = y``."""
     pred = torch.sigmoid(logits).clamp(1e-4, 1 - 1e-4)
-    pos = target.eq(1).to(pred.dtype)
+    peaks = target.eq(1).to(pred.dtype)
+    pos = peaks
     if pos_weight is not None:
         pos = pos * pos_weight
-    neg = 1 - pos
-    pos_loss = torch.log(pred) * (1 - pred).pow(alpha) * pos
+    neg = 1 - peaks
+    if peak_value is not None:
+        y = torch.where(peaks > 0, peak_value.to(pred.dtype), torch.ones_like(pred))
+        pos_loss = (y * torch.log(pred) + (1 - y) * torch.log(1 - pred)) * (y - pred).abs().pow(alpha) * pos
+    else:
+        pos_loss = torch.log(pred) * (1 - pred).pow(alpha) * pos
     neg_loss = torch.log(1 - pred) * pred.pow(alpha) * (1 - target).pow(beta) * neg
     return -(pos_loss.sum() + neg_loss.sum()) / num_pos
 

@@ -602,9 +602,27 @@ def test_evaluate_dirs_reads_split_and_missing_prediction_files(tmp_path):
     gts, dts = random_frames(np.random.default_rng(3), 12)
     dts_files = [d if k % 4 else None for k, d in enumerate(dts)]  # every 4th result file missing
     data, preds = write_dataset(tmp_path, gts, dts_files)
-    got = evaluate_dirs(data, "val", preds)
+    # a missing file silently counted as empty lowered the AP: refused unless allowed, with a warning
+    with pytest.raises(FileNotFoundError, match=r"3 of the 12 result files of split 'val' are missing \(first: 000000"):
+        evaluate_dirs(data, "val", preds)
+    with pytest.warns(UserWarning, match="3 of 12 result files missing"):
+        got = evaluate_dirs(data, "val", preds, allow_missing=True)
     want = evaluate(arrays(rounded(gts)), arrays(rounded([d or [] for d in dts_files])))
     assert got == want
+    for i, d in enumerate(dts_files):  # empty files: no detections, no warning
+        if d is None:
+            (preds / f"{i:06d}.txt").write_text("")
+    assert evaluate_dirs(data, "val", preds) == want
+
+
+def test_duplicate_split_ids_are_refused(tmp_path):
+    gts, dts = random_frames(np.random.default_rng(6), 4)
+    data, preds = write_dataset(tmp_path, gts, dts)
+    split = data / "ImageSets" / "val.txt"
+    ids = split.read_text().split()
+    split.write_text("\n".join(ids + [ids[1]]) + "\n")  # evaluated twice, it used to count twice
+    with pytest.raises(ValueError, match=r"val\.txt:5: frame id '000001' is listed twice \(first on line 2\)"):
+        evaluate_dirs(data, "val", preds)
 
 
 def test_evaluate_dirs_errors(tmp_path):
@@ -612,6 +630,7 @@ def test_evaluate_dirs_errors(tmp_path):
     data, preds = write_dataset(tmp_path, gts, [None, None])
     with pytest.raises(FileNotFoundError, match="none of the 2 result files"):
         evaluate_dirs(data, "val", preds)
+    (preds / "000000.txt").write_text("")
     (preds / "000001.txt").write_text(obj("Car", score=0.5).to_line() + "\nCar 0 0 0 1 2 3\n")
     with pytest.raises(LabelError, match=r"000001\.txt:2"):
         evaluate_dirs(data, "val", preds)

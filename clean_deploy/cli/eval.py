@@ -19,9 +19,12 @@ def eval_command(
         "--pred", help="directory of KITTI result files ID.txt")] = ...,
     json_out: Annotated[Optional[Path], typer.Option(
         "--json", help="write the AP dict (R40, R11 under '_R11'; percent) to this file")] = None,
+    allow_missing: Annotated[bool, typer.Option(
+        "--allow-missing", help="evaluate frames without a result file as frames without detections "
+                                "(default: a missing file is an error)")] = False,
 ) -> None:
     """Evaluate KITTI result files with the official protocol (3D/BEV/bbox/AOS, R40 and R11)."""
-    result = evaluate_dirs(data, split, pred)
+    result = evaluate_dirs(data, split, pred, allow_missing=allow_missing)
     typer.echo(format_table(result))
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)

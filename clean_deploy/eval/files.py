@@ -2,6 +2,7 @@
 files, evaluate them with :mod:`clean_deploy.eval.kitti_protocol`, format the AP table."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from clean_deploy.data.kitti.label import LabelArrays, read_label_file, to_arrays
@@ -17,26 +18,45 @@ def read_split_ids(data_dir: str | Path, split: str) -> list[str]:
     path = Path(data_dir) / "ImageSets" / f"{split}.txt"
     if not path.is_file():
         raise FileNotFoundError(f"split file not found: {path}")
-    ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    ids, first_line = [], {}
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        fid = line.strip()
+        if not fid:
+            continue
+        if fid in first_line:  # evaluated twice, it would count its objects and detections twice
+            raise ValueError(f"{path}:{n}: frame id {fid!r} is listed twice (first on line {first_line[fid]})")
+        first_line[fid] = n
+        ids.append(fid)
     if not ids:
         raise ValueError(f"split file {path} lists no frames")
     return ids
 
 
-def load_annos(data_dir: str | Path, split: str, pred_dir: str | Path
+def load_annos(data_dir: str | Path, split: str, pred_dir: str | Path, allow_missing: bool = False
                ) -> tuple[list[str], list[LabelArrays], list[LabelArrays]]:
     """Ids, ground truth (``training/label_2/ID.txt``) and detections (``pred_dir/ID.txt``, score
-    as 16th column) of a split. A missing prediction file means no detections for that frame,
-    but a prediction directory holding none of the split's files is an error."""
+    as 16th column) of a split. Every frame needs its result file (an empty file: no detections):
+    a missing one is an error, since counting it as empty silently lowers the AP. With
+    ``allow_missing`` missing files are taken as empty, with a warning that counts them; a
+    prediction directory holding none of the split's files is an error either way."""
     ids = read_split_ids(data_dir, split)
     pred_dir = Path(pred_dir)
     if not pred_dir.is_dir():
         raise FileNotFoundError(f"prediction directory not found: {pred_dir}")
     pred_files = [pred_dir / f"{i}.txt" for i in ids]
-    if not any(p.is_file() for p in pred_files):
+    missing = [p for p in pred_files if not p.is_file()]
+    if len(missing) == len(pred_files):
         raise FileNotFoundError(
             f"{pred_dir} holds none of the {len(ids)} result files of split {split!r} "
             f"(expected e.g. {pred_files[0]}): wrong directory or split?")
+    if missing and not allow_missing:
+        raise FileNotFoundError(
+            f"{pred_dir}: {len(missing)} of the {len(ids)} result files of split {split!r} are missing "
+            f"(first: {missing[0].name}); write an empty file for a frame without detections, or allow "
+            "missing files (--allow-missing) to count them as empty")
+    if missing:
+        warnings.warn(f"{pred_dir}: {len(missing)} of {len(ids)} result files missing, evaluated as frames "
+                      "without detections", stacklevel=2)
     label_dir = Path(data_dir) / "training" / "label_2"
     gt = [to_arrays(read_label_file(label_dir / f"{i}.txt")) for i in ids]
     dt = [to_arrays(read_label_file(p, require_score=True) if p.is_file() else [])
@@ -45,10 +65,11 @@ def load_annos(data_dir: str | Path, split: str, pred_dir: str | Path
 
 
 def evaluate_dirs(data_dir: str | Path, split: str, pred_dir: str | Path,
-                  classes: tuple[str, ...] = ("Car", "Pedestrian", "Cyclist")) -> dict:
+                  classes: tuple[str, ...] = ("Car", "Pedestrian", "Cyclist"), allow_missing: bool = False) -> dict:
     """KITTI AP of the result files in ``pred_dir`` on ``split`` of the data set at ``data_dir``
-    (same dict as :func:`clean_deploy.eval.kitti_protocol.evaluate`)."""
-    _, gt, dt = load_annos(data_dir, split, pred_dir)
+    (same dict as :func:`clean_deploy.eval.kitti_protocol.evaluate`; ``allow_missing``: see
+    :func:`load_annos`)."""
+    _, gt, dt = load_annos(data_dir, split, pred_dir, allow_missing)
     return evaluate(gt, dt, classes)
 
 

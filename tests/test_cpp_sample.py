@@ -307,7 +307,23 @@ def test_sample_as_bench_backend(infer_bin, models, trained_students, synth_data
     timed = timing[1:]
     assert lat["stages_ms"]["total"]["mean"] == pytest.approx(np.mean([r["pre_ms"] + r["net_ms"] for r in timed]))
     assert lat["throughput_fps"] == pytest.approx(2e3 / sum(r["pre_ms"] + r["net_ms"] for r in timed))
-    rep = check_parity(trained_students[name][0], model, synth_data, "val", threads=2)
+    # the C++ sample's KITTI files against the Python ONNX Runtime session's, frame by frame, then AP
+    ort_pred = tmp_path / "ort_pred"
+    rep = check_parity(trained_students[name][0], model, synth_data, "val", threads=2,
+                       pred_dirs=(tmp_path / "torch_pred", ort_pred))
+    assert set(rep.ap_onnx) >= {"Car", "Pedestrian", "Cyclist"}  # without pred_dirs it was {}: AP 0 == AP 0
+    cpp_files = sorted((tmp_path / "job" / "pred").glob("*.txt"))
+    assert [f.name for f in cpp_files] == sorted(f.name for f in ort_pred.glob("*.txt")) and cpp_files
+    n_boxes = 0
+    for f in cpp_files:
+        a, b = f.read_text().splitlines(), (ort_pred / f.name).read_text().splitlines()
+        assert len(a) == len(b), f.name
+        n_boxes += len(a)
+    assert n_boxes > 0  # the comparison compares detections, not two empty sets
+    for cls in ("Car", "Pedestrian", "Cyclist"):
+        for metric in ("3d", "bev"):
+            for d in ("easy", "moderate", "hard"):
+                assert res["ap"][cls][metric][d] == pytest.approx(rep.ap_onnx[cls][metric][d], abs=1e-6), (cls, metric, d)
     assert res["mean_moderate_3d"] == pytest.approx(mean_moderate_ap(rep.ap_onnx), abs=1e-6)
     # exported without a recorded source checkpoint: no params/FLOPs, the weights are the file
     assert res["params"] == 0 and res["weight_mb"] == pytest.approx(Path(model).stat().st_size / 2 ** 20)

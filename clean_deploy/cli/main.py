@@ -99,8 +99,50 @@ def demo_command(
     run_demo(cfg.replace(seed=seed, **changes), echo=typer.echo)
 
 
-def main() -> None:
-    app()
+#: exit codes of ``clean-deploy`` (click's own usage errors exit with 2)
+EXIT_MISSING_INPUT = 3   # a file or directory is missing, unreadable, or of the wrong kind
+EXIT_BAD_INPUT = 4       # a file, option or data value is invalid (the message names it)
+#: environment variable that makes user errors print their traceback too (same as --debug)
+DEBUG_ENV = "CLEAN_DEPLOY_DEBUG"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI. Bad input (a missing or invalid file, option or value) prints one line naming
+    it and exits with a distinct code; ``--debug`` (anywhere on the command line) or
+    ``$CLEAN_DEPLOY_DEBUG=1`` adds the traceback. Other exceptions are bugs: traceback, exit 1."""
+    import os
+    import sys
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    args = [a for a in args if a != "--debug"]
+    try:
+        backend = os.environ.get("CLEAN_DEPLOY_SPARSE_BACKEND")
+        if backend:  # fail before any work, not at the first sparse conv
+            from clean_deploy.models.sparse import BACKEND_ENV, BACKENDS
+
+            if backend not in BACKENDS:
+                raise ValueError(f"${BACKEND_ENV}={backend!r} is not a sparse conv backend; expected one of "
+                                 f"{', '.join(BACKENDS)}")
+        app(args=args, prog_name="clean-deploy")
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as e:
+        _user_error(e, EXIT_MISSING_INPUT, debug)
+    except ValueError as e:  # LabelError, CheckpointError, CalibError, ExportError, KernelError, JSON ...
+        _user_error(e, EXIT_BAD_INPUT, debug)
+
+
+def _user_error(e: BaseException, code: int, debug: bool) -> None:
+    import sys
+    import traceback
+
+    if debug:
+        traceback.print_exception(e)
+    msg = str(e) or type(e).__name__
+    if isinstance(e, OSError) and e.filename and str(e.filename) not in msg:
+        msg = f"{msg}: {e.filename}"
+    print(f"clean-deploy: error: {msg}" + ("" if debug else f"  (exit {code}; --debug for the traceback)"),
+          file=sys.stderr)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -225,8 +225,13 @@ def export_onnx(det: Detector, out_path: str | Path, opset: int = 17, source: st
     (``source``: the checkpoint it came from, recorded in the sidecar)."""
     if det.is_two_stage:
         raise ExportError("export targets the one-stage students; the two-stage teacher's RoI head has no export path")
-    det = det.eval().cpu()
     out_path = Path(out_path)
+    if out_path.suffix.lower() != ".onnx":  # X.json would be overwritten by its own sidecar X.json
+        raise ExportError(f"--out {out_path}: the model file must end in .onnx (its sidecar is written next to it "
+                          f"as {out_path.with_suffix('.json').name})")
+    if out_path.is_dir():
+        raise ExportError(f"--out {out_path} is a directory; give the .onnx file to write")
+    det = det.eval().cpu()
     out_path.parent.mkdir(parents=True, exist_ok=True)
     cfg = det.cfg
     t, c = cfg.max_points_per_voxel, cfg.vfe.num_point_features

@@ -23,7 +23,7 @@ _INT = ctypes.c_int
 _ERR_LEN = 2048
 
 
-class KernelError(RuntimeError):
+class KernelError(ValueError):
     """A kernel refused its input (the message says which and why)."""
 
 

@@ -91,6 +91,10 @@ def load_detector(path: str | Path, map_location: str | torch.device = "cpu"):
     from clean_deploy.models.detector import build_detector
 
     ck = load_checkpoint(path, map_location)
+    bad = [k for k, v in ck["model"].items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:  # a diverged run's weights would evaluate to AP 0 without a word
+        raise CheckpointError(f"{path}: {len(bad)} weight tensors hold NaN or infinite values (first: {bad[0]}); "
+                              "the run that wrote it diverged")
     model = build_detector(ck["config"])
     missing, unexpected = model.load_state_dict(ck["model"], strict=False)
     if missing or unexpected:

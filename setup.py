@@ -18,9 +18,7 @@ setup(
         "shapely>=2.0",
         "matplotlib>=3.8",
         "tqdm>=4.66",
-        "rich>=13",
         "typer>=0.12",
-        "pyyaml>=6",
     ],
     extras_require={
         "sparse": ["spconv==2.3.8"],

@@ -139,16 +139,6 @@ def enlarge_boxes(boxes, extra=(0.2, 0.2, 0.2)):
     return _back(b, np_in)
 
 
-def rotate_points_z(points, angle):
-    """Rotate (N,3+) points about the z axis by ``angle`` (scalar, radians, counter-clockwise)."""
-    p, np_in = _as_tensor(points)
-    c, s = math.cos(float(angle)), math.sin(float(angle))
-    out = p.clone()
-    out[:, 0] = p[:, 0] * c - p[:, 1] * s
-    out[:, 1] = p[:, 0] * s + p[:, 1] * c
-    return _back(out, np_in)
-
-
 def boxes_camera_to_pseudo_lidar(boxes_cam):
     """(N,7) camera boxes ``x y z l h w ry`` -> LiDAR-convention boxes by a fixed rigid axis swap
     (lidar x = rect z, y = -rect x, z = -rect y), no calibration needed. IoUs are invariant under

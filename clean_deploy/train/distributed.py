@@ -57,14 +57,6 @@ def barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
-def all_reduce_mean(value: float, info: DistInfo) -> float:
-    if not info.enabled:
-        return value
-    t = torch.tensor([value], dtype=torch.float64)
-    dist.all_reduce(t)
-    return float(t.item()) / info.world_size
-
-
 class EpochSampler(torch.utils.data.Sampler):
     """Shuffled (per ``(seed, epoch)``) indices, padded to a multiple of the world size and split
     round-robin across ranks; ``skip_batches`` resumes in the middle of an epoch."""

@@ -77,16 +77,6 @@ def min_width(channels: int, min_channels: int, min_ratio: float) -> int:
     return min(channels, max(min_channels, int(math.ceil(channels * min_ratio))))
 
 
-def plan_by_ratio(units: list[Unit], scores: dict[str, torch.Tensor], ratio: float,
-                  min_channels: int = 4) -> dict[str, torch.Tensor]:
-    """Remove ``ratio`` of every unit's filters (least important first)."""
-    keep = {}
-    for u in units:
-        k = max(min(u.channels, min_channels), int(round(u.channels * (1 - ratio))))
-        keep[u.name] = scores[u.name].argsort(descending=True)[:k].sort().values
-    return keep
-
-
 def plan_by_budget(det: Detector, units: list[Unit], scores: dict[str, torch.Tensor], target: float,
                    profile: ComputeProfile | None = None, budget: str = "flops", min_channels: int = 4,
                    min_ratio: float = 0.1) -> tuple[dict[str, torch.Tensor], dict]:

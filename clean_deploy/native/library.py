@@ -21,7 +21,8 @@ def find_library(name: str, env: str, what: str) -> Path:
     if override:
         path = Path(override)
         if not path.is_file():
-            raise FileNotFoundError(f"{what} not found: ${env}={override} does not exist")
+            raise FileNotFoundError(f"{what} not found: ${env}={override} does not exist (unset it to use the "
+                                    f"built one, or build it with `{BUILD_COMMAND}`)")
         return path
     for path in candidates(name):
         if path.is_file():

@@ -38,22 +38,15 @@ LIBRARY_NAME = "libclean_deploy_ort.so"
 #: environment variable that points at a library built elsewhere
 LIBRARY_ENV = "CLEAN_DEPLOY_ORT_LIB"
 BUILD_COMMAND = "bash scripts/build_csrc.sh"
-_REPO = Path(__file__).resolve().parents[2]
 
 
 def library_path() -> Path:
-    """Path of ``libclean_deploy_ort.so`` ($CLEAN_DEPLOY_ORT_LIB, else ``build/lib/`` of the repo).
+    """Path of ``libclean_deploy_ort.so``: ``$CLEAN_DEPLOY_ORT_LIB``, else the installed package's
+    ``clean_deploy/native/lib/`` (wheels), else the checkout's ``build/lib/``
+    (:func:`clean_deploy.native.find_library`). Raises FileNotFoundError saying how to build it."""
+    from clean_deploy.native import find_library
 
-    Raises FileNotFoundError saying how to build it when it is missing.
-    """
-    env = os.environ.get(LIBRARY_ENV)
-    path = Path(env) if env else _REPO / "build" / "lib" / LIBRARY_NAME
-    if not path.is_file():
-        where = f"${LIBRARY_ENV}={env}" if env else str(path)
-        raise FileNotFoundError(
-            f"clean_deploy's ONNX Runtime custom-op library is not built ({where} does not exist). "
-            f"Build it with `{BUILD_COMMAND}` in {_REPO} (or `make setup`); it needs cmake and a C++17 compiler.")
-    return path
+    return find_library(LIBRARY_NAME, LIBRARY_ENV, "clean_deploy's ONNX Runtime custom-op library")
 
 
 def session_options(threads: int | None = None, memory_arena: bool = True, allow_spinning: bool = False):

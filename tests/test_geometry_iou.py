@@ -97,3 +97,31 @@ def test_nearest_bev_iou():
     # 4x2 vs 2x4 centred: inter 2*2=4, union 8+8-4=12
     assert iou_bev_nearest(a, b)[0, 0] == pytest.approx(4 / 12)
     assert iou_bev_nearest(a, a)[0, 0] == pytest.approx(1.0)
+
+
+def test_bev_overlap_matches_exact_iou_positive():
+    """The separating-axis overlap test (GT sampling) against the exact rotated BEV IoU > 0, on
+    random boxes with many near-touching pairs."""
+    from clean_deploy.geometry.boxes import bev_overlap
+    from clean_deploy.geometry.iou import iou_bev
+
+    rng = np.random.default_rng(0)
+    n = 300
+    boxes = np.zeros((n, 7))
+    boxes[:, :2] = rng.uniform(-6, 6, (n, 2))
+    boxes[:, 3:5] = rng.uniform(0.3, 4.5, (n, 2))
+    boxes[:, 5] = 1.5
+    boxes[:, 6] = rng.uniform(-np.pi, np.pi, n)
+    boxes[::7, 6] = 0.0  # axis-aligned ones too
+    got = bev_overlap(boxes[:150], boxes[150:])
+    want = iou_bev(boxes[:150], boxes[150:]) > 1e-9
+    assert 0.05 < want.mean() < 0.95
+    # pairs whose exact IoU is within float noise of 0 may go either way
+    iou = iou_bev(boxes[:150], boxes[150:])
+    decided = (iou > 1e-6) | (iou == 0)
+    assert np.array_equal(got[decided], want[decided])
+    assert bev_overlap(boxes[:3], boxes[:3]).diagonal().all()
+    assert bev_overlap(boxes[:0], boxes).shape == (0, n)
+    # two unit squares touching along an edge share no area
+    sq = np.array([[0, 0, 0, 1, 1, 1, 0], [1, 0, 0, 1, 1, 1, 0], [0.99, 0, 0, 1, 1, 1, 0]], dtype=float)
+    assert bev_overlap(sq[:1], sq[1:]).tolist() == [[False, True]]

@@ -161,7 +161,7 @@ class GTSampler:
     def select(self, gt_boxes: np.ndarray, gt_names: np.ndarray,
                rng: np.random.Generator) -> np.ndarray:
         """Database indices to paste into a frame holding ``gt_boxes``/``gt_names``."""
-        from clean_deploy.geometry.iou import iou_bev
+        from clean_deploy.geometry.boxes import bev_overlap
 
         occupied = np.asarray(gt_boxes, dtype=np.float64)[:, :7].reshape(-1, 7)
         chosen: list[np.ndarray] = []
@@ -172,8 +172,8 @@ class GTSampler:
                 continue
             cand = rng.choice(pool, size=min(need, len(pool)), replace=False)
             cb = self.database.boxes[cand].astype(np.float64)
-            hit = (iou_bev(cb, occupied) > 0).any(1) if len(occupied) else np.zeros(len(cand), bool)
-            pair = iou_bev(cb, cb) > 0
+            hit = bev_overlap(cb, occupied).any(1) if len(occupied) else np.zeros(len(cand), bool)
+            pair = bev_overlap(cb, cb)
             keep = np.zeros(len(cand), dtype=bool)
             for i in np.flatnonzero(~hit):  # greedy over a few dozen candidates, not points
                 if not (pair[i] & keep).any():

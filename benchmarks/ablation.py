@@ -70,8 +70,12 @@ def main() -> None:
                          "epochs without KD (same schedule), so the KD gain is measured against equal training")
     args = ap.parse_args()
     teacher = args.teacher or args.runs / "teacher" / "model.pth"
+    kept = Path(__file__).resolve().parent / "checkpoints" / "teacher_voxel_rcnn_fast.pth"
+    if args.teacher is None and not teacher.is_file() and kept.is_file():
+        teacher = kept  # the repository's fp16 copy (benchmarks/teacher.py): no retraining on a new machine
     if not teacher.is_file():
-        raise SystemExit(f"teacher checkpoint {teacher} missing: run benchmarks/baselines.py --only teacher first")
+        raise SystemExit(f"teacher checkpoint {teacher} missing: run benchmarks/teacher.py (or baselines.py --only "
+                         "teacher) first")
     root = args.runs / "ablation"
     student = get_config(args.student)
     if not (student.anchor_head or student.center_head).iou_branch:

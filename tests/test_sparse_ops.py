@@ -224,6 +224,7 @@ def test_training_loss_curve_matches_spconv(synth_data, tmp_path):
     from clean_deploy.config import AugmentConfig, GTSamplingConfig, TrainConfig
     from clean_deploy.models.detector import build_detector
     from clean_deploy.models.zoo import get_config
+    from clean_deploy.train.checkpoint import load_checkpoint
     from clean_deploy.train.loop import Trainer
 
     aug = AugmentConfig(gt_sampling=GTSamplingConfig(enabled=False), random_flip_x=False, global_rotation=None,
@@ -243,6 +244,7 @@ def test_training_loss_curve_matches_spconv(synth_data, tmp_path):
         with use_sparse_backend(backend):
             res = Trainer(cfg, tcfg, synth_data, tmp_path / name, augment=aug, model=model, progress=False).fit()
         curves[name] = torch.tensor([h["loss"] for h in res.history], dtype=torch.float64)
+        assert load_checkpoint(res.final_checkpoint)["meta"]["sparse_backend"] == backend  # recorded with the run
     ref = curves["spconv"]
     assert len(ref) == 30
     ours = ((curves["ours"] - ref).abs() / ref.abs()).numpy()

@@ -17,6 +17,7 @@ import argparse
 import json
 import math
 import statistics
+import sys
 import time
 from datetime import date
 from pathlib import Path
@@ -24,17 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = "centerpoint_fast@0.5x+iou"
 
-
-def ensure_data(root: Path, frames: int, val_frames: int, seed: int) -> Path:
-    from clean_deploy.data.synth import generate_dataset
-
-    meta = root / "synth_meta.json"
-    if meta.is_file():
-        m = json.loads(meta.read_text())
-        if m.get("frames") == {"train": frames, "val": val_frames} and m.get("seed") == seed:
-            return root
-    generate_dataset(root, frames, val_frames, seed=seed, workers=2)
-    return root
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from baselines import ensure_data  # noqa: E402  (the same synthetic-data cache)
 
 
 def run_one(backend: str, seed: int, args) -> dict:

@@ -65,19 +65,6 @@ int guarded(char* err, size_t err_len, int threads, F&& f) {
   return -1;
 }
 
-clean_deploy::ConvGeometry geometry_from(const int64_t* g15, int subm) {
-  clean_deploy::ConvGeometry g;
-  for (int a = 0; a < 3; ++a) {
-    g.kernel[a] = g15[a];
-    g.stride[a] = g15[3 + a];
-    g.padding[a] = g15[6 + a];
-    g.dilation[a] = g15[9 + a];
-    g.in_shape[a] = g15[12 + a];
-  }
-  g.subm = subm != 0;
-  return g;
-}
-
 }  // namespace
 
 // "avx512", "avx2" or "generic": the SGEMM micro-kernel of this CPU.
@@ -92,7 +79,7 @@ CD_API int cd_rulebook_build(const int32_t* indices, int64_t n, const int64_t* g
   return guarded(err, err_len, threads, [&](const clean_deploy::Executor& ex) {
     std::unique_ptr<clean_deploy::Rulebook> rb(new clean_deploy::Rulebook);
     clean_deploy::RulebookScratch scratch;
-    clean_deploy::build_rulebook(indices, n, geometry_from(geometry, subm), ex, *rb, scratch);
+    clean_deploy::build_rulebook(indices, n, clean_deploy::ConvGeometry::from_flat(geometry, subm != 0), ex, *rb, scratch);
     *num_out = rb->num_out;
     *handle = rb.release();
   });

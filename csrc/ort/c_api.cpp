@@ -23,15 +23,7 @@ extern "C" __attribute__((visibility("default"))) int clean_deploy_rulebook_pair
     const int32_t* indices, int64_t n, const int64_t* geometry, int subm, int64_t* num_out, int64_t* pair_counts,
     char* err, size_t err_len) {
   try {
-    clean_deploy::ConvGeometry g;
-    for (int a = 0; a < 3; ++a) {
-      g.kernel[a] = geometry[a];
-      g.stride[a] = geometry[3 + a];
-      g.padding[a] = geometry[6 + a];
-      g.dilation[a] = geometry[9 + a];
-      g.in_shape[a] = geometry[12 + a];
-    }
-    g.subm = subm != 0;
+    const clean_deploy::ConvGeometry g = clean_deploy::ConvGeometry::from_flat(geometry, subm != 0);
     const clean_deploy::SerialExecutor executor;
     const clean_deploy::Rulebook rb = clean_deploy::build_rulebook(indices, n, g, executor);
     if (num_out) *num_out = rb.num_out;

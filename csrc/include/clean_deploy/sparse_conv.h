@@ -38,6 +38,21 @@ struct ConvGeometry {
   // Output spatial shape: in_shape for submanifold convs, else
   // floor((in + 2p - d(k-1) - 1) / s) + 1 per axis.
   std::array<int64_t, 3> out_shape() const;
+
+  // From the flat form of the C interfaces: 15 int64 = kernel[3], stride[3], padding[3],
+  // dilation[3], in_shape[3] (z, y, x).
+  static ConvGeometry from_flat(const int64_t* g15, bool subm) {
+    ConvGeometry g;
+    for (int a = 0; a < 3; ++a) {
+      g.kernel[a] = g15[a];
+      g.stride[a] = g15[3 + a];
+      g.padding[a] = g15[6 + a];
+      g.dilation[a] = g15[9 + a];
+      g.in_shape[a] = g15[12 + a];
+    }
+    g.subm = subm;
+    return g;
+  }
 };
 
 // Input/output site pairs of one conv call, stored output-major: neighbors[o * K + k] is the

@@ -113,6 +113,16 @@ def test_empty_output_and_empty_input():
     out = conv_with_rulebook(f, w, None, rb)
     (out.sum() + 0 * f.sum()).backward()
     assert torch.equal(f.grad, torch.zeros_like(f)) and torch.equal(w.grad, torch.zeros_like(w))
+    # no input channels: the output is the bias, whose gradient still sums every output row
+    idx = _sites(3, (4, 4, 4), 6)
+    rb = build_rulebook(idx, (4, 4, 4), 3, 1, 1, 1, True)
+    f = torch.zeros((6, 0), requires_grad=True)
+    w = torch.zeros(2, 3, 3, 3, 0, requires_grad=True)
+    b = torch.tensor([0.5, -1.0], requires_grad=True)
+    out = conv_with_rulebook(f, w, b, rb)
+    g = torch.arange(12, dtype=torch.float32).view(6, 2)
+    out.backward(g)
+    assert torch.equal(out.detach(), b.detach().expand(6, 2)) and torch.equal(b.grad, g.sum(0))
 
 
 def _float32_case(seed=0, n=3000, cin=16, cout=32):

@@ -107,15 +107,19 @@ DEBUG_ENV = "CLEAN_DEPLOY_DEBUG"
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI. Bad input (a missing or invalid file, option or value) prints one line naming
-    it and exits with a distinct code; ``--debug`` (anywhere on the command line) or
-    ``$CLEAN_DEPLOY_DEBUG=1`` adds the traceback. Other exceptions are bugs: traceback, exit 1."""
+    """Run the CLI. Bad input prints one line naming the file or value and exits with a distinct
+    code: OSErrors about files (missing, a directory, no permission) exit 3, ValueErrors (the
+    project's LabelError, CheckpointError, CalibError, ExportError, KernelError, JSON errors and the
+    plain ValueErrors of input checks) exit 4. ``--debug`` (before any ``--``) or
+    ``$CLEAN_DEPLOY_DEBUG=1`` adds the traceback, which is also how to see an internal error that
+    surfaces as a ValueError. Other exceptions are bugs: traceback, exit 1."""
     import os
     import sys
 
     args = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in args or os.environ.get(DEBUG_ENV, "") not in ("", "0")
-    args = [a for a in args if a != "--debug"]
+    end = args.index("--") if "--" in args else len(args)  # after "--" everything is an argument
+    debug = "--debug" in args[:end] or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    args = [a for a in args[:end] if a != "--debug"] + args[end:]
     try:
         backend = os.environ.get("CLEAN_DEPLOY_SPARSE_BACKEND")
         if backend:  # fail before any work, not at the first sparse conv

@@ -161,9 +161,11 @@ def sparse_conv_backward(grad_out: Tensor, features: Tensor, weight: Tensor, nei
     gw = w.new_empty(w.shape) if need_weight else empty.clone()
     gb = f.new_empty((cout,)) if need_bias else empty.clone()
     nt = neighbors_t.contiguous() if need_input else None
-    if g.shape[0] == 0 or f.shape[0] == 0 or cout == 0 or cin == 0:  # nothing flows: all gradients are zero
-        for t in (gi, gw, gb):
+    if g.shape[0] == 0 or f.shape[0] == 0 or cout == 0 or cin == 0:  # no pairs: features and weight get zero
+        for t in (gi, gw):
             t.zero_()
+        if need_bias:
+            gb.copy_(g.sum(0) if g.shape[0] else torch.zeros_like(gb))  # the bias sees every output row
         return gi, gw, gb
     kernels.conv_backward(_DTYPE_CODE[f.dtype], _addr(f) or 0, f.shape[0], cin, _addr(w) or 0, cout, _addr(nb) or 0,
                           _addr(nt), nb.shape[0], kv, _addr(g) or 0, _addr(gi) if need_input else None,

@@ -3,7 +3,9 @@ deterministic sparse convolution forward/backward of the CPU training path.
 
 The functions take raw addresses (``tensor.data_ptr()``) so that this layer needs no torch; the
 torch operator over them is :mod:`clean_deploy.models.sparse_ops`. Every call releases the GIL and
-runs on the library's own thread pool with the given number of threads; results do not depend on it.
+runs on an OpenMP team of the given number of threads; results do not depend on it. The library
+links ``libgomp.so.1``: loaded after torch (as ``sparse_ops`` does: it imports torch first) it binds
+to torch's own libgomp and threads; loaded first, it brings the system's.
 """
 from __future__ import annotations
 

@@ -105,7 +105,8 @@ CD_API int cd_rulebook_transpose(const int32_t* neighbors, int64_t num_out, int6
 }
 
 // out (num_out x cout) = bias + sum_k W_k . features[neighbors[:, k]]. dtype 0: float32, 1: float64.
-// weight: cout x K x cin; bias: cout values or null.
+// weight: cout x K x cin; bias: cout values or null. Precondition (not checked here: the tables come
+// from cd_rulebook_build / cd_rulebook_transpose, which validate): -1 <= neighbors < num_in.
 CD_API int cd_sparse_conv_forward(int dtype, const void* features, int64_t num_in, int64_t cin, const void* weight,
                                   int64_t cout, const void* bias, const int32_t* neighbors, int64_t num_out,
                                   int64_t kernel_volume, void* out, int threads, char* err, size_t err_len) {
@@ -163,7 +164,7 @@ CD_API int cd_sparse_conv_backward(int dtype, const void* features, int64_t num_
 // Segment max with its argmax (RoI grid pooling): rows [offsets[p], offsets[p+1]) of src (rows x c,
 // float32, row-major) belong to segment p; out[p, j] = max(0, max of those rows' column j) and
 // arg[p, j] = the first row attaining it when that max is > 0, else -1. Parallel over segments;
-// deterministic.
+// deterministic. NaN inputs do not propagate (x > max is false for NaN), unlike torch's amax.
 CD_API int cd_segment_max(const float* src, int64_t rows, int64_t c, const int64_t* offsets, int64_t segments,
                           float* out, int64_t* arg, int threads, char* err, size_t err_len) {
   return guarded(err, err_len, threads, [&](const clean_deploy::Executor& ex) {

@@ -95,9 +95,12 @@ class VoxelQueryPool(nn.Module):
         self.register_buffer("offsets", torch.tensor(offs, dtype=torch.long), persistent=False)  # (Q,3) z,y,x
         self.out_channels = out_channels
 
-    def _fused_eval(self, proj: torch.Tensor) -> bool:
-        """Frozen, gradient-free float32 CPU pooling (a CaKD teacher, inference) runs fused in C++."""
+    def _fused_eval(self, proj: torch.Tensor, points: torch.Tensor | None = None) -> bool:
+        """Frozen, gradient-free float32 CPU pooling (a CaKD teacher, inference) runs fused in C++
+        (equal to the torch path up to float rounding: BN folded, pos(rel) as three products)."""
         if self.training or torch.is_grad_enabled() or proj.device.type != "cpu" or proj.dtype != torch.float32:
+            return False
+        if points is not None and points.dtype != torch.float32:
             return False
         from clean_deploy.native import kernels
 
@@ -138,12 +141,15 @@ class VoxelQueryPool(nn.Module):
         d, h, w = sparse.spatial_shape
         cache = getattr(sparse, "indice_dict", None)
         key = f"clean_deploy:voxel_volume:{sparse.batch_size}x{d}x{h}x{w}"
-        hit = cache.get(key) if isinstance(cache, dict) else None
+        # only gradient-free pooling repeats on the same features; kept there, the volume lives as
+        # long as the backbone's outputs (a dense grid: large at fine scales)
+        use_cache = isinstance(cache, dict) and not torch.is_grad_enabled()
+        hit = cache.get(key) if use_cache else None
         if hit is not None and hit[0] is sparse.indices:
             return hit[1]
         volume = torch.full((sparse.batch_size, d, h, w), -1, dtype=torch.long, device=coords.device)
         volume[coords[:, 0], coords[:, 1], coords[:, 2], coords[:, 3]] = torch.arange(len(coords), device=coords.device)
-        if isinstance(cache, dict):
+        if use_cache:
             cache[key] = (sparse.indices, volume)
         return volume
 
@@ -153,7 +159,7 @@ class VoxelQueryPool(nn.Module):
         coords = sparse.indices.long()  # (V,4) b,z,y,x
         d, h, w = sparse.spatial_shape
         volume = self._volume(sparse, coords)
-        if self._fused_eval(sparse.features):
+        if self._fused_eval(sparse.features, points):
             proj = self.feat(sparse.features)
             return self.out(self._pool_eval(proj, sparse.indices, points, batch_idx, volume)).view(k, g3, -1)
         vs, pmin = self.voxel_size.to(points.dtype), self.pc_min.to(points.dtype)

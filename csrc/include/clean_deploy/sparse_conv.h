@@ -140,8 +140,10 @@ void sparse_conv_backward_input(const float* grad_out, const float* weight, int6
 void sparse_conv_backward_input(const double* grad_out, const double* weight, int64_t cout, int64_t cin,
                                 const RulebookView& transposed, double* grad_features, const Executor& executor);
 
-// grad_weight (cout x K x cin, written)[co, k, ci] = sum over output rows o (in order) with an input
-// i = neighbors[o, k] of grad_out[o, co] * features[i, ci]. One task per kernel offset.
+// grad_weight (cout x K x cin, written)[co, k, ci] = sum over output rows o with an input
+// i = neighbors[o, k] of grad_out[o, co] * features[i, ci]. Float: outputs in fixed blocks of 2048
+// rows, each block's pairs summed in output order, the block partials added in block order (memory:
+// one cin x cout x K partial per block); double: one task per kernel offset, rows in order.
 void sparse_conv_backward_weight(const float* features, int64_t cin, const float* grad_out, int64_t cout,
                                  const RulebookView& rulebook, float* grad_weight, const Executor& executor);
 void sparse_conv_backward_weight(const double* features, int64_t cin, const double* grad_out, int64_t cout,

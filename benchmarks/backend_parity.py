@@ -84,10 +84,11 @@ def summarise(rows: list[dict], backends: list[str]) -> dict:
 def render(summary: dict, rows: list[dict], args, backends: list[str]) -> str:
     from clean_deploy.bench.run import machine_description
 
-    lines = ["# Sparse conv backends: same AP end to end", "",
+    lines = ["# Sparse conv backends: AP end to end", "",
              f"{date.today().isoformat()}, {machine_description()}. `{CONFIG}` trained {args.epochs} epochs on "
              f"{args.frames} synthetic train frames (seed {args.data_seed}), evaluated on {args.val_frames} val frames: "
-             "mean moderate 3D AP_R40 (%), KITTI protocol.", "",
+             "mean moderate 3D AP_R40 (%), KITTI protocol. Train times are wall times of runs that shared the "
+             "machine with other work (not timing evidence: see train_speed.md).", "",
              "| backend | seeds | mean moderate 3D AP (mean +- std) | per seed | train time (min, mean) |",
              "|---|---|---|---|---|"]
     for b in backends:

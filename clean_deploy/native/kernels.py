@@ -59,8 +59,10 @@ def _lib() -> ctypes.CDLL:
     return lib
 
 
+@functools.lru_cache(maxsize=1)
 def available() -> bool:
-    """True when the library can be found and loaded."""
+    """True when the library can be found and loaded (checked once per process: every CPU sparse
+    conv asks, and a missing library would otherwise be looked for on disk at each call)."""
     try:
         _lib()
         return True

@@ -1,183 +1,449 @@
-"""CLEAN ablation on the synthetic benchmark (the table of the compression issue):
+"""CLEAN ablation with error bars: every row trained with several seeds, hyper-parameters chosen on
+the val split, the table computed on a held-out test split of its own seed.
 
-    teacher | student plain | + student-oriented KD | + label-assignment KD (= CaKD)
-    | + pruning at the same FLOPs: masked category importance / L1 / random / unmasked
-    | + IoU-aware redundancy elimination (= CLEAN)
+    .venv/bin/python benchmarks/ablation.py                          # every row, seeds 0 1 2
+    .venv/bin/python benchmarks/ablation.py --rows plain cakd --seeds 0 1 2
+    .venv/bin/python benchmarks/ablation.py --report                 # table from the finished units only
 
-    .venv/bin/python benchmarks/ablation.py            # reuses benchmarks/runs/ (baselines first)
+Rows (student ``centerpoint_fast@0.5x+iou``, teacher ``voxel_rcnn_fast`` from
+``benchmarks/checkpoints``, see ``benchmarks/teacher.py``):
 
-Columns: 3D AP easy/mod/hard per class, mean moderate, params, FLOPs, CPU latency, peak memory.
-Writes benchmarks/results/ablation.{json,md} and an accuracy-vs-latency plot. Every run dir is
-reused when its model exists, so the script resumes after an interruption.
+    teacher | plain | kd_so (student-oriented KD) | cakd (+ label-assignment KD)
+    | prune_<method>_<t>x (from cakd, CaKD fine-tuning; masked / l1 / random importance)
+    | scratch_<t>x (the masked-pruned architecture trained from scratch, as many steps as cakd + fine-tuning)
+    | clean_<t>x (prune_masked + IoU-aware redundancy elimination), at --targets (0.5 and 0.3 x FLOPs)
+
+Seeds are paired: seed k of every row starts from the same initial weights and data order (plain
+and KD students alike) and the pruned rows of seed k start from cakd seed k. Data: ``--frames``
+train frames and ``--val-frames`` val frames of data seed 0 (the teacher's train split), and
+``--test-frames`` frames of data seed ``--test-seed`` that no choice looks at.
+
+Resumable: each finished (row, seed) writes ``benchmarks/results/ablation/<row>_s<seed>.json``
+(commit them: a fresh checkout skips those units); a unit whose protocol differs from the current
+one is run again. Run directories (``benchmarks/runs/ablation``) resume an interrupted training.
+Writes ``benchmarks/results/ablation.{json,md}`` and ``ablation_accuracy_vs_compute.png``.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import math
+import statistics
+import sys
 import time
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from clean_deploy.bench.plots import accuracy_latency_plot
-from clean_deploy.bench.run import BenchJob, run_job_cached
-from clean_deploy.compress.config import DistillConfig, PruneConfig
-from clean_deploy.compress.distill.run import distill
-from clean_deploy.compress.prune.run import calibration_batches, prune_model
-from clean_deploy.config import TrainConfig
-from clean_deploy.models.config import RedundancyConfig
-from clean_deploy.models.zoo import get_config
-from clean_deploy.train.checkpoint import load_checkpoint, load_detector, save_checkpoint
-from clean_deploy.train.loop import train
-
+ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ("Car", "Pedestrian", "Cyclist")
+KEPT_TEACHER = ROOT / "benchmarks" / "checkpoints" / "teacher_voxel_rcnn_fast.pth"
+PRUNE_METHODS = ("masked", "l1", "random")
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from baselines import ensure_data  # noqa: E402  (the same synthetic-data cache)
 
 
-def evaluate(ckpt: Path, args) -> dict:
-    """AP, params, FLOPs, latency and peak memory of one checkpoint, measured in a fresh subprocess
-    (the worker of ``clean-deploy bench``); cached next to the checkpoint."""
-    r = run_job_cached(BenchJob(str(ckpt), "torch"), args.data, "val", args.latency_frames, 3, args.threads,
-                       ckpt.parent / f"ablation_bench_{ckpt.stem}", ckpt.parent / f"ablation_bench_{ckpt.stem}.json")
-    return {"checkpoint": str(ckpt), "ap": r["ap"], "mean_moderate_3d": r["mean_moderate_3d"],
-            **{k: r[k] for k in ("params", "gmacs", "gflops", "weight_mb")},
-            "latency_ms": r["latency"]["stages_ms"]["total"]["p50"], "peak_mem_mb": r["memory"]["peak_inference_mb"],
-            "train_seconds": load_checkpoint(ckpt)["meta"].get("train_seconds")}
+@dataclass(frozen=True)
+class Protocol:
+    """Everything a unit's result depends on; a stored result with another protocol is not reused."""
+
+    student: str
+    teacher_sha: str
+    epochs: int
+    finetune_epochs: int
+    batch_size: int
+    lr: float
+    calib_frames: int
+    frames: int
+    val_frames: int
+    test_frames: int
+    test_seed: int
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
 
 
-def tcfg(args, epochs: int, lr: float | None = None, seed: int = 0) -> TrainConfig:
-    return TrainConfig(epochs=epochs, batch_size=args.batch_size, lr=lr or args.lr, num_workers=2, seed=seed)
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, default=Path("benchmarks/data/synth"))
-    ap.add_argument("--runs", type=Path, default=Path("benchmarks/runs"))
-    ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    ap.add_argument("--teacher", type=Path, default=None, help="default: RUNS/teacher/model.pth (baselines.py)")
-    ap.add_argument("--student", default="centerpoint_fast@0.5x+iou",
-                    help="the student (with '+iou'); a heterogeneous pair with the anchor-based two-stage teacher")
-    ap.add_argument("--baseline", default="centerpoint", help="run dir of the same student in baselines.py")
-    ap.add_argument("--epochs", type=int, default=12)
-    ap.add_argument("--finetune-epochs", type=int, default=6)
-    ap.add_argument("--target-flops", type=float, default=0.5)
-    ap.add_argument("--batch-size", type=int, default=4)
-    ap.add_argument("--lr", type=float, default=0.003)
-    ap.add_argument("--latency-frames", type=int, default=30)
-    ap.add_argument("--threads", type=int, default=2, help="torch threads of the latency measurement")
-    ap.add_argument("--prune-methods", nargs="*", default=["masked", "l1", "random", "unmasked"])
-    ap.add_argument("--kd-from-plain", type=int, default=0, metavar="K",
-                    help="instead of distilling from scratch for --epochs, start the KD students from the trained "
-                         "plain student and distil for K epochs; a control row trains the plain student K more "
-                         "epochs without KD (same schedule), so the KD gain is measured against equal training")
-    args = ap.parse_args()
-    teacher = args.teacher or args.runs / "teacher" / "model.pth"
-    kept = Path(__file__).resolve().parent / "checkpoints" / "teacher_voxel_rcnn_fast.pth"
-    if args.teacher is None and not teacher.is_file() and kept.is_file():
-        teacher = kept  # the repository's fp16 copy (benchmarks/teacher.py): no retraining on a new machine
-    if not teacher.is_file():
-        raise SystemExit(f"teacher checkpoint {teacher} missing: run benchmarks/teacher.py (or baselines.py --only "
-                         "teacher) first")
-    root = args.runs / "ablation"
-    student = get_config(args.student)
-    if not (student.anchor_head or student.center_head).iou_branch:
-        raise SystemExit(f"{args.student}: the ablation needs the IoU-quality branch (append '+iou')")
-    rows: list[tuple[str, Path]] = [("teacher", teacher)]
-    t0 = time.time()
+def row_names(targets: list[float], methods: list[str]) -> list[str]:
+    rows = ["teacher", "plain", "kd_so", "cakd"]
+    for t in targets:
+        rows += [f"prune_{m}_{t:g}x" for m in methods] + [f"scratch_{t:g}x", f"clean_{t:g}x"]
+    return rows
 
-    def run_plain(name: str) -> Path:
-        baseline = args.runs / args.baseline / "model.pth"  # benchmarks/baselines.py trains the same student
-        if baseline.is_file():
-            ck = load_checkpoint(baseline)
-            if ck["config"] == student and ck["meta"].get("epochs") == args.epochs:
-                return baseline
-        ck = root / name / "model.pth"
+
+def describe(row: str) -> str:
+    if row.startswith("prune_"):
+        _, m, t = row.split("_")
+        return f"pruned to {t} FLOPs, {m} importance, CaKD fine-tuning"
+    if row.startswith("scratch_"):
+        return f"pruned architecture ({row.split('_')[1]}) from scratch, equal steps"
+    if row.startswith("clean_"):
+        return f"CLEAN at {row.split('_')[1]} FLOPs (masked pruning + CaKD + IoU-aware RE)"
+    return {"teacher": "teacher (two-stage)", "plain": "student, plain training",
+            "kd_so": "+ student-oriented KD", "cakd": "+ label-assignment KD (CaKD)"}[row]
+
+
+class Ablation:
+    def __init__(self, args, protocol: Protocol, teacher: Path) -> None:
+        self.args, self.protocol, self.teacher = args, protocol, teacher
+        self.runs = args.runs
+        self.results = args.out / "ablation"
+
+    # ------------------------------------------------------------------ helpers
+    def tcfg(self, epochs: int, seed: int, lr: float | None = None):
+        from clean_deploy.config import TrainConfig
+
+        return TrainConfig(epochs=epochs, batch_size=self.args.batch_size, lr=lr or self.args.lr,
+                           num_workers=self.args.workers, seed=seed)
+
+    def result_path(self, row: str, seed: int | None) -> Path:
+        return self.results / (f"{row}.json" if seed is None else f"{row}_s{seed}.json")
+
+    def stored(self, row: str, seed: int | None) -> dict | None:
+        p = self.result_path(row, seed)
+        if not p.is_file():
+            return None
+        r = json.loads(p.read_text())
+        if r.get("protocol") != self.protocol.to_dict():
+            print(f"[ablation] {p.name}: stored with another protocol, running it again", flush=True)
+            return None
+        return r
+
+    def student_cfg(self):
+        from clean_deploy.models.zoo import get_config
+
+        return get_config(self.args.student)
+
+    def fresh_student(self, seed: int):
+        """The initial weights of seed ``seed``: those the plain Trainer builds for that seed."""
+        import torch
+
+        from clean_deploy.models.detector import build_detector
+
+        torch.manual_seed(seed)
+        return build_detector(self.student_cfg())
+
+    def evaluate(self, ckpt: Path, row: str, seed: int | None, extra: dict) -> dict:
+        from clean_deploy.bench.model_info import load_frames, model_summary
+        from clean_deploy.train.checkpoint import load_checkpoint, load_detector
+        from clean_deploy.train.evaluate import evaluate_predictions, mean_moderate_ap, predict_split
+
+        model, _ = load_detector(ckpt)
+        cfg = model.cfg
+        # one evaluation range for every row (the student's), so the teacher is scored on the same objects
+        rng = self.student_cfg().point_cloud_range
+        res = {"row": row, "seed": seed, "description": describe(row), "checkpoint": str(ckpt),
+               "config_name": cfg.name, "protocol": self.protocol.to_dict(), "date": date.today().isoformat()}
+        for split_name, data in (("val", self.args.data), ("test", self.args.test_data)):
+            pred = ckpt.parent / f"pred_{split_name}"
+            predict_split(model, data, "val", pred_dir=pred, progress=True)
+            ap = evaluate_predictions(data, "val", pred, cfg.class_names, eval_range=rng)
+            res[split_name] = {"mean_moderate_3d": mean_moderate_ap(ap),
+                               "ap_3d": {c: ap[c]["3d"] for c in CLASSES if c in ap}}
+        info = model_summary(model, load_frames(self.args.data, "val", 10))
+        res.update({k: info[k] for k in ("params", "gmacs", "weight_mb")})
+        meta = load_checkpoint(ckpt)["meta"]
+        res["train_seconds"] = meta.get("train_seconds")
+        res["sparse_backend"] = meta.get("sparse_backend")
+        res.update(extra)
+        out = self.result_path(row, seed)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(res, indent=1, default=str) + "\n")
+        tmp.replace(out)
+        print(f"[ablation] {out.name}: val {res['val']['mean_moderate_3d']:.2f}, test "
+              f"{res['test']['mean_moderate_3d']:.2f} mean moderate 3D AP", flush=True)
+        return res
+
+    @staticmethod
+    def curve(run_dir: Path) -> list[float]:
+        """Mean training loss per epoch from a run's ``log.csv`` (the fine-tuning convergence curve;
+        the log spans resumed runs)."""
+        import csv
+
+        by: dict[int, list[float]] = {}
+        with open(run_dir / "log.csv", newline="") as f:
+            for h in csv.DictReader(f):
+                by.setdefault(int(h["epoch"]), []).append(float(h["loss"]))
+        return [statistics.fmean(v) for _, v in sorted(by.items())]
+
+    # ------------------------------------------------------------------ units
+    def unit(self, row: str, seed: int | None) -> dict:
+        done = self.stored(row, seed)
+        if done is not None:
+            return done
+        print(f"[ablation] running {row}" + ("" if seed is None else f" seed {seed}"), flush=True)
+        if row == "teacher":
+            return self.evaluate(self.teacher, row, None, {})
+        ckpt, extra = self.train_unit(row, seed)
+        return self.evaluate(ckpt, row, seed, extra)
+
+    def model_of(self, row: str, seed: int) -> Path:
+        """The final checkpoint of (row, seed), training it (and what it starts from) when missing."""
+        d = self.runs / f"{row}_s{seed}"
+        ck = d / ("compressed.pth" if row.startswith("clean_") else "model.pth")
         if not ck.is_file():
-            train(student, args.data, root / name, tcfg(args, args.epochs), resume=True)
+            self.train_unit(row, seed)
         return ck
 
-    def run_kd(name: str, dcfg: DistillConfig) -> Path:
-        if args.kd_from_plain:
-            name = f"{name}_from_plain{args.kd_from_plain}"
-        ck = root / name / "model.pth"
-        if not ck.is_file():
-            if args.kd_from_plain:
-                init, _ = load_detector(plain)
-                distill(teacher, student, args.data, root / name, tcfg(args, args.kd_from_plain, args.lr / 2, seed=1),
-                        dcfg, resume=True, student_model=init.train(), meta={"init": str(plain)})
-            else:
-                distill(teacher, student, args.data, root / name, tcfg(args, args.epochs), dcfg, resume=True)
-        return ck
+    def train_unit(self, row: str, seed: int) -> tuple[Path, dict]:
+        from clean_deploy.compress.config import DistillConfig, PruneConfig
+        from clean_deploy.compress.distill.run import distill
+        from clean_deploy.compress.prune.run import calibration_batches, prune_model
+        from clean_deploy.models.config import RedundancyConfig
+        from clean_deploy.train.checkpoint import load_detector, save_checkpoint
+        from clean_deploy.train.loop import train
 
-    plain = run_plain("plain")
-    rows.append(("student plain", plain))
-    if args.kd_from_plain:
-        ck = root / f"plain_plus{args.kd_from_plain}" / "model.pth"
-        if not ck.is_file():
-            init, _ = load_detector(plain)
-            train(student, args.data, ck.parent, tcfg(args, args.kd_from_plain, args.lr / 2, seed=1), resume=True,
-                  model=init.train(), meta={"init": str(plain)})
-        rows.append((f"student plain + {args.kd_from_plain} epochs (no KD, control)", ck))
-    so = DistillConfig(label_assignment=False)
-    rows.append(("+ student-oriented KD", run_kd("kd_so", so)))
-    cakd = DistillConfig()
-    cakd_ck = run_kd("kd_cakd", cakd)
-    rows.append(("+ label-assignment KD (CaKD)", cakd_ck))
-    # pruning at the same FLOPs from the CaKD student, fine-tuned with CaKD
-    masked_ft = None
-    for method in args.prune_methods:
-        d = root / f"prune_{method}"
-        ft = d / "finetune" / "model.pth"
-        if not ft.is_file():
-            if not (d / "pruned.pth").is_file():
-                det, _ = load_detector(cakd_ck)
-                batches = calibration_batches(det, args.data, 8, 4)
-                pruned, rep = prune_model(det, batches, PruneConfig(method=method, target=args.target_flops))
-                save_checkpoint(d / "pruned.pth", pruned, pruned.cfg, meta={"kind": "pruned", "prune_report": rep})
-                (d / "prune_report.json").write_text(json.dumps(rep, indent=2) + "\n")
-            pruned, _ = load_detector(d / "pruned.pth")
-            distill(teacher, pruned.cfg, args.data, d / "finetune", tcfg(args, args.finetune_epochs, args.lr / 2, seed=1),
-                    cakd, resume=True, student_model=pruned.train())
-        rows.append((f"+ pruning ({method} importance, {args.target_flops:.1f}x FLOPs)", ft))
-        if method == "masked":
-            masked_ft = ft
-    # IoU-aware redundancy elimination on the masked-pruned student
-    if masked_ft is not None:
-        final = root / "clean" / "compressed.pth"
-        if not final.is_file() or final.stat().st_mtime < masked_ft.stat().st_mtime:
-            model, _ = load_detector(masked_ft)
+        a = self.args
+        d = self.runs / f"{row}_s{seed}"
+        ck = d / "model.pth"
+        extra: dict = {}
+        if row == "plain":
+            if not ck.is_file():
+                train(self.student_cfg(), a.data, d, self.tcfg(a.epochs, seed), resume=True,
+                      model=self.fresh_student(seed))
+        elif row in ("kd_so", "cakd"):
+            if not ck.is_file():
+                dcfg = DistillConfig(label_assignment=(row == "cakd"))
+                distill(self.teacher, self.student_cfg(), a.data, d, self.tcfg(a.epochs, seed), dcfg, resume=True,
+                        student_model=self.fresh_student(seed))
+        elif row.startswith("prune_"):
+            _, method, t = row.split("_")
+            target = float(t.rstrip("x"))
+            pruned_path = d / "pruned.pth"
+            if not pruned_path.is_file():
+                det, _ = load_detector(self.model_of("cakd", seed))
+                batches = calibration_batches(det, a.data, a.calib_frames, 4)
+                pruned, rep = prune_model(det, batches, PruneConfig(method=method, target=target, seed=seed))
+                save_checkpoint(pruned_path, pruned, pruned.cfg, meta={"kind": "pruned", "prune_report": rep})
+            if not ck.is_file():
+                pruned, _ = load_detector(pruned_path)
+                distill(self.teacher, pruned.cfg, a.data, d, self.tcfg(a.finetune_epochs, seed, a.lr / 2),
+                        DistillConfig(), resume=True, student_model=pruned.train())
+            extra["finetune_loss_per_epoch"] = self.curve(d)
+        elif row.startswith("scratch_"):
+            t = row.split("_")[1]
+            if not ck.is_file():
+                arch, _ = load_detector(self.model_of(f"prune_masked_{t}", seed).parent / "pruned.pth")
+                import torch
+
+                from clean_deploy.models.detector import build_detector
+
+                torch.manual_seed(seed)
+                # equal steps: the KD student's epochs plus the fine-tuning epochs
+                train(arch.cfg, a.data, d, self.tcfg(a.epochs + a.finetune_epochs, seed), resume=True,
+                      model=build_detector(arch.cfg))
+        elif row.startswith("clean_"):
+            t = row.split("_")[1]
+            src = self.model_of(f"prune_masked_{t}", seed)
+            ck = d / "compressed.pth"
+            model, _ = load_detector(src)
             model.cfg = model.cfg.replace(post=model.cfg.post.replace(redundancy=RedundancyConfig()))
-            save_checkpoint(final, model, model.cfg, meta={"kind": "compressed", "teacher": str(teacher)})
-        rows.append(("+ IoU-aware RE (CLEAN)", final))
-    results = [{"row": name, **evaluate(ck, args)} for name, ck in rows]
-    doc = {"date": str(date.today()), "student": args.student, "epochs": args.epochs,
-           "kd_from_plain_epochs": args.kd_from_plain,
-           "finetune_epochs": args.finetune_epochs, "target_flops": args.target_flops, "rows": results,
-           "wall_seconds": time.time() - t0}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "ablation.json").write_text(json.dumps(doc, indent=2) + "\n")
-    md = markdown(doc)
-    (args.out / "ablation.md").write_text(md)
-    accuracy_latency_plot([{"label": r["row"], "latency_ms": r["latency_ms"], "accuracy": r["mean_moderate_3d"],
-                            "params_m": r["params"] / 1e6} for r in results],
-                          args.out / "ablation_accuracy_vs_latency.png", "CLEAN ablation (CPU, PyTorch eager)")
-    print(md)
+            save_checkpoint(ck, model, model.cfg, meta={"kind": "compressed", "teacher": str(self.teacher),
+                                                        "source": str(src)})
+        else:
+            raise SystemExit(f"unknown row {row!r}")
+        return ck, extra
 
 
-def markdown(doc: dict) -> str:
-    lines = [f"# CLEAN ablation ({doc['date']}): student `{doc['student']}`, {doc['epochs']} epochs, "
-             f"fine-tuning {doc['finetune_epochs']} epochs after pruning to {doc['target_flops']}x FLOPs", "",
-             *([f"KD rows start from the trained plain student and distil for {doc['kd_from_plain_epochs']} epochs "
-                "(lr/2, one-cycle); the control row trains it as long without KD.", ""]
-               if doc.get("kd_from_plain_epochs") else []),
-             "AP_R40 (%) on the synthetic val split, KITTI protocol. Latency: PyTorch eager, CPU, batch 1, one "
-             "subprocess per row; peak mem = weights + peak RSS growth while running frames.", "",
-             "| row | " + " | ".join(f"{c} 3D e/m/h" for c in CLASSES) + " | mean mod | params (M) | GMACs | CPU p50 ms "
-             "| peak mem MB |", "|---" * (6 + len(CLASSES)) + "|"]
-    for r in doc["rows"]:
-        aps = " | ".join("/".join(f"{r['ap'][c]['3d'][d]:.1f}" for d in ("easy", "moderate", "hard")) for c in CLASSES)
-        lines.append(f"| {r['row']} | {aps} | {r['mean_moderate_3d']:.2f} | {r['params'] / 1e6:.3f} | {r['gmacs']:.2f} "
-                     f"| {r['latency_ms']:.0f} | {r['peak_mem_mb']:.0f} |")
+# ---------------------------------------------------------------------- statistics
+def mean_std(v: list[float]) -> dict:
+    return {"n": len(v), "mean": statistics.fmean(v) if v else float("nan"),
+            "std": statistics.stdev(v) if len(v) > 1 else float("nan"), "values": v}
+
+
+def paired(a: dict[int, float], b: dict[int, float]) -> dict | None:
+    """b - a over the seeds both have: mean, standard error of the mean difference, two-sided p
+    (paired t-test); seeds share initial weights and data order, so pairing removes that noise."""
+    seeds = sorted(set(a) & set(b))
+    if len(seeds) < 2:
+        return None
+    d = [b[s] - a[s] for s in seeds]
+    m, sd = statistics.fmean(d), statistics.stdev(d)
+    se = sd / math.sqrt(len(d))
+    p = float("nan")
+    if se > 0:
+        from scipy import stats
+
+        p = float(2 * stats.t.sf(abs(m / se), len(d) - 1))
+    return {"seeds": seeds, "mean": m, "standard_error": se, "p_paired_t": p, "beyond_2se": abs(m) > 2 * se}
+
+
+def summarise(units: list[dict]) -> dict:
+    rows: dict[str, dict] = {}
+    for u in units:
+        r = rows.setdefault(u["row"], {"description": u["description"], "params": u["params"], "gmacs": u["gmacs"],
+                                       "by_seed": {"val": {}, "test": {}}, "train_seconds": []})
+        key = -1 if u["seed"] is None else u["seed"]
+        for split in ("val", "test"):
+            r["by_seed"][split][key] = u[split]["mean_moderate_3d"]
+        if u.get("train_seconds"):
+            r["train_seconds"].append(u["train_seconds"])
+    for r in rows.values():
+        for split in ("val", "test"):
+            r[split] = mean_std(list(r["by_seed"][split].values()))
+    comparisons = {}
+
+    def cmp(name: str, a: str, b: str, goal: float | None) -> None:
+        if a in rows and b in rows:
+            c = paired(rows[a]["by_seed"]["test"], rows[b]["by_seed"]["test"])
+            if c is not None:
+                c.update({"a": a, "b": b, "goal_ap": goal,
+                          "met": None if goal is None else bool(c["mean"] >= goal and (goal <= 0 or c["beyond_2se"]))})
+                comparisons[name] = c
+
+    cmp("cakd_vs_plain", "plain", "cakd", 2.0)
+    cmp("kd_so_vs_plain", "plain", "kd_so", None)
+    cmp("cakd_vs_kd_so", "kd_so", "cakd", None)
+    for name in list(rows):
+        if name.startswith("clean_"):
+            t = name.split("_")[1]
+            cmp(f"{name}_vs_plain", "plain", name, 0.0)
+            cmp(f"{name}_vs_scratch", f"scratch_{t}", name, 2.0)
+            cmp(f"{name}_vs_cakd", "cakd", name, None)
+        if name.startswith("prune_masked_"):
+            t = name.split("_")[2]
+            for other in ("l1", "random"):
+                cmp(f"masked_vs_{other}_{t}", f"prune_{other}_{t}", name, None)
+    if "teacher" in rows:
+        for name in rows:
+            if name.startswith("clean_"):
+                gap = rows["teacher"]["test"]["mean"] - rows[name]["test"]["mean"]
+                comparisons[f"teacher_minus_{name}"] = {"mean": gap, "goal_ap_at_most": 5.0, "met": gap <= 5.0}
+    return {"rows": rows, "comparisons": comparisons}
+
+
+def render(doc: dict) -> str:
+    p = doc["protocol"]
+    lines = [f"# CLEAN ablation ({doc['date']}): student `{p['student']}`, mean +- std over seeds", "",
+             f"{doc['machine']}. Students {p['epochs']} epochs (batch {p['batch_size']}, AdamW one-cycle lr {p['lr']}); "
+             f"pruned students fine-tuned {p['finetune_epochs']} epochs with CaKD at lr/2; `scratch` rows train the "
+             f"pruned architecture {p['epochs'] + p['finetune_epochs']} epochs. Train: {p['frames']} synthetic frames "
+             f"(data seed 0). **Test**: {p['test_frames']} frames of data seed {p['test_seed']}, never used for a "
+             f"choice; val: {p['val_frames']} frames of data seed 0. Mean moderate 3D AP_R40 (%), KITTI protocol, "
+             f"objects inside the student's point-cloud range. Teacher checkpoint sha256 {p['teacher_sha']}.", "",
+             "| row | what | seeds | **test** mean mod 3D | per seed (test) | val mean mod 3D | Car / Ped / Cyc mod 3D (test, mean) "
+             "| params (M) | GMACs |", "|---" * 9 + "|"]
+    units = doc["units"]
+    for name in doc["row_order"]:
+        r = doc["summary"]["rows"].get(name)
+        if r is None:
+            continue
+        us = [u for u in units if u["row"] == name]
+        cls = " / ".join(f"{statistics.fmean(u['test']['ap_3d'][c]['moderate'] for u in us):.1f}" for c in CLASSES)
+        t, v = r["test"], r["val"]
+        sd = lambda x: "" if math.isnan(x["std"]) else f" +- {x['std']:.2f}"  # noqa: E731
+        per = ", ".join(f"{x:.2f}" for x in t["values"])
+        lines.append(f"| {name} | {r['description']} | {t['n']} | **{t['mean']:.2f}{sd(t)}** | {per} | "
+                     f"{v['mean']:.2f}{sd(v)} | {cls} | {r['params'] / 1e6:.3f} | {r['gmacs']:.2f} |")
+    comps = doc["summary"]["comparisons"]
+    if comps:
+        lines += ["", "## Comparisons on the test split (paired by seed: b - a)", "",
+                  "| comparison | b - a (AP) | SE | paired t p | seeds | goal | met |", "|---|---|---|---|---|---|---|"]
+        for name, c in comps.items():
+            if "seeds" not in c:
+                lines.append(f"| {name} | {c['mean']:+.2f} | | | | <= {c['goal_ap_at_most']:.0f} AP gap | "
+                             f"{'yes' if c['met'] else 'no'} |")
+                continue
+            goal = "-" if c["goal_ap"] is None else f">= {c['goal_ap']:+.0f} AP" + (" and > 2 SE" if c["goal_ap"] > 0 else "")
+            met = "-" if c["met"] is None else ("yes" if c["met"] else "**no**")
+            lines.append(f"| {name} | {c['mean']:+.2f} | {c['standard_error']:.2f} | {c['p_paired_t']:.3f} | "
+                         f"{len(c['seeds'])} | {goal} | {met} |")
+    curves = [(u["row"], u["seed"], u["finetune_loss_per_epoch"]) for u in units if u.get("finetune_loss_per_epoch")]
+    if curves:
+        lines += ["", "## Fine-tuning loss per epoch (pruned students)", ""]
+        lines += [f"- {r} seed {s}: " + ", ".join(f"{x:.3f}" for x in c) for r, s, c in curves]
+    missing = [f"{r} s{s}" for r, s in doc["missing"]]
+    if missing:
+        lines += ["", f"Not yet run ({len(missing)}): " + ", ".join(missing) + "."]
     return "\n".join(lines) + "\n"
 
 
+def plot(doc: dict, out: Path) -> None:
+    from clean_deploy.bench.plots import accuracy_compute_errorbar_plot
+
+    pts = [{"label": name, "gmacs": r["gmacs"], "mean": r["test"]["mean"],
+            "std": 0.0 if math.isnan(r["test"]["std"]) else r["test"]["std"], "n": r["test"]["n"]}
+           for name, r in doc["summary"]["rows"].items()]
+    accuracy_compute_errorbar_plot(pts, out, f"CLEAN ablation, test split (mean +- std over seeds), {doc['date']}")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=ROOT / "benchmarks" / "data" / "synth")
+    ap.add_argument("--test-data", type=Path, default=ROOT / "benchmarks" / "data" / "synth_test")
+    ap.add_argument("--runs", type=Path, default=ROOT / "benchmarks" / "runs" / "ablation")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    ap.add_argument("--teacher", type=Path, default=KEPT_TEACHER)
+    ap.add_argument("--student", default="centerpoint_fast@0.5x+iou")
+    ap.add_argument("--rows", nargs="*", default=None, help="default: every row (see the module docstring)")
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--targets", nargs="+", type=float, default=[0.5, 0.3], help="FLOPs budgets of the pruned rows")
+    ap.add_argument("--prune-methods", nargs="+", default=list(PRUNE_METHODS))
+    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--finetune-epochs", type=int, default=6)
+    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--lr", type=float, default=0.003)
+    ap.add_argument("--frames", type=int, default=300)
+    ap.add_argument("--val-frames", type=int, default=500)
+    ap.add_argument("--test-frames", type=int, default=500)
+    ap.add_argument("--test-seed", type=int, default=1000)
+    ap.add_argument("--calib-frames", type=int, default=8, help="train frames that score the filters")
+    ap.add_argument("--workers", type=int, default=0, help="DataLoader workers (0 is fastest on 2 cores)")
+    ap.add_argument("--report", action="store_true", help="only rebuild the table from the stored units")
+    args = ap.parse_args(argv)
+    if not args.teacher.is_file():
+        raise SystemExit(f"{args.teacher}: teacher checkpoint missing (run benchmarks/teacher.py)")
+    from clean_deploy.bench.run import machine_description
+    from clean_deploy.models.zoo import get_config
+
+    student = get_config(args.student)
+    if not (student.anchor_head or student.center_head).iou_branch:
+        raise SystemExit(f"{args.student}: the ablation needs the IoU-quality branch (append '+iou')")
+    protocol = Protocol(args.student, sha256(args.teacher), args.epochs, args.finetune_epochs, args.batch_size,
+                        args.lr, args.calib_frames, args.frames, args.val_frames, args.test_frames, args.test_seed)
+    order = row_names(args.targets, args.prune_methods)
+    wanted = args.rows or order
+    unknown = [r for r in wanted if r not in order]
+    if unknown:
+        raise SystemExit(f"--rows: unknown {unknown}; rows are {order}")
+    abl = Ablation(args, protocol, args.teacher)
+    t0 = time.time()
+    if not args.report:
+        ensure_data(args.data, args.frames, args.val_frames, 0)
+        ensure_data(args.test_data, 0, args.test_frames, args.test_seed)
+        for row in [r for r in order if r in wanted]:  # row-major: a row's seeds finish before the next row
+            for seed in ([None] if row == "teacher" else args.seeds):
+                abl.unit(row, seed)
+    units, missing = [], []
+    for row in order:
+        for seed in ([None] if row == "teacher" else args.seeds):
+            u = abl.stored(row, seed)
+            (units.append(u) if u is not None else missing.append((row, seed)))
+    doc = {"date": date.today().isoformat(), "machine": machine_description(), "protocol": protocol.to_dict(),
+           "row_order": order, "summary": summarise(units), "units": units, "missing": missing,
+           "wall_seconds_this_run": time.time() - t0}
+    args.out.mkdir(parents=True, exist_ok=True)
+    tmp = args.out / "ablation.json.tmp"
+    tmp.write_text(json.dumps(doc, indent=1, default=str) + "\n")
+    tmp.replace(args.out / "ablation.json")
+    md = render(doc)
+    (args.out / "ablation.md").write_text(md)
+    if units:
+        plot(doc, args.out / "ablation_accuracy_vs_compute.png")
+    print(md)
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -58,3 +58,20 @@ def latency_breakdown_plot(rows: list[dict], out: str | Path, title: str) -> Pat
     ax.legend(fontsize=7)
     ax.invert_yaxis()
     return save_figure(fig, out)
+
+
+def accuracy_compute_errorbar_plot(rows: list[dict], out: str | Path, title: str,
+                                   acc_label: str = "mean moderate 3D AP (%)") -> Path:
+    """``rows``: dicts with ``label``, ``gmacs``, ``mean``, ``std`` and ``n`` (seeds); accuracy with
+    one-standard-deviation error bars against compute per frame (log x axis)."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=130)
+    for r in rows:
+        ax.errorbar(r["gmacs"], r["mean"], yerr=r["std"], fmt="o", ms=5, capsize=3, alpha=0.8)
+        ax.annotate(f"{r['label']} (n={r['n']})", (r["gmacs"], r["mean"]), textcoords="offset points",
+                    xytext=(5, 4), fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel("GMACs per frame (log)")
+    ax.set_ylabel(acc_label)
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    return save_figure(fig, out)

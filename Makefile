@@ -4,6 +4,7 @@ setup:
 	bash scripts/bootstrap.sh
 	bash scripts/build_csrc.sh
 	bash scripts/build_sample.sh
+	bash scripts/build_trt.sh
 demo: setup
 	.venv/bin/clean-deploy demo --out demo_out
 test: setup

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 from pathlib import Path
 
@@ -335,3 +336,45 @@ def test_sample_as_bench_backend(infer_bin, models, trained_students, synth_data
     monkeypatch.setenv(SAMPLE_ENV, str(tmp_path / "missing"))
     with pytest.raises(FileNotFoundError, match="build_sample.sh"):
         sample_binary()
+
+
+def _trt_builds() -> list[Path]:
+    from test_trt_build import ROOTS, version_of
+
+    return [REPO / "build" / "trt" / version_of(r) / "bin" / "clean_deploy_infer" for r in ROOTS]
+
+
+@pytest.mark.parametrize("exe", _trt_builds(), ids=lambda p: p.parent.parent.name)
+def test_sample_built_with_tensorrt_runs_onnx_and_explains_a_missing_tensorrt(built_trt, infer_bin, models,
+                                                                               synth_data, tmp_path, exe):
+    """One binary for both backends: the --engine build runs an ONNX model exactly as the plain build
+    (no TensorRT on this machine), and asked to run an engine it names the libnvinfer it could not load."""
+    model = models["centerpoint_fast@0.25x"]
+    velo, calib_dir = synth_data / "training" / "velodyne", synth_data / "training" / "calib"
+    run(infer_bin, model, "--bin", velo, "--calib", calib_dir, "--out", tmp_path / "plain")
+    run(exe, model, "--bin", velo, "--calib", calib_dir, "--out", tmp_path / "trt_build")
+    frames = sorted(p.name for p in (tmp_path / "plain").glob("*.txt"))
+    assert frames and frames == sorted(p.name for p in (tmp_path / "trt_build").glob("*.txt"))
+    for f in frames:
+        assert (tmp_path / "plain" / f).read_bytes() == (tmp_path / "trt_build" / f).read_bytes()
+    engine = tmp_path / "model.plan"
+    engine.write_bytes(b"not an engine")
+    env = {k: v for k, v in os.environ.items() if k not in ("CLEAN_DEPLOY_NVINFER", "LD_LIBRARY_PATH")}
+    major = exe.parent.parent.name.split(".")[0]
+    res = subprocess.run([str(exe), "--engine", str(engine), "--sidecar", str(model.with_suffix(".json")),
+                          "--bin", str(velo), "--calib", str(calib_dir), "--out", str(tmp_path / "e")],
+                         capture_output=True, text=True, timeout=60, env=env)
+    assert res.returncode != 0
+    assert res.stderr.startswith(f"clean_deploy_infer: error: TensorRT {major}.x runtime not found"), res.stderr
+    assert f"libnvinfer.so.{major}" in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    env["CLEAN_DEPLOY_NVINFER"] = str(tmp_path / "nowhere" / "libnvinfer.so")
+    res = subprocess.run([str(exe), "--engine", str(engine), "--sidecar", str(model.with_suffix(".json")),
+                          "--bin", str(velo), "--out", str(tmp_path / "e")], capture_output=True, text=True,
+                         timeout=60, env=env)
+    assert res.returncode != 0 and "nowhere/libnvinfer.so" in res.stderr, res.stderr
+
+
+@pytest.fixture(scope="module")
+def built_trt():
+    res = subprocess.run(["bash", "scripts/build_trt.sh"], cwd=REPO, capture_output=True, text=True, timeout=1200)
+    assert res.returncode == 0, f"scripts/build_trt.sh failed:\n{res.stdout}\n{res.stderr}"

@@ -1,6 +1,9 @@
-// clean_deploy C++ sample: TensorRT backend (built only with -DCLEAN_DEPLOY_SAMPLE_WITH_TENSORRT=ON
-// when TensorRT and the CUDA runtime are found). Loads a serialized engine after registering the
-// clean_deploy plugins of libclean_deploy_trt_plugins.so with IPluginRegistry::loadLibrary. The engine
+// clean_deploy C++ sample: TensorRT backend (built with -DCLEAN_DEPLOY_SAMPLE_WITH_TENSORRT=ON when
+// TensorRT's headers and the CUDA toolkit are found). libnvinfer is not linked: it is loaded at run
+// time (dlopen libnvinfer.so.<major of the headers>, or CLEAN_DEPLOY_NVINFER=/path), so one binary
+// runs ONNX models everywhere and engines where TensorRT is installed; the CUDA runtime is linked
+// statically. Loads a serialized engine after registering the clean_deploy plugins of
+// libclean_deploy_trt_plugins.so with the runtime's IPluginRegistry::loadLibrary. The engine
 // comes from the exported model prepared for TensorRT's parser (plugins/prepare_onnx.py, see
 // docs/tensorrt.md), e.g.
 //   trtexec --onnx=model_trt.onnx --dynamicPlugins=build/lib/libclean_deploy_trt_plugins.so
@@ -10,9 +13,12 @@
 // and runs with the original export's sidecar (--sidecar model.json). Uses the name-based I/O API
 // (TensorRT >= 8.5; 10.x).
 #include <NvInferRuntime.h>
+#include <NvInferVersion.h>
 #include <cuda_runtime_api.h>
+#include <dlfcn.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -71,22 +77,62 @@ int64_t volume(const nvinfer1::Dims& d) {
   return n;
 }
 
+#define CD_STR2(x) #x
+#define CD_STR(x) CD_STR2(x)
+
+// createInferRuntime_INTERNAL of the libnvinfer matching the headers' major version, loaded once.
+using CreateRuntimeFn = void* (*)(void* logger, int32_t version);
+
+CreateRuntimeFn load_nvinfer() {
+  static CreateRuntimeFn fn = nullptr;
+  static std::string error;
+  if (fn) return fn;
+  if (!error.empty()) throw SampleError(error);
+  std::vector<std::string> names;
+  if (const char* env = std::getenv("CLEAN_DEPLOY_NVINFER"); env && *env) {
+    names.push_back(env);
+  } else {
+    names = {"libnvinfer.so." CD_STR(NV_TENSORRT_MAJOR)};
+  }
+  std::string tried;
+  for (const std::string& name : names) {
+    // RTLD_GLOBAL: TensorRT's own plugin libraries and ours find it when the registry loads them
+    void* handle = dlopen(name.c_str(), RTLD_NOW | RTLD_GLOBAL);
+    if (!handle) {
+      const char* why = dlerror();
+      tried += (tried.empty() ? "" : "; ") + std::string(why ? why : name.c_str());
+      continue;
+    }
+    fn = reinterpret_cast<CreateRuntimeFn>(dlsym(handle, "createInferRuntime_INTERNAL"));
+    if (fn) return fn;
+    tried += (tried.empty() ? "" : "; ") + name + ": no createInferRuntime_INTERNAL";
+    dlclose(handle);
+  }
+  error = "TensorRT " CD_STR(NV_TENSORRT_MAJOR) ".x runtime not found (" + tried +
+          "): install TensorRT " CD_STR(NV_TENSORRT_MAJOR) ".x, put its lib/ on LD_LIBRARY_PATH or set "
+          "CLEAN_DEPLOY_NVINFER=/path/to/libnvinfer.so." CD_STR(NV_TENSORRT_MAJOR) "; ONNX models run with --model";
+  throw SampleError(error);
+}
+
 class TrtDetector final : public Detector {
  public:
   TrtDetector(const TrtBackendOptions& o, const Sidecar& sc) : sidecar_(sc) {
     std::error_code ec;
     if (!std::filesystem::is_regular_file(o.engine_path, ec)) throw SampleError("TensorRT engine not found: " + o.engine_path);
+    if (!o.plugin_library.empty() && !std::filesystem::is_regular_file(o.plugin_library, ec))
+      throw SampleError("TensorRT plugin library not found: " + o.plugin_library + " (pass --trt-plugins)");
+    const CreateRuntimeFn create_runtime = load_nvinfer();
+    runtime_.reset(static_cast<nvinfer1::IRuntime*>(create_runtime(&logger_, NV_TENSORRT_VERSION)));
+    if (!runtime_)
+      throw SampleError("TensorRT: createInferRuntime failed (libnvinfer older than the headers, " CD_STR(NV_TENSORRT_MAJOR)
+                        ".x, this sample was built with?)");
     if (!o.plugin_library.empty()) {
-      if (!std::filesystem::is_regular_file(o.plugin_library, ec))
-        throw SampleError("TensorRT plugin library not found: " + o.plugin_library + " (pass --trt-plugins)");
-      registry_ = getPluginRegistry();
-      plugins_ = registry_ ? registry_->loadLibrary(o.plugin_library.c_str()) : nullptr;
+      registry_ = &runtime_->getPluginRegistry();
+      plugins_ = registry_->loadLibrary(o.plugin_library.c_str());
       if (!plugins_)
         throw SampleError("TensorRT could not load the plugin library " + o.plugin_library +
                           " (see the [TensorRT] messages; plugins already registered by another library also fail)");
     }
-    runtime_.reset(nvinfer1::createInferRuntime(logger_));
-    if (!runtime_) throw SampleError("TensorRT: createInferRuntime failed");
     const std::string blob = read_file(o.engine_path, "TensorRT engine");
     engine_.reset(runtime_->deserializeCudaEngine(blob.data(), blob.size()));
     if (!engine_)
@@ -105,8 +151,8 @@ class TrtDetector final : public Detector {
     if (stream_) cudaStreamDestroy(stream_);
     context_.reset();
     engine_.reset();
-    runtime_.reset();
     if (plugins_ && registry_) registry_->deregisterLibrary(plugins_);
+    runtime_.reset();
   }
 
   std::string description() const override { return "TensorRT (CUDA)"; }
@@ -170,7 +216,7 @@ class TrtDetector final : public Detector {
   Sidecar sidecar_;
   TrtLogger logger_;
   nvinfer1::IPluginRegistry* registry_ = nullptr;
-  nvinfer1::PluginLibraryHandle plugins_ = nullptr;
+  nvinfer1::IPluginRegistry::PluginLibraryHandle plugins_ = nullptr;
   // TensorRT >= 8: objects are released with delete
   std::unique_ptr<nvinfer1::IRuntime> runtime_;
   std::unique_ptr<nvinfer1::ICudaEngine> engine_;

@@ -1,13 +1,12 @@
-// Registration of the clean_deploy TensorRT plugins (namespace "clean_deploy", version "1"):
-//  - at load time (dlopen: trtexec --staticPlugins, polygraphy --plugins, ctypes.CDLL, or linking the
-//    library) every creator is registered in TensorRT's global plugin registry;
-//  - getCreators() / setLoggerFinder() are the entry points of IPluginRegistry::loadLibrary
-//    (trtexec --dynamicPlugins, IBuilder/IRuntime plugin registries, engines that serialise the
-//    library with --setPluginsToSerialize). loadLibrary registers the creators it gets from
-//    getCreators() itself, so the load-time registrations are withdrawn first (no duplicates);
-//  - initCleanDeployTrtPlugins() registers them again explicitly for C++ applications.
-#include <mutex>
-
+// Entry points of libclean_deploy_trt_plugins.so, the two that TensorRT's own plugin libraries export
+// and IPluginRegistry::loadLibrary looks up (trtexec --dynamicPlugins, polygraphy --plugins,
+// IRuntime/IBuilder plugin registries, engines built with --setPluginsToSerialize):
+//   getCreators()      the creators of the clean_deploy plugins (namespace "clean_deploy", version "1");
+//                      the registry that loads the library registers them
+//   setLoggerFinder()  where the plugins find TensorRT's logger
+// Nothing else is exported (plugins/exports.map) and nothing runs at load time: the library does not
+// touch the global registry and so does not link libnvinfer. A C++ application that wants the
+// creators in a registry of its own calls getCreators() and registers them there.
 #include "plugin_utils.h"
 
 #if defined(_WIN32)
@@ -27,37 +26,6 @@ nvinfer1::IPluginCreatorInterface* const* creator_list(int32_t& count) {
   return list;
 }
 
-std::mutex g_mutex;
-bool g_registered = false;  // our creators are in the global registry
-
-bool register_all() {
-  std::lock_guard<std::mutex> lock(g_mutex);
-  if (g_registered) return true;
-  nvinfer1::IPluginRegistry* registry = getPluginRegistry();
-  if (!registry) return false;
-  int32_t n = 0;
-  nvinfer1::IPluginCreatorInterface* const* list = creator_list(n);
-  bool ok = true;
-  for (int32_t i = 0; i < n; ++i) ok = registry->registerCreator(*list[i], kNamespace) && ok;
-  g_registered = true;
-  return ok;
-}
-
-void withdraw_all() {
-  std::lock_guard<std::mutex> lock(g_mutex);
-  if (!g_registered) return;
-  nvinfer1::IPluginRegistry* registry = getPluginRegistry();
-  if (!registry) return;
-  int32_t n = 0;
-  nvinfer1::IPluginCreatorInterface* const* list = creator_list(n);
-  for (int32_t i = 0; i < n; ++i) registry->deregisterCreator(*list[i]);
-  g_registered = false;
-}
-
-struct LoadTimeRegistration {
-  LoadTimeRegistration() { register_all(); }
-} g_load_time_registration;
-
 }  // namespace
 }  // namespace clean_deploy_trt
 
@@ -66,11 +34,7 @@ extern "C" {
 CD_TRT_EXPORT void setLoggerFinder(nvinfer1::ILoggerFinder* finder) { clean_deploy_trt::set_logger_finder(finder); }
 
 CD_TRT_EXPORT nvinfer1::IPluginCreatorInterface* const* getCreators(int32_t& nbCreators) {
-  clean_deploy_trt::withdraw_all();
   return clean_deploy_trt::creator_list(nbCreators);
 }
-
-// For C++ applications that link the library: (re)registers the creators in the global registry.
-CD_TRT_EXPORT bool initCleanDeployTrtPlugins() { return clean_deploy_trt::register_all(); }
 
 }  // extern "C"

@@ -15,10 +15,18 @@ change (the plugins are in ``libclean_deploy_trt_plugins.so``, see docs/tensorrt
    center head); they are dropped and the attribute ``present_inputs`` records the slots left.
 3. Every clean_deploy node gets ``plugin_namespace="clean_deploy"`` and ``plugin_version="1"``, so
    parsers that do not fall back to the node's domain find the plugins too.
+4. Shape bounds that fit the device. The output rows of a strided conv are data-dependent; TensorRT
+   allocates them at their declared upper bound. ``max_batch`` (default 1: clean_deploy graphs are
+   batch-1) caps them by the output grid's volume. ``--calibration DATA_DIR`` runs the exported model
+   (ONNX Runtime with the project's op library) on that KITTI-format split, records every strided
+   conv's output rows, and writes ``max_out_rows = ceil(max observed x --row-margin)`` and
+   ``opt_rows`` (the observed mean) on it; a frame that exceeds a cap fails at enqueue instead of
+   being truncated. ``plugins/tests/plugin_harness.cpp`` sums the resulting bounds.
 
     python plugins/prepare_onnx.py student.onnx student_trt.onnx [--sparse split|fused] [--max-batch 1]
+        [--calibration data/kitti --split val --calibration-frames 64 --row-margin 1.5]
 
-Only ``onnx`` is needed. The output is for TensorRT only (ONNX Runtime has no ``SparseConvGemm``):
+Only ``onnx`` is needed (``--calibration`` needs onnxruntime and clean_deploy). The output is for TensorRT only (ONNX Runtime has no ``SparseConvGemm``):
 compare against the original model (docs/tensorrt.md shows the polygraphy commands).
 """
 from __future__ import annotations
@@ -54,8 +62,60 @@ def _geometry_key(attrs: dict) -> tuple:
     return tuple(norm(attrs.get(k, defaults.get(k))) for k in GEOMETRY)
 
 
-def prepare(model: onnx.ModelProto, sparse: str = "split", max_batch: int = 0) -> tuple[onnx.ModelProto, dict]:
-    """Returns the TensorRT-ready model and a summary of what changed."""
+def strided_convs(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    return [n for n in model.graph.node if n.domain == DOMAIN and n.op_type == "SparseConvolution"
+            and int(_attrs(n).get("subm", 0)) != 1]
+
+
+def measure_rows(src: Path, data: Path, split: str = "val", frames: int = 64) -> dict[str, dict]:
+    """Output rows of every strided ``SparseConvolution`` of the exported model ``src`` on the first
+    ``frames`` frames of a KITTI-format split: node name -> {"max", "mean", "frames"}."""
+    import math
+
+    import numpy as np
+    import onnxruntime as ort
+
+    from clean_deploy.bench.model_info import load_frames
+    from clean_deploy.export.sidecar import read_sidecar
+    from clean_deploy.runtime.ort_ops import session_options
+    from clean_deploy.runtime.preprocess import Preprocessor
+
+    model = onnx.load(str(src))
+    convs = [(n.name or n.output[0], n.output[1]) for n in strided_convs(model)]
+    for _, out in convs:
+        model.graph.output.append(helper.make_tensor_value_info(out, onnx.TensorProto.INT32, None))
+    sess = ort.InferenceSession(model.SerializeToString(), sess_options=session_options(1),
+                                providers=["CPUExecutionProvider"])
+    pre = Preprocessor.from_sidecar(read_sidecar(src.with_suffix(".json")))
+    seen: dict[str, list[int]] = {name: [] for name, _ in convs}
+    for points, calib in load_frames(data, split, frames):
+        b = pre(points, calib)
+        if len(b["voxels"]) == 0:
+            continue
+        outs = sess.run([o for _, o in convs], {"voxels": b["voxels"].numpy().astype(np.float32),
+                                                 "voxel_num_points": b["voxel_num_points"].numpy().astype(np.int32),
+                                                 "voxel_coords": b["voxel_coords"].numpy().astype(np.int32)})
+        for (name, _), o in zip(convs, outs):
+            seen[name].append(int(o.shape[0]))
+    if not any(seen.values()):
+        raise ValueError(f"{data}: no frame of split '{split}' has points inside the model's range")
+    return {k: {"max": max(v), "mean": int(math.ceil(sum(v) / len(v))), "frames": len(v)} for k, v in seen.items()}
+
+
+def row_caps(measured: dict[str, dict], margin: float) -> dict[str, tuple[int, int]]:
+    """node name -> (max_out_rows, opt_rows) from :func:`measure_rows`."""
+    import math
+
+    if margin < 1.0:
+        raise ValueError(f"--row-margin must be >= 1, got {margin}")
+    return {k: (max(1, int(math.ceil(v["max"] * margin))), max(1, v["mean"])) for k, v in measured.items()}
+
+
+def prepare(model: onnx.ModelProto, sparse: str = "split", max_batch: int = 1,
+            caps: dict[str, tuple[int, int]] | None = None) -> tuple[onnx.ModelProto, dict]:
+    """Returns the TensorRT-ready model and a summary of what changed. ``caps``: strided conv node
+    name -> (max_out_rows, opt_rows) (:func:`row_caps`)."""
+    caps = caps or {}
     if sparse not in ("split", "fused"):
         raise ValueError(f"sparse must be 'split' or 'fused', got {sparse!r}")
     graph = model.graph
@@ -64,7 +124,7 @@ def prepare(model: onnx.ModelProto, sparse: str = "split", max_batch: int = 0) -
     alias: dict[str, str] = {}  # output indices of a subm conv -> the (identical) input indices
     shared: dict[tuple, str] = {}  # (indices tensor, geometry) -> neighbour table of a subm conv
     summary = {"sparse_nodes": 0, "index_pair_nodes": 0, "shared_rulebooks": 0, "gemm_nodes": 0,
-               "size_tensor_outputs": 0, "redundancy_nodes": 0}
+               "size_tensor_outputs": 0, "redundancy_nodes": 0, "capped_convs": 0}
     for node in graph.node:
         for i, name in enumerate(node.input):
             if name in alias:
@@ -77,12 +137,18 @@ def prepare(model: onnx.ModelProto, sparse: str = "split", max_batch: int = 0) -
             attrs = _attrs(node)
             subm = int(attrs.get("subm", 0)) == 1
             name = node.name or node.output[0]
+            cap = caps.get(name) if not subm else None
+            if cap:
+                summary["capped_convs"] += 1
             if sparse == "fused":
                 if not subm and len(node.output) == 2:
                     node.output.append(f"{name}.num_out")
                     summary["size_tensor_outputs"] += 1
                 if max_batch:
                     node.attribute.append(helper.make_attribute("max_batch", int(max_batch)))
+                if cap:
+                    node.attribute.append(helper.make_attribute("max_out_rows", int(cap[0])))
+                    node.attribute.append(helper.make_attribute("opt_rows", int(cap[1])))
                 _plugin_attrs(node)
                 new_nodes.append(node)
                 continue
@@ -92,6 +158,8 @@ def prepare(model: onnx.ModelProto, sparse: str = "split", max_batch: int = 0) -
             geo = {k: attrs[k] for k in GEOMETRY if k in attrs}
             if max_batch:
                 geo["max_batch"] = int(max_batch)
+            if cap:
+                geo["max_out_rows"], geo["opt_rows"] = int(cap[0]), int(cap[1])
             key = (idx, _geometry_key(attrs))
             if subm and key in shared:
                 nbr = shared[key]
@@ -148,12 +216,32 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sparse", choices=("split", "fused"), default="split",
                     help="split: SparseConvIndexPairs + SparseConvGemm (shared rulebooks, default); "
                          "fused: one SparseConvolution plugin per layer")
-    ap.add_argument("--max-batch", type=int, default=0,
-                    help="bound on the batch index of the voxel coordinates (1 for clean_deploy's batch-1 "
-                         "graphs): fewer radix-sort passes in strided convs; 0 = unbounded")
+    ap.add_argument("--max-batch", type=int, default=1,
+                    help="bound on the batch index of the voxel coordinates (default 1: clean_deploy's graphs are "
+                         "batch-1): caps strided convs' output rows by the grid volume, fewer radix-sort passes; "
+                         "0 = unbounded (bounds then compound through the layers)")
+    ap.add_argument("--calibration", type=Path, default=None, metavar="DATA_DIR",
+                    help="KITTI-format data whose frames set each strided conv's max_out_rows/opt_rows")
+    ap.add_argument("--split", default="val", help="split of --calibration (default val)")
+    ap.add_argument("--calibration-frames", type=int, default=64)
+    ap.add_argument("--row-margin", type=float, default=1.5, help="max_out_rows = ceil(max observed x margin)")
     args = ap.parse_args(argv)
+    if not args.src.is_file():
+        print(f"prepare_onnx: error: {args.src}: no such file", file=sys.stderr)
+        return 2
+    caps = None
+    if args.calibration is not None:
+        try:
+            measured = measure_rows(args.src, args.calibration, args.split, args.calibration_frames)
+            caps = row_caps(measured, args.row_margin)
+        except (OSError, ValueError) as e:
+            print(f"prepare_onnx: error: --calibration: {e}", file=sys.stderr)
+            return 2
+        for k, (cap, opt) in caps.items():
+            print(f"prepare_onnx: {k}: max_out_rows={cap} opt_rows={opt} (max observed {measured[k]['max']} on "
+                  f"{measured[k]['frames']} frames)")
     model = onnx.load(str(args.src))
-    model, summary = prepare(model, args.sparse, args.max_batch)
+    model, summary = prepare(model, args.sparse, args.max_batch, caps)
     onnx.save(model, str(args.dst))
     print(f"prepare_onnx: wrote {args.dst}: " + ", ".join(f"{k}={v}" for k, v in summary.items()))
     return 0

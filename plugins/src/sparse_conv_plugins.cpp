@@ -1,8 +1,15 @@
 // TensorRT 10 (IPluginV3) plugins of clean_deploy::SparseConvolution.
 //
 // A regular (strided) sparse conv has a data-dependent number of output sites, so its plugins
-// declare a size tensor (IExprBuilder::declareSizeTensor): an extra 0-D int32 output `num_out`
-// with upper bound N * (max outputs per input), which sizes the outputs TensorRT allocates.
+// declare a size tensor (IExprBuilder::declareSizeTensor): an extra 0-D int32 output `num_out`.
+// Its upper bound sizes what TensorRT allocates, so it must fit the device:
+//   upper = min(N * (max outputs per input), max_batch * output grid volume, max_out_rows)
+// (terms whose attribute is 0 are left out). N * fan-out alone compounds through the layers (tens of
+// millions of rows on KITTI's grid); max_out_rows (plugins/prepare_onnx.py: the rows the exported
+// model really produced on calibration frames, with margin) keeps every layer near its real size.
+// `opt` is a constant (opt_rows, else min(upper cap, 16384)): the header forbids an opt that depends
+// on a size tensor. A frame producing more rows than max_out_rows fails at enqueue (the plugin reads
+// the kernel's capacity flag back), it is never truncated silently.
 //
 //  SparseConvolution     one node of the exported graph as is (index pairs + GEMM in one plugin).
 //                        inputs  features [N, Cin] (float/half), indices [N, 4] int32,
@@ -45,13 +52,56 @@ inline size_t align_up(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 
 // ---- attributes ---------------------------------------------------------------------------------
 
+constexpr int64_t kNoCap = INT64_MAX;
+constexpr int64_t kDefaultOptRows = 16384;
+
 struct ConvAttrs {
   cdSparseConvGeometry g{};
   std::string activation = "none";
+  int64_t max_out_rows = 0;  // data-derived cap on the output rows of a regular conv (0: none)
+  int64_t opt_rows = 0;      // optimisation-profile value of the output rows (0: default)
 
   bool relu() const { return activation == "relu"; }
   int64_t kernel_volume() const { return cdSparseConvKernelVolume(&g); }
   int64_t fan_out() const { return cdSparseConvMaxOutputsPerInput(&g); }
+  // Sites of the output grid of one batch element.
+  int64_t out_grid_volume() const {
+    int64_t v = 1;
+    for (int a = 0; a < 3; ++a) {
+      const int64_t span = static_cast<int64_t>(g.in_shape[a]) + 2 * g.padding[a] - g.dilation[a] * (g.kernel[a] - 1) - 1;
+      v *= g.subm ? g.in_shape[a] : (span < 0 ? 0 : span / g.stride[a] + 1);
+    }
+    return v;
+  }
+  // The input-independent cap on a regular conv's output rows (kNoCap when none is known).
+  int64_t row_cap() const {
+    int64_t cap = kNoCap;
+    if (g.max_batch > 0) cap = std::min(cap, static_cast<int64_t>(g.max_batch) * out_grid_volume());
+    if (max_out_rows > 0) cap = std::min(cap, max_out_rows);
+    return cap;
+  }
+  // Output rows allocated for n input rows.
+  int64_t out_rows(int64_t n) const { return g.subm ? n : std::min(n * fan_out(), row_cap()); }
+  // Is max_out_rows the binding cap for n inputs (then a frame may exceed it: checked at enqueue)?
+  bool data_cap_binds(int64_t n) const {
+    if (g.subm || max_out_rows <= 0) return false;
+    const int64_t structural = g.max_batch > 0 ? static_cast<int64_t>(g.max_batch) * out_grid_volume() : kNoCap;
+    return max_out_rows < std::min(n * fan_out(), structural);
+  }
+  int64_t opt() const {
+    const int64_t cap = row_cap();
+    return std::min(opt_rows > 0 ? opt_rows : kDefaultOptRows, cap);
+  }
+  // upper bound and declared size tensor of a regular conv's output rows
+  const nvinfer1::IDimensionExpr* declare_rows(nvinfer1::IExprBuilder& expr, int32_t output_index,
+                                               const nvinfer1::IDimensionExpr& n) const {
+    const nvinfer1::IDimensionExpr* upper =
+        expr.operation(nvinfer1::DimensionOperation::kPROD, n, *expr.constant(fan_out()));
+    if (row_cap() != kNoCap && upper)
+      upper = expr.operation(nvinfer1::DimensionOperation::kMIN, *upper, *expr.constant(row_cap()));
+    if (!upper) return nullptr;
+    return expr.declareSizeTensor(output_index, *expr.constant(opt()), *upper);
+  }
 
   void parse_geometry(const Fields& f) {
     const std::vector<int64_t> ones{1, 1, 1}, zeros{0, 0, 0};
@@ -67,6 +117,10 @@ struct ConvAttrs {
     g.subm = f.int1("subm", nullptr) ? 1 : 0;
     const int64_t zero = 0;
     g.max_batch = static_cast<int32_t>(f.int1("max_batch", &zero));
+    max_out_rows = f.int1("max_out_rows", &zero);
+    opt_rows = f.int1("opt_rows", &zero);
+    if (max_out_rows < 0 || opt_rows < 0 || g.max_batch < 0)
+      throw std::invalid_argument("max_batch, max_out_rows and opt_rows must be >= 0");
     if (cdSparseConvCheckGeometry(&g) != CD_CUDA_OK) throw std::invalid_argument(cdCudaLastError());
   }
   void parse_activation(const Fields& f) {
@@ -83,6 +137,8 @@ struct ConvAttrs {
     w.add_ints("subm", {g.subm});
     w.add_ints("spatial_shape", {g.in_shape[0], g.in_shape[1], g.in_shape[2]});
     w.add_ints("max_batch", {g.max_batch});
+    w.add_ints("max_out_rows", {static_cast<int32_t>(max_out_rows)});
+    w.add_ints("opt_rows", {static_cast<int32_t>(opt_rows)});
   }
 };
 
@@ -94,6 +150,8 @@ void declare_geometry(FieldWriter& w) {
   w.declare("subm", PluginFieldType::kINT32, 1);
   w.declare("spatial_shape", PluginFieldType::kINT32, 3);
   w.declare("max_batch", PluginFieldType::kINT32, 1);
+  w.declare("max_out_rows", PluginFieldType::kINT32, 1);
+  w.declare("opt_rows", PluginFieldType::kINT32, 1);
 }
 
 bool is_float(const PluginTensorDesc& d) { return d.type == DataType::kFLOAT || d.type == DataType::kHALF; }
@@ -125,16 +183,51 @@ struct RulebookLayout {
   size_t error = 0, neighbors = 0, scratch = 0, total = 0;
 };
 
+// Throws std::runtime_error with the kernel library's message when the size query fails (n too
+// large for the kernels' int32 indexing, bad geometry).
 RulebookLayout rulebook_layout(const ConvAttrs& a, int64_t n, bool own_neighbors) {
   RulebookLayout l;
-  const int64_t max_out = n * a.fan_out();
+  const int64_t max_out = a.out_rows(n);
   l.error = 0;
   l.neighbors = align_up(sizeof(int32_t));
   const size_t nbr_bytes = own_neighbors ? align_up(static_cast<size_t>(max_out * a.kernel_volume()) * 4) : 0;
   l.scratch = l.neighbors + nbr_bytes;
   const size_t rb = cdSparseConvRulebookWorkspaceSize(&a.g, n);
+  if (rb == 0 && n > 0)
+    throw std::runtime_error(std::string("rulebook workspace size query failed for ") + std::to_string(n) +
+                             " input rows: " + cdCudaLastError());
   l.total = l.scratch + align_up(rb);
   return l;
+}
+
+// After a rulebook whose max_out_rows cap binds: reads the kernel's flags back (one stream sync) and
+// fails when the frame produced more rows than the cap (the outputs would be truncated).
+bool capacity_ok(const std::string& who, const ConvAttrs& a, int64_t n, const int32_t* d_error, cudaStream_t stream) {
+  if (!a.data_cap_binds(n)) return true;
+  int32_t flags = 0;
+  if (cudaMemcpyAsync(&flags, d_error, sizeof(flags), cudaMemcpyDeviceToHost, stream) != cudaSuccess ||
+      cudaStreamSynchronize(stream) != cudaSuccess) {
+    log_error(who + ": could not read the rulebook's capacity flag");
+    return false;
+  }
+  if (flags & CD_CUDA_DATA_CAPACITY) {
+    log_error(who + ": this frame produces more output sites than max_out_rows=" + std::to_string(a.max_out_rows) +
+              " (the cap taken from the calibration frames); rebuild the engine from a model prepared with a larger "
+              "--row-margin or more calibration frames (plugins/prepare_onnx.py)");
+    return false;
+  }
+  return true;
+}
+
+// getWorkspaceSize cannot fail; configurePlugin runs the same query first and fails with the message.
+bool workspace_ok(const std::string& who, const ConvAttrs& a, int64_t n_max, bool own_neighbors) {
+  try {
+    rulebook_layout(a, n_max, own_neighbors);
+    return true;
+  } catch (const std::exception& e) {
+    log_error(who + ": " + e.what());
+    return false;
+  }
 }
 
 // ---- SparseConvolution (fused) ------------------------------------------------------------------
@@ -178,8 +271,7 @@ class SparseConvolutionPlugin final : public PluginBase {
     const nvinfer1::IDimensionExpr* n = in[1].d[0];
     const nvinfer1::IDimensionExpr* m = n;
     if (!a_.g.subm) {
-      const nvinfer1::IDimensionExpr* upper = expr.operation(DimensionOperation::kPROD, *n, *expr.constant(a_.fan_out()));
-      m = expr.declareSizeTensor(2, *n, *upper);
+      m = a_.declare_rows(expr, 2, *n);
       if (!m) return 1;
       out[2].nbDims = 0;
     }
@@ -211,7 +303,8 @@ class SparseConvolutionPlugin final : public PluginBase {
         log_error(who() + ": indices must be [N, 4] int32, got " + dims_str(in[1].desc.dims));
         return 1;
       }
-      return check_weights(who(), a_, in[0].desc, in[2].desc, nb_inputs == 4 ? &in[3].desc : nullptr) ? 0 : 1;
+      if (!check_weights(who(), a_, in[0].desc, in[2].desc, nb_inputs == 4 ? &in[3].desc : nullptr)) return 1;
+      return workspace_ok(who(), a_, in[1].max.d[0], true) ? 0 : 1;
     } catch (...) {
       return 1;
     }
@@ -219,7 +312,12 @@ class SparseConvolutionPlugin final : public PluginBase {
 
   size_t getWorkspaceSize(const DynamicPluginTensorDesc* in, int32_t nb_inputs, const DynamicPluginTensorDesc* out,
                           int32_t nb_outputs) const noexcept override {
-    return rulebook_layout(a_, in[1].max.d[0], true).total;
+    try {
+      return rulebook_layout(a_, in[1].max.d[0], true).total;
+    } catch (const std::exception& e) {
+      log_error(who() + ": " + e.what());
+      return 0;
+    }
   }
 
   int32_t enqueue(const PluginTensorDesc* in_desc, const PluginTensorDesc* out_desc, const void* const* inputs,
@@ -227,7 +325,7 @@ class SparseConvolutionPlugin final : public PluginBase {
     try {
       const int64_t n = in_desc[1].dims.d[0];
       const int32_t cin = static_cast<int32_t>(in_desc[0].dims.d[1]), cout = static_cast<int32_t>(in_desc[2].dims.d[0]);
-      const int64_t K = a_.kernel_volume(), max_out = n * a_.fan_out();
+      const int64_t K = a_.kernel_volume(), max_out = a_.out_rows(n);
       const RulebookLayout l = rulebook_layout(a_, n, true);
       char* ws = static_cast<char*>(workspace);
       auto* d_error = reinterpret_cast<int32_t*>(ws + l.error);
@@ -246,8 +344,12 @@ class SparseConvolutionPlugin final : public PluginBase {
         log_error(who() + ": " + cdCudaStatusName(st) + ": " + cdCudaLastError());
         return 1;
       }
+      if (!capacity_ok(who(), a_, n, d_error, stream)) return 1;
       if (sync_check_enabled()) report_data_errors(who(), d_error, stream);
       return 0;
+    } catch (const std::exception& e) {
+      log_error(who() + ": " + e.what());
+      return 1;
     } catch (...) {
       return 1;
     }
@@ -300,8 +402,7 @@ class IndexPairsPlugin final : public PluginBase {
       out[0].d[1] = k;
       return 0;
     }
-    const nvinfer1::IDimensionExpr* upper = expr.operation(DimensionOperation::kPROD, *n, *expr.constant(a_.fan_out()));
-    const nvinfer1::IDimensionExpr* m = expr.declareSizeTensor(2, *n, *upper);
+    const nvinfer1::IDimensionExpr* m = a_.declare_rows(expr, 2, *n);
     if (!m) return 1;
     out[0].nbDims = 2;
     out[0].d[0] = m;
@@ -324,12 +425,17 @@ class IndexPairsPlugin final : public PluginBase {
       log_error(who() + ": indices must be [N, 4] int32, got " + dims_str(in[0].desc.dims));
       return 1;
     }
-    return 0;
+    return workspace_ok(who(), a_, in[0].max.d[0], false) ? 0 : 1;
   }
 
   size_t getWorkspaceSize(const DynamicPluginTensorDesc* in, int32_t nb_inputs, const DynamicPluginTensorDesc* out,
                           int32_t nb_outputs) const noexcept override {
-    return rulebook_layout(a_, in[0].max.d[0], false).total;
+    try {
+      return rulebook_layout(a_, in[0].max.d[0], false).total;
+    } catch (const std::exception& e) {
+      log_error(who() + ": " + e.what());
+      return 0;
+    }
   }
 
   int32_t enqueue(const PluginTensorDesc* in_desc, const PluginTensorDesc* out_desc, const void* const* inputs,
@@ -344,13 +450,14 @@ class IndexPairsPlugin final : public PluginBase {
       const cdCudaStatus st =
           a_.g.subm ? cdSparseConvRulebook(&a_.g, idx, n, n, nullptr, static_cast<int32_t*>(outputs[0]), nullptr,
                                            d_error, ws + l.scratch, l.total - l.scratch, stream)
-                    : cdSparseConvRulebook(&a_.g, idx, n, n * a_.fan_out(), static_cast<int32_t*>(outputs[0]),
+                    : cdSparseConvRulebook(&a_.g, idx, n, a_.out_rows(n), static_cast<int32_t*>(outputs[0]),
                                            static_cast<int32_t*>(outputs[1]), static_cast<int32_t*>(outputs[2]),
                                            d_error, ws + l.scratch, l.total - l.scratch, stream);
       if (st != CD_CUDA_OK) {
         log_error(who() + ": " + cdCudaStatusName(st) + ": " + cdCudaLastError());
         return 1;
       }
+      if (!capacity_ok(who(), a_, n, d_error, stream)) return 1;
       if (sync_check_enabled()) report_data_errors(who(), d_error, stream);
       return 0;
     } catch (...) {

@@ -198,7 +198,6 @@ class TrainConfig(ConfigBase):
     grad_clip: float = 10.0
     seed: int = 0
     num_workers: int = 2
-    log_every: int = 10
     ckpt_every_steps: int = 0
     #: "auto" (CUDA when available), "cpu" or "cuda"
     device: str = "auto"

@@ -122,3 +122,66 @@ def test_unknown_sparse_backend(tmp_path, backend):
     res = cli("test", "--ckpt", ckpt, "--data", root, "--pred-out", tmp_path / "p",
               env={"CLEAN_DEPLOY_SPARSE_BACKEND": backend})
     one_line_error(res, EXIT_BAD_INPUT, "CLEAN_DEPLOY_SPARSE_BACKEND", "'nope'", "clean_deploy, spconv")
+
+
+def test_train_refuses_a_directory_holding_another_run(tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "model.pth").write_bytes(b"x")
+    one_line_error(cli("train", "--config", "second_fast@0.25x", "--data", tmp_path, "--out", run, "--epochs", "1"),
+                   EXIT_BAD_INPUT, str(run), "holds another run", "--resume", "--overwrite")
+    assert (run / "model.pth").read_bytes() == b"x"  # nothing was touched
+    one_line_error(cli("train", "--config", "second_fast@0.25x", "--data", tmp_path, "--out", run, "--resume"),
+                   EXIT_BAD_INPUT, "--resume but there is no checkpoint", str(run / "checkpoints" / "latest.pth"))
+    one_line_error(cli("distill", "--teacher", tmp_path / "t.pth", "--student", "second_fast@0.25x", "--data", tmp_path,
+                       "--out", run, "--resume", "--overwrite"), EXIT_BAD_INPUT, "exclude each other")
+    (tmp_path / "file").write_text("")
+    one_line_error(cli("train", "--config", "second_fast@0.25x", "--data", tmp_path, "--out", tmp_path / "file"),
+                   EXIT_BAD_INPUT, "is not a directory")
+
+
+def test_overwrite_removes_only_the_runs_products(tmp_path):
+    from clean_deploy.train.run_dir import prepare_run_dir, remove_stale_temp_files
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "pred_val").mkdir()
+    for name in ("model.pth", "log.csv", "gt_database.npz", "eval_val.json", "notes.txt"):
+        (run / name).write_text(name)
+    prepare_run_dir(run, resume=False, overwrite=True)
+    assert sorted(p.name for p in run.iterdir()) == ["notes.txt"]
+    prepare_run_dir(run, resume=False, overwrite=False)  # nothing of a run left: accepted
+    (run / "checkpoints").mkdir()
+    for name in ("latest.pth.abc123.tmp", "keep.tmp"):
+        (run / "checkpoints" / name).write_text("")
+    (run / "model.pth.x9.tmp").write_text("")
+    removed = remove_stale_temp_files(run)
+    assert sorted(p.name for p in removed) == ["latest.pth.abc123.tmp", "model.pth.x9.tmp"]
+    assert (run / "checkpoints" / "keep.tmp").exists()
+
+
+def test_gt_database_of_other_data_is_rebuilt(synth_data, tmp_path, capsys):
+    """A gt_database.npz built from one dataset is not pasted into another one's training."""
+    import shutil
+
+    from clean_deploy.data.augment.gt_sampling import GTDatabase
+    from clean_deploy.data.dataset import KittiDetectionDataset
+    from clean_deploy.models.zoo import get_config
+    from clean_deploy.train.loop import experiment_for
+
+    db_path = tmp_path / "gt_database.npz"
+    cfg = get_config("second_fast@0.25x")
+    first = KittiDetectionDataset(experiment_for(cfg, synth_data, None, str(db_path)), split="train", training=True)
+    n_first = len(first.sampler.database)
+    assert n_first > 0 and db_path.is_file()
+    other = tmp_path / "other"
+    shutil.copytree(synth_data, other)
+    for f in (other / "training" / "label_2").glob("*.txt"):
+        f.write_text("")  # the same clouds, no objects
+    capsys.readouterr()
+    second = KittiDetectionDataset(experiment_for(cfg, other, None, str(db_path)), split="train", training=True)
+    assert len(second.sampler.database) == 0
+    assert "built from other data" in capsys.readouterr().out
+    assert len(GTDatabase.load(db_path)) == 0
+    again = KittiDetectionDataset(experiment_for(cfg, other, None, str(db_path)), split="train", training=True)
+    assert len(again.sampler.database) == 0 and "built from other data" not in capsys.readouterr().out

@@ -25,12 +25,15 @@ def distill_command(
                                                    help="two-stage-oriented label assignment distillation")] = True,
     workers: Annotated[int, typer.Option(help="data loader workers")] = 2,
     resume: Annotated[bool, typer.Option("--resume", help="continue an interrupted run")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="replace the run already in --out")] = False,
 ) -> None:
     """Train a one-stage student with CaKD from a two-stage teacher."""
     from clean_deploy.compress.config import DistillConfig
     from clean_deploy.compress.distill.run import distill
     from clean_deploy.models.zoo import get_config, with_iou_branch
+    from clean_deploy.train.run_dir import prepare_run_dir
 
+    prepare_run_dir(out, resume, overwrite)
     cfg = get_config(student)
     if iou_branch:
         cfg = with_iou_branch(cfg)

@@ -3,6 +3,7 @@ inference + KITTI evaluation runner."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -23,20 +24,26 @@ def train_command(
     iou_branch: Annotated[bool, typer.Option("--iou-branch/--no-iou-branch", help="train the IoU-quality branch")] = False,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     resume: Annotated[bool, typer.Option("--resume", help="continue from RUN_DIR/checkpoints/latest.pth")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="replace the run already in --out")] = False,
     ckpt_every_steps: Annotated[int, typer.Option(help="also checkpoint every N steps (0: epoch ends only)")] = 0,
     eval_split: Annotated[Optional[str], typer.Option(help="evaluate this split after training ('' to skip)")] = "val",
 ) -> None:
     """Train a detector (multi-process: launch with ``torchrun --nproc_per_node N``)."""
     from clean_deploy.models.zoo import get_config, with_iou_branch
     from clean_deploy.train.loop import train
+    from clean_deploy.train.run_dir import prepare_run_dir
 
+    import torch.distributed as dist
+
+    # torchrun: rank 0 alone applies the run-directory rules (the others would see its files)
+    if int(os.environ.get("RANK", "0")) == 0:
+        prepare_run_dir(out, resume, overwrite)
     det = get_config(config)
     if iou_branch:
         det = with_iou_branch(det)
     tcfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, num_workers=workers, seed=seed,
                        device=device, ckpt_every_steps=ckpt_every_steps)
     res = train(det, data, out, tcfg, resume=resume, meta={"data": str(data), "config_name": config})
-    import torch.distributed as dist
     is_main = not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
     if is_main:
         typer.echo(f"trained {config} in {res.seconds / 60:.1f} min -> {res.final_checkpoint}")

@@ -31,7 +31,7 @@ from torch.utils.data import Dataset
 from clean_deploy.config import ExperimentConfig
 from clean_deploy.data.augment.global_rotation import global_rotation
 from clean_deploy.data.augment.global_scaling import global_scaling
-from clean_deploy.data.augment.gt_sampling import GTDatabase, GTSampler, build_gt_database
+from clean_deploy.data.augment.gt_sampling import GTDatabase, GTSampler, build_gt_database, dataset_fingerprint
 from clean_deploy.data.augment.random_flip import random_flip_x
 from clean_deploy.data.kitti.reader import KittiReader
 from clean_deploy.data.preprocess import (boxes_in_range_mask, class_indices, count_points_in_boxes,
@@ -77,11 +77,14 @@ class KittiDetectionDataset(Dataset):
         if db is None and d.gt_database_path:
             db = d.gt_database_path
         path = Path(db) if db is not None else None
-        if path is not None and path.is_file():
-            return GTDatabase.load(path)
         train_reader = (self.reader if self.split == d.train_split else
                         KittiReader(d.root, d.train_split, nan_policy=d.nan_policy,
                                     default_image_shape=d.default_image_shape))
+        if path is not None and path.is_file():
+            # a database built from other frames (another dataset, edited labels) is rebuilt, never reused
+            if GTDatabase.stored_fingerprint(path) == dataset_fingerprint(train_reader, self.class_names):
+                return GTDatabase.load(path)
+            print(f"{path}: built from other data than {d.root} split '{d.train_split}': rebuilding it")
         return build_gt_database(train_reader, self.class_names, out_path=path,
                                  progress=len(train_reader) > 200)
 

@@ -19,7 +19,7 @@ from clean_deploy.config import GTSamplingConfig
 from clean_deploy.data.preprocess import kitti_difficulty, label_mask
 from clean_deploy.geometry.boxes import enlarge_boxes, points_in_boxes_mask
 
-__all__ = ["GTDatabase", "GTSampler", "build_gt_database", "gather_ranges"]
+__all__ = ["GTDatabase", "GTSampler", "build_gt_database", "dataset_fingerprint", "gather_ranges"]
 
 
 def gather_ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -70,9 +70,18 @@ class GTDatabase:
         return {str(k): int(v) for k, v in zip(u, c)}
 
     # ------------------------------------------------------------------ I/O
-    def save(self, path: str | Path) -> None:
+    def save(self, path: str | Path, fingerprint: str = "") -> None:
+        """``fingerprint``: :func:`dataset_fingerprint` of the frames it was built from."""
+        arrays = {fl.name: getattr(self, fl.name) for fl in fields(self)}
+        arrays["fingerprint"] = np.array(fingerprint)
         # atomic: concurrent writers (torchrun ranks) or a crash never leave a broken database
-        atomic_write(path, lambda f: np.savez(f, **{fl.name: getattr(self, fl.name) for fl in fields(self)}))
+        atomic_write(path, lambda f: np.savez(f, **arrays))
+
+    @staticmethod
+    def stored_fingerprint(path: str | Path) -> str:
+        """The fingerprint saved with a database ("" for databases of older versions)."""
+        with np.load(path, allow_pickle=False) as z:
+            return str(z["fingerprint"]) if "fingerprint" in z else ""
 
     @classmethod
     def load(cls, path: str | Path) -> "GTDatabase":
@@ -91,6 +100,23 @@ class GTDatabase:
         return cls(names=np.zeros(0, dtype="<U16"), boxes=np.zeros((0, 7), np.float32),
                    difficulty=z, num_points=z, starts=z, frame_ids=np.zeros(0, dtype="<U16"),
                    gt_index=z, points=np.zeros((0, num_point_features), np.float32))
+
+
+def dataset_fingerprint(reader, class_names: Sequence[str] | None = None) -> str:
+    """Identity of the frames a database is built from: the split's frame ids, every label file's
+    bytes, every point file's size, and the classes kept (hashing the points themselves would read
+    the whole dataset). A database whose fingerprint differs belongs to other data."""
+    import hashlib
+
+    h = hashlib.sha256()
+    h.update(repr(sorted(class_names) if class_names else None).encode())
+    for fid in reader.frame_ids:
+        h.update(fid.encode() + b"\0")
+        label = reader.label_path(fid)
+        h.update(label.read_bytes() if label.is_file() else b"<no label>")
+        velo = reader.velodyne_path(fid)
+        h.update(str(velo.stat().st_size if velo.is_file() else -1).encode())
+    return h.hexdigest()
 
 
 def build_gt_database(reader, class_names: Sequence[str] | None = None,
@@ -135,7 +161,7 @@ def build_gt_database(reader, class_names: Sequence[str] | None = None,
             frame_ids=np.concatenate(fids).astype(str), gt_index=np.concatenate(gidx),
             points=np.concatenate(pts_list, 0).astype(np.float32))
     if out_path is not None:
-        db.save(out_path)
+        db.save(out_path, dataset_fingerprint(reader, class_names))
     return db
 
 

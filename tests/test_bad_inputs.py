@@ -185,3 +185,49 @@ def test_gt_database_of_other_data_is_rebuilt(synth_data, tmp_path, capsys):
     assert len(GTDatabase.load(db_path)) == 0
     again = KittiDetectionDataset(experiment_for(cfg, other, None, str(db_path)), split="train", training=True)
     assert len(again.sampler.database) == 0 and "built from other data" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("edit, words", [
+    (lambda d: d["preprocess"].update(voxel_size=[0.2, 0.1, 0.2]), ["grid_size[0] = 704", "round((max - min)"]),
+    (lambda d: d["preprocess"].update(point_cloud_range=[0, -40, -2, 70.4, 40, 1]), ["grid_size[2] = 20"]),
+    (lambda d: d["preprocess"].update(grid_size=[704, 800, 10], voxel_size=[0.1, 0.1, 0.4]),
+     ["grid_size [704, 800, 10]", "sparse grid"]),
+    (lambda d: d.update(class_names=["Car", "Pedestrian"]), ["2 classes", "post-processing 3"]),
+    (lambda d: d["preprocess"].pop("max_voxels"), ["missing 'max_voxels'"]),
+    (lambda d: d["preprocess"].update(max_voxels=-3), ["max_voxels: expected a positive integer"]),
+    (lambda d: d.update(input_names=["a", "b", "c"]), ["input_names", "differ from the model's inputs"]),
+])
+def test_ort_session_refuses_a_sidecar_that_does_not_describe_the_model(tmp_path, edit, words):
+    """An edited sidecar used to change the boxes silently; now it is refused naming file and field."""
+    import json
+    import shutil
+
+    from clean_deploy.runtime.ort_session import OrtSession
+
+    src = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "deploy" / "compressed.onnx"
+    model = tmp_path / "m.onnx"
+    shutil.copy(src, model)
+    d = json.loads(src.with_suffix(".json").read_text())
+    edit(d)
+    model.with_suffix(".json").write_text(json.dumps(d))
+    with pytest.raises(ValueError) as e:
+        OrtSession(model, threads=1)
+    msg = str(e.value)
+    assert str(model.with_suffix(".json")) in msg, msg
+    for w in words:
+        assert w in msg, (w, msg)
+
+
+def test_ort_session_malformed_sidecar_names_the_file(tmp_path):
+    import shutil
+
+    from clean_deploy.runtime.ort_session import OrtSession
+
+    src = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "deploy" / "compressed.onnx"
+    model = tmp_path / "m.onnx"
+    shutil.copy(src, model)
+    model.with_suffix(".json").write_text('{"format": "clean_deploy.sidecar", ')
+    with pytest.raises(ValueError, match=r"m\.json: not valid JSON"):
+        OrtSession(model, threads=1)
+    shutil.copy(src.with_suffix(".json"), model.with_suffix(".json"))
+    assert OrtSession(model, threads=1).class_names == ["Car", "Pedestrian", "Cyclist"]  # the untouched pair loads

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clean_deploy.export.sidecar import read_sidecar
+from clean_deploy.export.sidecar import check_sidecar_against_graph, read_sidecar
 from clean_deploy.geometry.calib import KITTI_IMAGE_SHAPE, Calibration
 from clean_deploy.runtime.ort_ops import session_options
 from clean_deploy.runtime.preprocess import Preprocessor
@@ -33,7 +33,15 @@ class OrtSession:
         onnx_path = Path(onnx_path)
         if not onnx_path.is_file():
             raise FileNotFoundError(f"ONNX model not found: {onnx_path}")
-        self.sidecar = read_sidecar(sidecar or onnx_path.with_suffix(".json"))
+        sidecar_path = Path(sidecar or onnx_path.with_suffix(".json"))
+        self.sidecar = read_sidecar(sidecar_path)
+        import onnx
+
+        try:
+            graph = onnx.load(str(onnx_path), load_external_data=False)
+        except Exception as e:  # onnx raises DecodeError and others for a file that is no model
+            raise ValueError(f"{onnx_path}: not an ONNX model ({type(e).__name__}: {e})") from None
+        check_sidecar_against_graph(self.sidecar, graph, str(sidecar_path))
         self.class_names = self.sidecar["class_names"]
         self.pre = Preprocessor.from_sidecar(self.sidecar, strict_max_voxels)
         self.session = ort.InferenceSession(str(onnx_path), sess_options=session_options(threads, memory_arena, allow_spinning),

@@ -29,7 +29,8 @@ def half_copy(src: Path, dst: Path) -> dict:
     from clean_deploy.models.sparse import describe_backend
     from clean_deploy.train.checkpoint import load_checkpoint, load_detector, save_checkpoint
 
-    model, cfg = load_detector(src)
+    model, _ = load_detector(src)
+    cfg = model.cfg
     ck = load_checkpoint(src)
     state = model.state_dict()
     worst = 0.0
@@ -67,7 +68,7 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from baselines import ensure_data
 
-    ensure_data(args.data, 300, 100, 0)
+    ensure_data(args.data, 300, 500, 0)  # the train split is the same for any val size
     run_dir = args.runs / "teacher"
     ckpt = run_dir / "model.pth"
     t0 = time.time()

@@ -231,3 +231,51 @@ def test_ort_session_malformed_sidecar_names_the_file(tmp_path):
         OrtSession(model, threads=1)
     shutil.copy(src.with_suffix(".json"), model.with_suffix(".json"))
     assert OrtSession(model, threads=1).class_names == ["Car", "Pedestrian", "Cyclist"]  # the untouched pair loads
+
+
+def test_voxel_cap_message_reports_the_clouds_real_voxel_count():
+    """The message used to report a count capped at 10 x max_voxels."""
+    import numpy as np
+
+    from clean_deploy.data.voxelize import Voxelizer
+    from clean_deploy.runtime.preprocess import PointCloudInputError, Preprocessor
+
+    rng = np.random.default_rng(0)
+    pts = np.concatenate([rng.uniform([0, -40, -3], [70.4, 40, 1], (60000, 3)), rng.uniform(0, 1, (60000, 1))], 1)
+    pts = pts.astype(np.float32)
+    pre = Preprocessor(None, True, voxel_size=[0.1, 0.1, 0.2], point_cloud_range=[0, -40, -3, 70.4, 40, 1],
+                       max_points_per_voxel=5, max_voxels=100)
+    truth = len(Voxelizer([0.1, 0.1, 0.2], [0, -40, -3, 70.4, 40, 1], 5, 10 ** 7)(pts)[0])
+    assert truth > 10 * 100
+    with pytest.raises(PointCloudInputError, match=f"fills {truth} voxels"):
+        pre(pts)
+
+
+def test_clouds_without_points_in_range_are_reported(synth_data, tmp_path, caplog, capsys):
+    import logging
+    import shutil
+
+    import numpy as np
+
+    from clean_deploy.runtime.ort_session import OrtSession
+
+    src = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "deploy" / "compressed.onnx"
+    sess = OrtSession(src, threads=1)
+    far = np.array([[-50.0, 0.0, 0.0, 0.5], [200.0, 3.0, 0.0, 0.1]], np.float32)
+    with caplog.at_level(logging.WARNING, logger="clean_deploy.runtime.ort_session"):
+        dets = sess(far)
+    assert len(dets.boxes) == 0
+    assert "a cloud of 2 points has no point inside the model's range" in caplog.text
+
+    from clean_deploy.models.detector import build_detector
+    from clean_deploy.models.zoo import get_config
+    from clean_deploy.train.evaluate import predict_split
+
+    data = tmp_path / "data"
+    shutil.copytree(synth_data, data)
+    val = (data / "ImageSets" / "val.txt").read_text().split()
+    far.tofile(data / "training" / "velodyne" / f"{val[0]}.bin")
+    torch.manual_seed(0)
+    predict_split(build_detector(get_config("second_fast@0.25x")), data, "val", progress=False)
+    out = capsys.readouterr().out
+    assert f"predict val: 1 of {len(val)} frames have no point inside the model's range" in out and val[0] in out

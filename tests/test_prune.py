@@ -133,3 +133,40 @@ def test_parameter_budget():
     # the plan counts conv/linear weights; BN and biases make the real ratio slightly different
     assert count_params(pruned) / count_params(det) == pytest.approx(plan["ratio"], abs=0.05)
     assert plan["reached"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_masked_importance_equals_the_change_after_physically_removing_the_filter(name):
+    """Brute force: for filters of sparse, dense and pillar units, remove the filter from the network
+    (apply_pruning: the conv, its BN and the consumers' input channel go) and measure the masked mean
+    over foreground locations of the class-summed |sigmoid change|; masked_ablation's score (which
+    zeroes the activation with a hook) must be that number."""
+    import copy
+
+    from clean_deploy.compress.prune.importance import category_probs, location_mask
+
+    det = _model(name)
+    batch = toy_batch(det.cfg, 2)
+    units = find_units(det)
+    kinds = {u.kind for u in units}
+    # every kind of unit this detector has: its narrowest unit (the exact measure costs a forward per filter)
+    chosen = [min((u for u in units if u.kind == kind), key=lambda u: u.channels) for kind in sorted(kinds)]
+    scores = masked_ablation(det, [batch], chosen, progress=False)
+    with torch.no_grad():
+        ref = det(batch)
+        base, _ = category_probs(det, ref["dense"])
+        mask = location_mask(det, batch, ref["dense"], True)
+    assert mask.sum() > 0
+    rng = np.random.default_rng(1)
+    checked = 0
+    for u in chosen:
+        for f in rng.choice(u.channels, size=2, replace=False).tolist():
+            keep = {u.name: torch.tensor([c for c in range(u.channels) if c != f])}
+            pruned = apply_pruning(copy.deepcopy(det), keep, tuple(ref["bev"].shape[-2:])).eval()
+            with torch.no_grad():
+                p, _ = category_probs(pruned, pruned(batch)["dense"])
+            per_frame = ((p - base).abs().sum(-1) * mask).sum(1) / mask.sum(1).clamp(min=1)
+            brute = float(per_frame.sum())
+            assert scores[u.name][f] == pytest.approx(brute, rel=1e-4, abs=1e-7), (u.name, u.kind, f)
+            checked += 1
+    assert checked == 2 * len(chosen) and len(kinds) >= 2, kinds

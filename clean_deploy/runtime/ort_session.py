@@ -2,6 +2,7 @@
 raw point cloud in, boxes out, with the same pre-processing as training and per-stage timings."""
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from clean_deploy.geometry.calib import KITTI_IMAGE_SHAPE, Calibration
 from clean_deploy.runtime.ort_ops import session_options
 from clean_deploy.runtime.preprocess import Preprocessor
 from clean_deploy.runtime.torch_session import Detections
+
+_log = logging.getLogger(__name__)
 
 
 class OrtSession:
@@ -60,6 +63,8 @@ class OrtSession:
         batch = self.pre(points, calib, image_shape)
         t1 = time.perf_counter()
         if len(batch["voxels"]) == 0:  # nothing in range: no objects (the network would only see biases)
+            _log.warning("a cloud of %d points has no point inside the model's range %s: no detections",
+                         len(points), list(self.pre.point_cloud_range))
             return Detections.empty({"pre": (t1 - t0) * 1e3, "net": 0.0, "post": 0.0, "total": (t1 - t0) * 1e3})
         out = self.run_voxels(batch["voxels"].numpy(), batch["voxel_num_points"].numpy(), batch["voxel_coords"].numpy())
         t2 = time.perf_counter()

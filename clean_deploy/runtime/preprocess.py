@@ -62,17 +62,29 @@ class Preprocessor:
             points = points[fov_mask(points, calib, image_shape)]
         return points
 
+    def count_voxels(self, pts: np.ndarray) -> int:
+        """Distinct voxels the in-range points of ``pts`` fill (no cap), by the voxeliser's rule
+        (min <= p < max, floor((p - min) / size))."""
+        lo = np.asarray(self.point_cloud_range[:3], np.float32)
+        hi = np.asarray(self.point_cloud_range[3:], np.float32)
+        size = np.asarray(self.voxelizer.voxel_size, np.float32)
+        xyz = pts[:, :3].astype(np.float32, copy=False)
+        xyz = xyz[np.all((xyz >= lo) & (xyz < hi), axis=1)]
+        idx = np.floor((xyz - lo) / size).astype(np.int64)
+        grid = np.round((hi - lo) / size).astype(np.int64)
+        idx = np.minimum(idx, grid - 1)  # float round-off at the upper edge stays in the last cell
+        return int(len(np.unique((idx[:, 2] * grid[1] + idx[:, 1]) * grid[0] + idx[:, 0])))
+
     def __call__(self, points: np.ndarray, calib: Calibration | None = None,
                  image_shape: tuple[int, int] = KITTI_IMAGE_SHAPE) -> dict:
         pts = self.crop(validate_points(points), calib, image_shape)
         voxels, coords, num = self.voxelizer(pts)
         if self.strict and len(voxels) >= self.max_voxels:
-            full = self.voxelizer.__class__(self.voxelizer.voxel_size, self.point_cloud_range,
-                                            self.voxelizer.max_points_per_voxel, 10 * self.max_voxels)(pts)[0]
-            if len(full) > self.max_voxels:
+            filled = self.count_voxels(pts)
+            if filled > self.max_voxels:
                 raise PointCloudInputError(
-                    f"points: the cloud fills {len(full)} voxels, more than the model's max_voxels="
-                    f"{self.max_voxels}; {len(full) - self.max_voxels} voxels would be dropped silently "
+                    f"points: the cloud fills {filled} voxels, more than the model's max_voxels="
+                    f"{self.max_voxels}; {filled - self.max_voxels} voxels would be dropped silently "
                     "(crop the cloud or re-export with a larger cap)")
         coords = np.concatenate([np.zeros((len(coords), 1), np.int32), coords], 1)
         return {"batch_size": 1, "voxels": torch.from_numpy(voxels), "voxel_coords": torch.from_numpy(coords),

@@ -41,7 +41,10 @@ def predict_split(model: Detector, data_root: str | Path, split: str = "val", ba
     model.eval().to(device)
     run = InferenceRun()
     t0 = time.time()
+    empty: list[str] = []
     for batch in tqdm(loader, desc=f"predict {split}", disable=not progress, dynamic_ncols=True, leave=False):
+        counts = torch.bincount(batch["voxel_coords"][:, 0].long(), minlength=len(batch["frame_id"]))
+        empty += [str(f) for f, c in zip(batch["frame_id"], counts.tolist()) if c == 0]
         dev_batch = batch_to_device(batch, torch.device(device))
         preds = model.predict(model(dev_batch))
         for i, p in enumerate(preds):
@@ -54,6 +57,9 @@ def predict_split(model: Detector, data_root: str | Path, split: str = "val", ba
                                            batch["calib"][i], tuple(int(v) for v in batch["image_shape"][i]))
                 write_kitti_results(pred_dir, fid, objs)
     run.seconds = time.time() - t0
+    if empty:
+        print(f"predict {split}: {len(empty)} of {len(run.frame_ids)} frames have no point inside the model's range "
+              f"(no detections): {', '.join(empty[:5])}{' ...' if len(empty) > 5 else ''}")
     return run
 
 

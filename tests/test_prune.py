@@ -146,7 +146,7 @@ def test_masked_importance_equals_the_change_after_physically_removing_the_filte
     from clean_deploy.compress.prune.importance import category_probs, location_mask
 
     det = _model(name)
-    batch = toy_batch(det.cfg, 2)
+    batch = toy_batch(det.cfg, 1)
     units = find_units(det)
     kinds = {u.kind for u in units}
     # every kind of unit this detector has: its narrowest unit (the exact measure costs a forward per filter)
@@ -160,7 +160,7 @@ def test_masked_importance_equals_the_change_after_physically_removing_the_filte
     rng = np.random.default_rng(1)
     checked = 0
     for u in chosen:
-        for f in rng.choice(u.channels, size=2, replace=False).tolist():
+        for f in rng.choice(u.channels, size=1).tolist():
             keep = {u.name: torch.tensor([c for c in range(u.channels) if c != f])}
             pruned = apply_pruning(copy.deepcopy(det), keep, tuple(ref["bev"].shape[-2:])).eval()
             with torch.no_grad():
@@ -169,4 +169,4 @@ def test_masked_importance_equals_the_change_after_physically_removing_the_filte
             brute = float(per_frame.sum())
             assert scores[u.name][f] == pytest.approx(brute, rel=1e-4, abs=1e-7), (u.name, u.kind, f)
             checked += 1
-    assert checked == 2 * len(chosen) and len(kinds) >= 2, kinds
+    assert checked == len(chosen) and len(kinds) >= 2, kinds

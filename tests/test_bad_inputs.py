@@ -279,3 +279,27 @@ def test_clouds_without_points_in_range_are_reported(synth_data, tmp_path, caplo
     predict_split(build_detector(get_config("second_fast@0.25x")), data, "val", progress=False)
     out = capsys.readouterr().out
     assert f"predict val: 1 of {len(val)} frames have no point inside the model's range" in out and val[0] in out
+
+
+@pytest.mark.parametrize("line, words", [
+    ("Bus 0.00 0 -1.58 587.01 173.33 614.12 200.12 1.65 1.67 3.64 -0.65 1.71 46.70 -1.59",
+     ["000001.txt:1", "unknown object type 'Bus'", "CLEAN_DEPLOY_LABEL_TYPES"]),
+    ("Car 0.00 0 -1.58 587.01 173.33 614.12 200.12 1.65 -1.67 3.64 -0.65 1.71 46.70 -1.59",
+     ["000001.txt:1", "Car with dimensions h w l = 1.65 -1.67 3.64", "must be > 0"]),
+])
+def test_eval_refuses_labels_with_unknown_types_or_bad_dimensions(tmp_path, line, words):
+    root, preds = _kitti(tmp_path)
+    (root / "training" / "label_2" / "000001.txt").write_text(line + "\n")
+    one_line_error(cli("eval", "--data", root, "--pred", preds), EXIT_BAD_INPUT, *words)
+
+
+def test_extra_label_types_by_environment(tmp_path):
+    root, preds = _kitti(tmp_path)
+    bus = "Bus 0.00 0 -1.58 587.01 173.33 614.12 200.12 1.65 1.67 3.64 -0.65 1.71 46.70 -1.59"
+    (root / "training" / "label_2" / "000001.txt").write_text(bus + "\n")
+    res = cli("eval", "--data", root, "--pred", preds, "--allow-missing",
+              env={"CLEAN_DEPLOY_LABEL_TYPES": "Bus,Motorcycle"})
+    assert res.returncode == 0, res.stderr
+    dontcare = "DontCare -1 -1 -10 503.89 169.71 590.61 190.13 -1 -1 -1 -1000 -1000 -1000 -10"
+    (root / "training" / "label_2" / "000002.txt").write_text(dontcare + "\n")
+    assert cli("eval", "--data", root, "--pred", preds, env={"CLEAN_DEPLOY_LABEL_TYPES": "Bus"}).returncode == 0

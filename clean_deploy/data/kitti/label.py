@@ -6,6 +6,7 @@ coordinates (location = bottom centre of the box). Result files add the score as
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,17 @@ KITTI_TYPES = ("Car", "Van", "Truck", "Pedestrian", "Person_sitting", "Cyclist",
 
 class LabelError(ValueError):
     """A label/result line that does not follow KITTI's format."""
+
+
+#: object types of KITTI's object benchmark
+KITTI_TYPES = ("Car", "Van", "Truck", "Pedestrian", "Person_sitting", "Cyclist", "Tram", "Misc", "DontCare")
+#: comma-separated extra object types a dataset in KITTI's format may use (e.g. "Bus,Motorcycle")
+EXTRA_TYPES_ENV = "CLEAN_DEPLOY_LABEL_TYPES"
+
+
+def known_types() -> set[str]:
+    extra = os.environ.get(EXTRA_TYPES_ENV, "")
+    return set(KITTI_TYPES) | {t.strip() for t in extra.split(",") if t.strip()}
 
 
 @dataclass
@@ -63,6 +75,12 @@ def parse_line(raw: str, source: str = "<memory>", lineno: int = 0,
     occ = vals[1]
     if occ != int(occ) or int(occ) not in (-1, 0, 1, 2, 3):
         raise LabelError(f"{where}: occlusion must be an integer in -1..3, got {fields[2]!r}")
+    if fields[0] not in known_types():
+        raise LabelError(f"{where}: unknown object type {fields[0]!r} (KITTI's are {', '.join(KITTI_TYPES)}; "
+                         f"{EXTRA_TYPES_ENV}=Type1,Type2 accepts others)")
+    if fields[0] != "DontCare" and not all(v > 0 for v in vals[7:10]):
+        raise LabelError(f"{where}: {fields[0]} with dimensions h w l = {fields[8]} {fields[9]} {fields[10]}; "
+                         "they must be > 0 (only DontCare lines carry -1)")
     return KittiObject(
         type=fields[0],
         truncated=vals[0],

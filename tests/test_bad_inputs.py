@@ -303,3 +303,13 @@ def test_extra_label_types_by_environment(tmp_path):
     dontcare = "DontCare -1 -1 -10 503.89 169.71 590.61 190.13 -1 -1 -1 -1000 -1000 -1000 -10"
     (root / "training" / "label_2" / "000002.txt").write_text(dontcare + "\n")
     assert cli("eval", "--data", root, "--pred", preds, env={"CLEAN_DEPLOY_LABEL_TYPES": "Bus"}).returncode == 0
+
+
+def test_data_stats_reads_clouds_through_the_validating_reader(synth_data, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(synth_data, data)
+    first = sorted((data / "training" / "velodyne").glob("*.bin"))[0]
+    first.write_bytes(first.read_bytes()[:-6])  # truncated
+    one_line_error(cli("data", "stats", data), EXIT_BAD_INPUT, str(first), "not a multiple of 16")

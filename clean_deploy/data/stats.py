@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from clean_deploy.data.kitti.label import KittiObject, read_label_file
+from clean_deploy.data.kitti.reader import read_points_file
 from clean_deploy.geometry.boxes import boxes_camera_to_lidar, points_in_boxes_index
 from clean_deploy.geometry.calib import KITTI_IMAGE_SHAPE, Calibration
 
@@ -60,7 +61,8 @@ def dataset_stats(root: str | Path, max_frames: int | None = None) -> dict:
     for split, ids in _splits(root).items():
         cc = class_counts.setdefault(split, Counter())
         for fid in ids[:max_frames]:
-            pts = np.fromfile(train / "velodyne" / f"{fid}.bin", dtype=np.float32).reshape(-1, 4)
+            # the validating reader: a truncated or NaN cloud is an error naming the file
+            pts = read_points_file(train / "velodyne" / f"{fid}.bin")
             calib = Calibration.from_file(train / "calib" / f"{fid}.txt")
             objs = read_label_file(train / "label_2" / f"{fid}.txt")
             n_frames += 1

@@ -70,7 +70,8 @@ def read_points_file(path: str | Path, nan_policy: str = "raise") -> np.ndarray:
         first = int(np.flatnonzero(~finite)[0])
         raise PointCloudError(
             f"{path}: {bad} of {len(pts)} points have NaN/inf values (first at point {first}); "
-            "pass nan_policy='drop' to drop them")
+            "remove them from the file (library callers can pass nan_policy='drop' to KittiReader or DataConfig "
+            "to skip such points)")
     return pts
 
 

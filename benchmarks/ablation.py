@@ -1,5 +1,6 @@
-"""CLEAN ablation with error bars: every row trained with several seeds, hyper-parameters chosen on
-the val split, the table computed on a held-out test split of its own seed.
+"""CLEAN ablation with error bars: every row trained with several seeds, the table computed on a
+held-out test split of its own seed; the val split is where any hyper-parameter choice is made
+(this script makes none: it reports val beside test so that choices never need the test split).
 
     .venv/bin/python benchmarks/ablation.py                          # every row, seeds 0 1 2
     .venv/bin/python benchmarks/ablation.py --rows plain cakd --seeds 0 1 2
@@ -20,7 +21,9 @@ train frames and ``--val-frames`` val frames of data seed 0 (the teacher's train
 
 Resumable: each finished (row, seed) writes ``benchmarks/results/ablation/<row>_s<seed>.json``
 (commit them: a fresh checkout skips those units); a unit whose protocol differs from the current
-one is run again. Run directories (``benchmarks/runs/ablation``) resume an interrupted training.
+one is run again. Run directories (``benchmarks/runs/ablation/<protocol hash>/``) resume an
+interrupted training; another protocol gets other directories, so no model of one protocol is ever
+reported under another.
 Writes ``benchmarks/results/ablation.{json,md}`` and ``ablation_accuracy_vs_compute.png``.
 """
 from __future__ import annotations
@@ -64,6 +67,9 @@ class Protocol:
     def to_dict(self) -> dict:
         return dict(self.__dict__)
 
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
+
 
 def sha256(path: Path) -> str:
     h = hashlib.sha256()
@@ -95,7 +101,7 @@ def describe(row: str) -> str:
 class Ablation:
     def __init__(self, args, protocol: Protocol, teacher: Path) -> None:
         self.args, self.protocol, self.teacher = args, protocol, teacher
-        self.runs = args.runs
+        self.runs = args.runs / protocol.digest()
         self.results = args.out / "ablation"
 
     # ------------------------------------------------------------------ helpers
@@ -143,8 +149,9 @@ class Ablation:
         rng = self.student_cfg().point_cloud_range
         res = {"row": row, "seed": seed, "description": describe(row), "checkpoint": str(ckpt),
                "config_name": cfg.name, "protocol": self.protocol.to_dict(), "date": date.today().isoformat()}
+        out_dir = self.runs / (f"{row}_s{seed}" if seed is not None else row)
         for split_name, data in (("val", self.args.data), ("test", self.args.test_data)):
-            pred = ckpt.parent / f"pred_{split_name}"
+            pred = out_dir / f"pred_{split_name}"  # never next to a committed checkpoint (the teacher's)
             predict_split(model, data, "val", pred_dir=pred, progress=True)
             ap = evaluate_predictions(data, "val", pred, cfg.class_names, eval_range=rng)
             res[split_name] = {"mean_moderate_3d": mean_moderate_ap(ap),
@@ -187,8 +194,24 @@ class Ablation:
         ckpt, extra = self.train_unit(row, seed)
         return self.evaluate(ckpt, row, seed, extra)
 
+    def kept(self, row: str, seed: int) -> Path:
+        """Where the checkpoints that later rows start from (the CaKD students, ~1.6 MB each) are kept
+        in the repository, so that a fresh machine prunes them instead of training them again."""
+        return self.args.keep_dir / self.protocol.digest() / f"{row}_s{seed}.pth"
+
+    def keep(self, ckpt: Path, row: str, seed: int) -> None:
+        import shutil
+
+        dst = self.kept(row, seed)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dst.with_suffix(".pth.tmp")
+        shutil.copyfile(ckpt, tmp)
+        tmp.replace(dst)
+
     def model_of(self, row: str, seed: int) -> Path:
         """The final checkpoint of (row, seed), training it (and what it starts from) when missing."""
+        if row == "cakd" and self.kept(row, seed).is_file():
+            return self.kept(row, seed)
         d = self.runs / f"{row}_s{seed}"
         ck = d / ("compressed.pth" if row.startswith("clean_") else "model.pth")
         if not ck.is_file():
@@ -212,10 +235,14 @@ class Ablation:
                 train(self.student_cfg(), a.data, d, self.tcfg(a.epochs, seed), resume=True,
                       model=self.fresh_student(seed))
         elif row in ("kd_so", "cakd"):
+            if row == "cakd" and self.kept(row, seed).is_file():
+                ck = self.kept(row, seed)
             if not ck.is_file():
                 dcfg = DistillConfig(label_assignment=(row == "cakd"))
                 distill(self.teacher, self.student_cfg(), a.data, d, self.tcfg(a.epochs, seed), dcfg, resume=True,
                         student_model=self.fresh_student(seed))
+            if row == "cakd" and not self.kept(row, seed).is_file():
+                self.keep(ck, row, seed)
         elif row.startswith("prune_"):
             _, method, t = row.split("_")
             target = float(t.rstrip("x"))
@@ -385,6 +412,8 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", type=Path, default=ROOT / "benchmarks" / "runs" / "ablation")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     ap.add_argument("--teacher", type=Path, default=KEPT_TEACHER)
+    ap.add_argument("--keep-dir", type=Path, default=ROOT / "benchmarks" / "checkpoints" / "ablation",
+                    help="where the CaKD students that the pruned rows start from are kept (commit them)")
     ap.add_argument("--student", default="centerpoint_fast@0.5x+iou")
     ap.add_argument("--rows", nargs="*", default=None, help="default: every row (see the module docstring)")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])

@@ -61,6 +61,8 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=50)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
+    if args.repeats < 1:
+        raise SystemExit(f"--repeats must be >= 1, got {args.repeats}")
     teacher = args.runs / "teacher" / "model.pth"
     plain = args.runs / "centerpoint" / "model.pth"
     compressed = args.compressed or args.runs / "ablation" / "clean_0.5x_s0" / "compressed.pth"

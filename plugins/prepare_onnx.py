@@ -86,7 +86,9 @@ def measure_rows(src: Path, data: Path, split: str = "val", frames: int = 64) ->
         model.graph.output.append(helper.make_tensor_value_info(out, onnx.TensorProto.INT32, None))
     sess = ort.InferenceSession(model.SerializeToString(), sess_options=session_options(1),
                                 providers=["CPUExecutionProvider"])
-    pre = Preprocessor.from_sidecar(read_sidecar(src.with_suffix(".json")))
+    # as the deployed pipeline feeds the engine: camera-FOV crop where a frame has calib (as the C++
+    # sample with --calib), clouds capped at max_voxels (the engine's input profile)
+    pre = Preprocessor.from_sidecar(read_sidecar(src.with_suffix(".json")), strict_max_voxels=False)
     seen: dict[str, list[int]] = {name: [] for name, _ in convs}
     for points, calib in load_frames(data, split, frames):
         b = pre(points, calib)
@@ -221,7 +223,9 @@ def main(argv: list[str] | None = None) -> int:
                          "batch-1): caps strided convs' output rows by the grid volume, fewer radix-sort passes; "
                          "0 = unbounded (bounds then compound through the layers)")
     ap.add_argument("--calibration", type=Path, default=None, metavar="DATA_DIR",
-                    help="KITTI-format data whose frames set each strided conv's max_out_rows/opt_rows")
+                    help="KITTI-format data whose frames set each strided conv's max_out_rows/opt_rows (clouds "
+                         "cropped to camera 2's field of view, as the C++ sample with --calib feeds the engine; an "
+                         "engine fed whole clouds needs caps measured on whole clouds)")
     ap.add_argument("--split", default="val", help="split of --calibration (default val)")
     ap.add_argument("--calibration-frames", type=int, default=64)
     ap.add_argument("--row-margin", type=float, default=1.5, help="max_out_rows = ceil(max observed x margin)")

@@ -5,8 +5,9 @@
 #   build/trt/<version>/bin/clean_deploy_infer            the C++ sample with its --engine path (libnvinfer
 #                                                         is dlopen'ed when an engine is run)
 # Header sets: CLEAN_DEPLOY_TRT_HEADERS (space-separated TensorRT roots, each holding include/NvInfer.h),
-# else TENSORRT_ROOT, else ../shared/third_party/tensorrt/* (the project's CI). None found: says so and
-# exits 0 (TensorRT is optional); a header set that is found but fails to build is an error.
+# else ../shared/third_party/tensorrt/* (the project's CI copies of TensorRT's public headers). None
+# found: says so and exits 0 (TensorRT is optional; an installed TensorRT is built for with
+# scripts/build_plugins.sh and TENSORRT_ROOT). A header set found here that fails to build is an error.
 # Run by `make setup` after scripts/build_csrc.sh (whose libclean_deploy_cuda.a the plugins link, so no
 # CUDA is compiled twice) and scripts/build_sample.sh (whose ONNX Runtime headers the sample needs).
 # Warnings are errors in our TensorRT code; TensorRT's headers are system headers.
@@ -17,16 +18,14 @@ cmake_bin=${CMAKE:-cmake}
 roots=()
 if [ -n "${CLEAN_DEPLOY_TRT_HEADERS:-}" ]; then
   read -r -a roots <<<"$CLEAN_DEPLOY_TRT_HEADERS"
-elif [ -n "${TENSORRT_ROOT:-}" ]; then
-  roots=("$TENSORRT_ROOT")
 else
   for d in ../shared/third_party/tensorrt/*/; do
     [ -f "$d/include/NvInfer.h" ] && roots+=("$(cd "$d" && pwd)")
   done
 fi
 if [ ${#roots[@]} -eq 0 ]; then
-  echo "build_trt: no TensorRT headers found: skipping the plugin library and the sample's --engine path" \
-       "(set TENSORRT_ROOT=/path/to/TensorRT to build them)"
+  echo "build_trt: no TensorRT header sets in ../shared/third_party/tensorrt: nothing to compile here" \
+       "(for an installed TensorRT: TENSORRT_ROOT=/path bash scripts/build_plugins.sh)"
   exit 0
 fi
 mkdir -p build
@@ -49,14 +48,16 @@ for trt in "${roots[@]}"; do
   tag=${version}.${minor}.${patch}
   out=build/trt/$tag
   mkdir -p "$out"
-  args=(-DCMAKE_BUILD_TYPE=Release -DTENSORRT_ROOT="$trt" -DCLEAN_DEPLOY_REQUIRE_TENSORRT=ON)
+  args=(-DCMAKE_BUILD_TYPE=Release -DTENSORRT_ROOT="$trt" -DCLEAN_DEPLOY_REQUIRE_TENSORRT=ON -DCLEAN_DEPLOY_WERROR=ON)
   if [ -f "$cuda_lib" ]; then
     args+=(-DCLEAN_DEPLOY_CUDA_LIBRARY="$cuda_lib")
     [ -n "$nvcc_bin" ] && args+=(-DCUDAToolkit_ROOT="$(dirname "$(dirname "$(readlink -f "$nvcc_bin")")")")
   elif [ -n "$nvcc_bin" ]; then
     args+=(-DCMAKE_CUDA_COMPILER="$nvcc_bin")
   fi
-  [ -f "$out/plugins/CMakeCache.txt" ] || "$cmake_bin" -S plugins -B "$out/plugins" "${gen[@]}" "${args[@]}" | quiet
+  # configured = a build file exists (a failed configure leaves a CMakeCache.txt but none)
+  configured() { [ -f "$1/build.ninja" ] || [ -f "$1/Makefile" ]; }
+  configured "$out/plugins" || "$cmake_bin" -S plugins -B "$out/plugins" "${gen[@]}" "${args[@]}" | quiet
   "$cmake_bin" --build "$out/plugins" -j "$jobs" | quiet
   mkdir -p "$out/lib"
   # the layout the sample expects (<bin>/../lib): the plugins and, for --model, the ONNX Runtime op library
@@ -65,7 +66,7 @@ for trt in "${roots[@]}"; do
     name=$(basename "$lib")
     cmp -s "$lib" "$out/lib/$name" || { cp "$lib" "$out/lib/.$name.tmp" && mv -f "$out/lib/.$name.tmp" "$out/lib/$name"; }
   done
-  if [ ! -f "$out/sample/CMakeCache.txt" ]; then
+  if ! configured "$out/sample"; then
     py=${CLEAN_DEPLOY_PYTHON:-}
     [ -z "$py" ] && [ -x .venv/bin/python ] && py=$root/.venv/bin/python
     py_arg=()
@@ -73,6 +74,7 @@ for trt in "${roots[@]}"; do
     "$cmake_bin" -S csrc/sample -B "$out/sample" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release \
       -DORT_INCLUDE_DIR="$root/build/third_party/onnxruntime/include" -DCLEAN_DEPLOY_SAMPLE_BIN_DIR="$root/$out/bin" \
       -DCLEAN_DEPLOY_SAMPLE_BUILD_TESTS=OFF -DCLEAN_DEPLOY_SAMPLE_WITH_TENSORRT=ON -DTENSORRT_ROOT="$trt" \
+      -DCLEAN_DEPLOY_SAMPLE_WERROR=ON \
       ${py_arg[@]+"${py_arg[@]}"} | quiet
   fi
   "$cmake_bin" --build "$out/sample" -j "$jobs" | quiet

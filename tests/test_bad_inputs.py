@@ -132,7 +132,8 @@ def test_train_refuses_a_directory_holding_another_run(tmp_path):
                    EXIT_BAD_INPUT, str(run), "holds another run", "--resume", "--overwrite")
     assert (run / "model.pth").read_bytes() == b"x"  # nothing was touched
     one_line_error(cli("train", "--config", "second_fast@0.25x", "--data", tmp_path, "--out", run, "--resume"),
-                   EXIT_BAD_INPUT, "--resume but there is no checkpoint", str(run / "checkpoints" / "latest.pth"))
+                   EXIT_BAD_INPUT, "--resume but there is no checkpoint", str(run / "checkpoints" / "latest.pth"),
+                   "--overwrite")
     one_line_error(cli("distill", "--teacher", tmp_path / "t.pth", "--student", "second_fast@0.25x", "--data", tmp_path,
                        "--out", run, "--resume", "--overwrite"), EXIT_BAD_INPUT, "exclude each other")
     (tmp_path / "file").write_text("")
@@ -155,9 +156,10 @@ def test_overwrite_removes_only_the_runs_products(tmp_path):
     for name in ("latest.pth.abc123.tmp", "keep.tmp"):
         (run / "checkpoints" / name).write_text("")
     (run / "model.pth.x9.tmp").write_text("")
+    (run / "other.data.tmp").write_text("")  # another program's temp file in the same folder
     removed = remove_stale_temp_files(run)
     assert sorted(p.name for p in removed) == ["latest.pth.abc123.tmp", "model.pth.x9.tmp"]
-    assert (run / "checkpoints" / "keep.tmp").exists()
+    assert (run / "checkpoints" / "keep.tmp").exists() and (run / "other.data.tmp").exists()
 
 
 def test_gt_database_of_other_data_is_rebuilt(synth_data, tmp_path, capsys):

@@ -81,7 +81,7 @@ def _numbers(v, n: int, where: str) -> list[float]:
 
 
 def _positive_int(v, where: str) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or v != int(v) or v < 1:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v != int(v) or v < 1:
         raise ValueError(f"{where}: expected a positive integer, got {v!r}")
     return int(v)
 
@@ -157,9 +157,11 @@ def check_sidecar_against_graph(data: dict, model, where: str) -> None:
                 raise ValueError(f"{where}: preprocess.point_cloud_range {data['preprocess']['point_cloud_range']} "
                                  f"differs from the model's {[round(v, 4) for v in attrs['pc_range']]}")
     first = next((n for n in model.graph.node if n.op_type == "SparseConvolution"), None)
-    if first is not None:
-        shape = [int(v) for v in helper.get_attribute_value(next(a for a in first.attribute
-                                                                   if a.name == "spatial_shape"))]
+    attr = next((a for a in first.attribute if a.name == "spatial_shape"), None) if first is not None else None
+    if first is not None and attr is None:
+        raise ValueError(f"{where}: the model's first SparseConvolution has no spatial_shape attribute")
+    if attr is not None:
+        shape = [int(v) for v in helper.get_attribute_value(attr)]
         if shape[1:] != [ny, nx] or shape[0] not in (nz, nz + 1):
             raise ValueError(f"{where}: preprocess.grid_size {[nx, ny, nz]} does not match the model's sparse grid "
                              f"(z, y, x) {shape}")

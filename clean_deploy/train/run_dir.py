@@ -29,7 +29,9 @@ def prepare_run_dir(run_dir: str | Path, resume: bool, overwrite: bool) -> Path:
     ckpt = run_dir / "checkpoints" / "latest.pth"
     if resume:
         if not ckpt.is_file():
-            raise ValueError(f"{run_dir}: --resume but there is no checkpoint {ckpt}; start the run without --resume")
+            hint = ("start it again with --overwrite (the run stopped before its first checkpoint)"
+                    if products(run_dir) else "start the run without --resume")
+            raise ValueError(f"{run_dir}: --resume but there is no checkpoint {ckpt}; {hint}")
         return run_dir
     found = products(run_dir) if run_dir.is_dir() else []
     if found and not overwrite:
@@ -41,11 +43,19 @@ def prepare_run_dir(run_dir: str | Path, resume: bool, overwrite: bool) -> Path:
     return run_dir
 
 
+#: the files a run writes atomically (clean_deploy.atomic.atomic_write: ``<name>.<random>.tmp`` beside them)
+ATOMIC_PRODUCTS = ("model.pth", "gt_database.npz", "checkpoints/latest.pth")
+
+
 def remove_stale_temp_files(run_dir: str | Path) -> list[Path]:
-    """Temp files of :func:`clean_deploy.atomic.atomic_write` (``<name>.<random>.tmp``) left by a
-    killed run in the run directory and its checkpoint folder."""
+    """Temp files of the run's own atomic writes left by a killed run (nothing else: ``--out`` may be
+    a folder that other programs write temp files into)."""
     run_dir = Path(run_dir)
-    stale = [p for d in (run_dir, run_dir / "checkpoints") if d.is_dir() for p in d.glob("*.*.tmp") if p.is_file()]
+    stale = []
+    for product in ATOMIC_PRODUCTS:
+        target = run_dir / product
+        if target.parent.is_dir():
+            stale += [p for p in target.parent.glob(target.name + ".*.tmp") if p.is_file()]
     for p in stale:
         p.unlink(missing_ok=True)
     return stale

@@ -29,6 +29,7 @@
 // Features may be float32 or float16 (float32 accumulation); indices, weights and bias keep their
 // types (TensorRT inserts casts where needed).
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <stdexcept>
 
@@ -121,6 +122,8 @@ struct ConvAttrs {
     opt_rows = f.int1("opt_rows", &zero);
     if (max_out_rows < 0 || opt_rows < 0 || g.max_batch < 0)
       throw std::invalid_argument("max_batch, max_out_rows and opt_rows must be >= 0");
+    if (max_out_rows > INT32_MAX || opt_rows > INT32_MAX)  // serialised as int32 fields
+      throw std::invalid_argument("max_out_rows and opt_rows must be < 2^31");
     if (cdSparseConvCheckGeometry(&g) != CD_CUDA_OK) throw std::invalid_argument(cdCudaLastError());
   }
   void parse_activation(const Fields& f) {
@@ -460,6 +463,9 @@ class IndexPairsPlugin final : public PluginBase {
       if (!capacity_ok(who(), a_, n, d_error, stream)) return 1;
       if (sync_check_enabled()) report_data_errors(who(), d_error, stream);
       return 0;
+    } catch (const std::exception& e) {
+      log_error(who() + ": " + e.what());
+      return 1;
     } catch (...) {
       return 1;
     }

@@ -361,6 +361,9 @@ int self_test(const Library& lib, CaptureLogger& logger) {
     const Shapes s = shapes(p, L, int64_t(1) << 31);
     CHECK(s.configure != 0, "configurePlugin accepted 2^31 rows");
     CHECK(logger.last.find("2147483648") != std::string::npos, "message lacks the size: '%s'", logger.last.c_str());
+    // the kernels' size check refuses it before any device query (so this holds with or without a GPU)
+    CHECK(logger.last.find("cudaError") == std::string::npos, "refused only by the device query: '%s'",
+          logger.last.c_str());
     CHECK(logger.last.find("conv2") != std::string::npos, "message lacks the layer name: '%s'", logger.last.c_str());
     delete p;
   }

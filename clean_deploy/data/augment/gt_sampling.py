@@ -103,19 +103,21 @@ class GTDatabase:
 
 
 def dataset_fingerprint(reader, class_names: Sequence[str] | None = None) -> str:
-    """Identity of the frames a database is built from: the split's frame ids, every label file's
-    bytes, every point file's size, and the classes kept (hashing the points themselves would read
-    the whole dataset). A database whose fingerprint differs belongs to other data."""
+    """Identity of the frames a database is built from: the split's frame ids, every label and calib
+    file's bytes, every point file's size and modification time, the reader's NaN policy and the
+    classes kept (hashing the points themselves would read the whole dataset; a rewritten cloud
+    changes its time). A database whose fingerprint differs belongs to other data."""
     import hashlib
 
     h = hashlib.sha256()
-    h.update(repr(sorted(class_names) if class_names else None).encode())
+    h.update(repr((sorted(class_names) if class_names else None, getattr(reader, "nan_policy", None))).encode())
     for fid in reader.frame_ids:
         h.update(fid.encode() + b"\0")
-        label = reader.label_path(fid)
-        h.update(label.read_bytes() if label.is_file() else b"<no label>")
+        for path in (reader.label_path(fid), reader.calib_path(fid)):
+            h.update(path.read_bytes() if path.is_file() else b"<missing>")
         velo = reader.velodyne_path(fid)
-        h.update(str(velo.stat().st_size if velo.is_file() else -1).encode())
+        st = velo.stat() if velo.is_file() else None
+        h.update(f"{st.st_size if st else -1}:{st.st_mtime_ns if st else -1}".encode())
     return h.hexdigest()
 
 

@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from clean_deploy.atomic import atomic_write
+
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ("Car", "Pedestrian", "Cyclist")
 KEPT_TEACHER = ROOT / "benchmarks" / "checkpoints" / "teacher_voxel_rcnn_fast.pth"
@@ -129,14 +131,15 @@ class Ablation:
 
         return get_config(self.args.student)
 
-    def fresh_student(self, seed: int):
-        """The initial weights of seed ``seed``: those the plain Trainer builds for that seed."""
+    def fresh_student(self, seed: int, cfg=None):
+        """The initial weights of seed ``seed`` (of ``cfg``, default the student): those the plain
+        Trainer builds for that seed."""
         import torch
 
         from clean_deploy.models.detector import build_detector
 
         torch.manual_seed(seed)
-        return build_detector(self.student_cfg())
+        return build_detector(cfg or self.student_cfg())
 
     def evaluate(self, ckpt: Path, row: str, seed: int | None, extra: dict) -> dict:
         from clean_deploy.bench.model_info import load_frames, model_summary
@@ -163,10 +166,7 @@ class Ablation:
         res["sparse_backend"] = meta.get("sparse_backend")
         res.update(extra)
         out = self.result_path(row, seed)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(res, indent=1, default=str) + "\n")
-        tmp.replace(out)
+        atomic_write(out, lambda f: f.write((json.dumps(res, indent=1, default=str) + "\n").encode()))
         print(f"[ablation] {out.name}: val {res['val']['mean_moderate_3d']:.2f}, test "
               f"{res['test']['mean_moderate_3d']:.2f} mean moderate 3D AP", flush=True)
         return res
@@ -199,23 +199,17 @@ class Ablation:
         in the repository, so that a fresh machine prunes them instead of training them again."""
         return self.args.keep_dir / self.protocol.digest() / f"{row}_s{seed}.pth"
 
-    def keep(self, ckpt: Path, row: str, seed: int) -> None:
-        import shutil
-
-        dst = self.kept(row, seed)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dst.with_suffix(".pth.tmp")
-        shutil.copyfile(ckpt, tmp)
-        tmp.replace(dst)
+    def checkpoint(self, row: str, seed: int) -> Path:
+        """Where the final checkpoint of (row, seed) is: the kept copy of a CaKD student, else its run dir."""
+        if row == "cakd" and self.kept(row, seed).is_file():
+            return self.kept(row, seed)
+        return self.runs / f"{row}_s{seed}" / ("compressed.pth" if row.startswith("clean_") else "model.pth")
 
     def model_of(self, row: str, seed: int) -> Path:
         """The final checkpoint of (row, seed), training it (and what it starts from) when missing."""
-        if row == "cakd" and self.kept(row, seed).is_file():
-            return self.kept(row, seed)
-        d = self.runs / f"{row}_s{seed}"
-        ck = d / ("compressed.pth" if row.startswith("clean_") else "model.pth")
+        ck = self.checkpoint(row, seed)
         if not ck.is_file():
-            self.train_unit(row, seed)
+            ck, _ = self.train_unit(row, seed)
         return ck
 
     def train_unit(self, row: str, seed: int) -> tuple[Path, dict]:
@@ -228,21 +222,20 @@ class Ablation:
 
         a = self.args
         d = self.runs / f"{row}_s{seed}"
-        ck = d / "model.pth"
+        ck = self.checkpoint(row, seed)
         extra: dict = {}
         if row == "plain":
             if not ck.is_file():
                 train(self.student_cfg(), a.data, d, self.tcfg(a.epochs, seed), resume=True,
                       model=self.fresh_student(seed))
         elif row in ("kd_so", "cakd"):
-            if row == "cakd" and self.kept(row, seed).is_file():
-                ck = self.kept(row, seed)
             if not ck.is_file():
                 dcfg = DistillConfig(label_assignment=(row == "cakd"))
                 distill(self.teacher, self.student_cfg(), a.data, d, self.tcfg(a.epochs, seed), dcfg, resume=True,
                         student_model=self.fresh_student(seed))
             if row == "cakd" and not self.kept(row, seed).is_file():
-                self.keep(ck, row, seed)
+                # the pruned rows of this seed start from it: keep it where a new machine finds it
+                atomic_write(self.kept(row, seed), lambda f: f.write(ck.read_bytes()))
         elif row.startswith("prune_"):
             _, method, t = row.split("_")
             target = float(t.rstrip("x"))
@@ -261,18 +254,12 @@ class Ablation:
             t = row.split("_")[1]
             if not ck.is_file():
                 arch, _ = load_detector(self.model_of(f"prune_masked_{t}", seed).parent / "pruned.pth")
-                import torch
-
-                from clean_deploy.models.detector import build_detector
-
-                torch.manual_seed(seed)
                 # equal steps: the KD student's epochs plus the fine-tuning epochs
                 train(arch.cfg, a.data, d, self.tcfg(a.epochs + a.finetune_epochs, seed), resume=True,
-                      model=build_detector(arch.cfg))
+                      model=self.fresh_student(seed, arch.cfg))
         elif row.startswith("clean_"):
             t = row.split("_")[1]
             src = self.model_of(f"prune_masked_{t}", seed)
-            ck = d / "compressed.pth"
             model, _ = load_detector(src)
             model.cfg = model.cfg.replace(post=model.cfg.post.replace(redundancy=RedundancyConfig()))
             save_checkpoint(ck, model, model.cfg, meta={"kind": "compressed", "teacher": str(self.teacher),
@@ -463,9 +450,7 @@ def main(argv=None) -> int:
            "row_order": order, "summary": summarise(units), "units": units, "missing": missing,
            "wall_seconds_this_run": time.time() - t0}
     args.out.mkdir(parents=True, exist_ok=True)
-    tmp = args.out / "ablation.json.tmp"
-    tmp.write_text(json.dumps(doc, indent=1, default=str) + "\n")
-    tmp.replace(args.out / "ablation.json")
+    atomic_write(args.out / "ablation.json", lambda f: f.write((json.dumps(doc, indent=1, default=str) + "\n").encode()))
     md = render(doc)
     (args.out / "ablation.md").write_text(md)
     if units:

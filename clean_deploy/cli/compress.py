@@ -1,7 +1,6 @@
 """``clean-deploy distill | prune | compress``: thin wrappers over :mod:`clean_deploy.compress`."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -34,8 +33,7 @@ def distill_command(
     from clean_deploy.models.zoo import get_config, with_iou_branch
     from clean_deploy.train.run_dir import prepare_run_dir
 
-    if int(os.environ.get("RANK", "0")) == 0:  # torchrun: rank 0 alone applies the run-directory rules
-        prepare_run_dir(out, resume, overwrite)
+    prepare_run_dir(out, resume, overwrite)
     cfg = get_config(student)
     if iou_branch:
         cfg = with_iou_branch(cfg)

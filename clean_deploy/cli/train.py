@@ -3,7 +3,6 @@ inference + KITTI evaluation runner."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -35,9 +34,7 @@ def train_command(
 
     import torch.distributed as dist
 
-    # torchrun: rank 0 alone applies the run-directory rules (the others would see its files)
-    if int(os.environ.get("RANK", "0")) == 0:
-        prepare_run_dir(out, resume, overwrite)
+    prepare_run_dir(out, resume, overwrite)
     det = get_config(config)
     if iou_branch:
         det = with_iou_branch(det)

@@ -80,13 +80,14 @@ class KittiDetectionDataset(Dataset):
         train_reader = (self.reader if self.split == d.train_split else
                         KittiReader(d.root, d.train_split, nan_policy=d.nan_policy,
                                     default_image_shape=d.default_image_shape))
+        fingerprint = dataset_fingerprint(train_reader, self.class_names) if path is not None else None
         if path is not None and path.is_file():
             # a database built from other frames (another dataset, edited labels) is rebuilt, never reused
-            if GTDatabase.stored_fingerprint(path) == dataset_fingerprint(train_reader, self.class_names):
+            if GTDatabase.stored_fingerprint(path) == fingerprint:
                 return GTDatabase.load(path)
             print(f"{path}: built from other data than {d.root} split '{d.train_split}': rebuilding it")
         return build_gt_database(train_reader, self.class_names, out_path=path,
-                                 progress=len(train_reader) > 200)
+                                 progress=len(train_reader) > 200, fingerprint=fingerprint)
 
     def __len__(self) -> int:
         return len(self.reader)

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from clean_deploy import __version__
+from clean_deploy.config import grid_size
 from clean_deploy.models.detector import Detector
 
 SIDECAR_VERSION = 1
@@ -93,8 +94,8 @@ def _strings(v, where: str) -> list[str]:
 
 
 def validate_sidecar(data: dict, where: str) -> None:
-    """The fields a runtime needs, their types, and their consistency (the grid is
-    round((max - min) / voxel_size) in float32, as spconv's voxeliser computes it)."""
+    """The fields a runtime needs, their types, and their consistency (the grid is the voxeliser's
+    :func:`clean_deploy.config.grid_size`, round((max - min) / voxel_size))."""
     def get(d: dict, key: str, w: str):
         if not isinstance(d, dict) or key not in d:
             raise ValueError(f"{w}: missing '{key}'")
@@ -122,7 +123,7 @@ def validate_sidecar(data: dict, where: str) -> None:
             raise ValueError(f"{pw}.voxel_size: values must be > 0, got {vs}")
         if not rng[i + 3] > rng[i]:
             raise ValueError(f"{pw}.point_cloud_range: max must be > min on every axis, got {rng}")
-        n = round(float(np.float32((np.float32(rng[i + 3]) - np.float32(rng[i])) / np.float32(vs[i]))))
+    for i, n in enumerate(grid_size(rng, vs)):  # the voxeliser's own rule
         if n != grid[i]:
             raise ValueError(f"{pw}.grid_size[{i}] = {grid[i]} does not match round((max - min) / voxel_size) = {n}")
     inputs = _strings(get(data, "input_names", where), f"{where}: input_names")
@@ -146,16 +147,15 @@ def check_sidecar_against_graph(data: dict, model, where: str) -> None:
     if list(data["output_names"]) != graph_out:
         raise ValueError(f"{where}: output_names {data['output_names']} differ from the model's outputs {graph_out}")
     nx, ny, nz = data["preprocess"]["grid_size"]
-    for node in model.graph.node:
+    for node in (n for n in model.graph.node if n.op_type == "IoUAwareRedundancyElimination"):
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        if node.op_type == "IoUAwareRedundancyElimination":
-            if "num_classes" in attrs and int(attrs["num_classes"]) != len(data["class_names"]):
-                raise ValueError(f"{where}: class_names has {len(data['class_names'])} classes, the model's "
-                                 f"post-processing {attrs['num_classes']}")
-            if "pc_range" in attrs and not np.allclose(attrs["pc_range"], data["preprocess"]["point_cloud_range"],
-                                                       atol=1e-4):
-                raise ValueError(f"{where}: preprocess.point_cloud_range {data['preprocess']['point_cloud_range']} "
-                                 f"differs from the model's {[round(v, 4) for v in attrs['pc_range']]}")
+        if "num_classes" in attrs and int(attrs["num_classes"]) != len(data["class_names"]):
+            raise ValueError(f"{where}: class_names has {len(data['class_names'])} classes, the model's "
+                             f"post-processing {attrs['num_classes']}")
+        if "pc_range" in attrs and not np.allclose(attrs["pc_range"], data["preprocess"]["point_cloud_range"],
+                                                   atol=1e-4):
+            raise ValueError(f"{where}: preprocess.point_cloud_range {data['preprocess']['point_cloud_range']} "
+                             f"differs from the model's {[round(v, 4) for v in attrs['pc_range']]}")
     first = next((n for n in model.graph.node if n.op_type == "SparseConvolution"), None)
     attr = next((a for a in first.attribute if a.name == "spatial_shape"), None) if first is not None else None
     if first is not None and attr is None:

@@ -165,7 +165,7 @@ def sparse_conv_backward(grad_out: Tensor, features: Tensor, weight: Tensor, nei
         for t in (gi, gw):
             t.zero_()
         if need_bias:
-            gb.copy_(g.sum(0) if g.shape[0] else torch.zeros_like(gb))  # the bias sees every output row
+            gb.copy_(g.sum(0))  # the bias sees every output row (zeros when there is none)
         return gi, gw, gb
     kernels.conv_backward(_DTYPE_CODE[f.dtype], _addr(f) or 0, f.shape[0], cin, _addr(w) or 0, cout, _addr(nb) or 0,
                           _addr(nt), nb.shape[0], kv, _addr(g) or 0, _addr(gi) if need_input else None,

@@ -63,17 +63,9 @@ class Preprocessor:
         return points
 
     def count_voxels(self, pts: np.ndarray) -> int:
-        """Distinct voxels the in-range points of ``pts`` fill (no cap), by the voxeliser's rule
-        (min <= p < max, floor((p - min) / size))."""
-        lo = np.asarray(self.point_cloud_range[:3], np.float32)
-        hi = np.asarray(self.point_cloud_range[3:], np.float32)
-        size = np.asarray(self.voxelizer.voxel_size, np.float32)
-        xyz = pts[:, :3].astype(np.float32, copy=False)
-        xyz = xyz[np.all((xyz >= lo) & (xyz < hi), axis=1)]
-        idx = np.floor((xyz - lo) / size).astype(np.int64)
-        grid = np.round((hi - lo) / size).astype(np.int64)
-        idx = np.minimum(idx, grid - 1)  # float round-off at the upper edge stays in the last cell
-        return int(len(np.unique((idx[:, 2] * grid[1] + idx[:, 1]) * grid[0] + idx[:, 0])))
+        """Distinct voxels the points of ``pts`` fill inside the grid (no cap), by the voxeliser's rule."""
+        zyx, inside = self.voxelizer.point_voxel_coords(pts)
+        return int(len(np.unique(zyx[inside], axis=0)))
 
     def __call__(self, points: np.ndarray, calib: Calibration | None = None,
                  image_shape: tuple[int, int] = KITTI_IMAGE_SHAPE) -> dict:

@@ -4,6 +4,7 @@ themselves): a directory that already holds a run's products is refused unless t
 first); temp files of writes a kill interrupted are removed when a run starts."""
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -20,8 +21,11 @@ def products(run_dir: Path) -> list[Path]:
 
 
 def prepare_run_dir(run_dir: str | Path, resume: bool, overwrite: bool) -> Path:
-    """Apply the CLI's rules to ``run_dir``; raises ValueError (user error) with the fix in the message."""
+    """Apply the CLI's rules to ``run_dir``; raises ValueError (user error) with the fix in the message.
+    Under torchrun only rank 0 applies them (the other ranks would see its files)."""
     run_dir = Path(run_dir)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return run_dir
     if run_dir.exists() and not run_dir.is_dir():
         raise ValueError(f"{run_dir}: exists and is not a directory (--out must be a run directory)")
     if resume and overwrite:

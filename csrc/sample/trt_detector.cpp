@@ -88,27 +88,20 @@ CreateRuntimeFn load_nvinfer() {
   static std::string error;
   if (fn) return fn;
   if (!error.empty()) throw SampleError(error);
-  std::vector<std::string> names;
-  if (const char* env = std::getenv("CLEAN_DEPLOY_NVINFER"); env && *env) {
-    names.push_back(env);
-  } else {
-    names = {"libnvinfer.so." CD_STR(NV_TENSORRT_MAJOR)};
-  }
-  std::string tried;
-  for (const std::string& name : names) {
-    // RTLD_GLOBAL: TensorRT's own plugin libraries and ours find it when the registry loads them
-    void* handle = dlopen(name.c_str(), RTLD_NOW | RTLD_GLOBAL);
-    if (!handle) {
-      const char* why = dlerror();
-      tried += (tried.empty() ? "" : "; ") + std::string(why ? why : name.c_str());
-      continue;
-    }
+  const char* env = std::getenv("CLEAN_DEPLOY_NVINFER");
+  const std::string name = env && *env ? env : "libnvinfer.so." CD_STR(NV_TENSORRT_MAJOR);
+  std::string why;
+  // RTLD_GLOBAL: TensorRT's own plugin libraries and ours find it when the registry loads them
+  if (void* handle = dlopen(name.c_str(), RTLD_NOW | RTLD_GLOBAL)) {
     fn = reinterpret_cast<CreateRuntimeFn>(dlsym(handle, "createInferRuntime_INTERNAL"));
     if (fn) return fn;
-    tried += (tried.empty() ? "" : "; ") + name + ": no createInferRuntime_INTERNAL";
+    why = name + ": no createInferRuntime_INTERNAL";
     dlclose(handle);
+  } else {
+    const char* err = dlerror();
+    why = err ? err : name;
   }
-  error = "TensorRT " CD_STR(NV_TENSORRT_MAJOR) ".x runtime not found (" + tried +
+  error = "TensorRT " CD_STR(NV_TENSORRT_MAJOR) ".x runtime not found (" + why +
           "): install TensorRT " CD_STR(NV_TENSORRT_MAJOR) ".x, put its lib/ on LD_LIBRARY_PATH or set "
           "CLEAN_DEPLOY_NVINFER=/path/to/libnvinfer.so." CD_STR(NV_TENSORRT_MAJOR) "; ONNX models run with --model";
   throw SampleError(error);

@@ -65,29 +65,19 @@ struct ConvAttrs {
   bool relu() const { return activation == "relu"; }
   int64_t kernel_volume() const { return cdSparseConvKernelVolume(&g); }
   int64_t fan_out() const { return cdSparseConvMaxOutputsPerInput(&g); }
-  // Sites of the output grid of one batch element.
-  int64_t out_grid_volume() const {
-    int64_t v = 1;
-    for (int a = 0; a < 3; ++a) {
-      const int64_t span = static_cast<int64_t>(g.in_shape[a]) + 2 * g.padding[a] - g.dilation[a] * (g.kernel[a] - 1) - 1;
-      v *= g.subm ? g.in_shape[a] : (span < 0 ? 0 : span / g.stride[a] + 1);
-    }
-    return v;
+  // Sites of the output grid times max_batch: no conv can output more (kNoCap without max_batch).
+  int64_t grid_cap() const {
+    int64_t shape[3] = {0, 0, 0};
+    if (g.max_batch <= 0 || cdSparseConvOutShape(&g, shape) != CD_CUDA_OK) return kNoCap;
+    return static_cast<int64_t>(g.max_batch) * shape[0] * shape[1] * shape[2];
   }
   // The input-independent cap on a regular conv's output rows (kNoCap when none is known).
-  int64_t row_cap() const {
-    int64_t cap = kNoCap;
-    if (g.max_batch > 0) cap = std::min(cap, static_cast<int64_t>(g.max_batch) * out_grid_volume());
-    if (max_out_rows > 0) cap = std::min(cap, max_out_rows);
-    return cap;
-  }
+  int64_t row_cap() const { return max_out_rows > 0 ? std::min(grid_cap(), max_out_rows) : grid_cap(); }
   // Output rows allocated for n input rows.
   int64_t out_rows(int64_t n) const { return g.subm ? n : std::min(n * fan_out(), row_cap()); }
   // Is max_out_rows the binding cap for n inputs (then a frame may exceed it: checked at enqueue)?
   bool data_cap_binds(int64_t n) const {
-    if (g.subm || max_out_rows <= 0) return false;
-    const int64_t structural = g.max_batch > 0 ? static_cast<int64_t>(g.max_batch) * out_grid_volume() : kNoCap;
-    return max_out_rows < std::min(n * fan_out(), structural);
+    return !g.subm && max_out_rows > 0 && max_out_rows < std::min(n * fan_out(), grid_cap());
   }
   int64_t opt() const {
     const int64_t cap = row_cap();
@@ -222,14 +212,14 @@ bool capacity_ok(const std::string& who, const ConvAttrs& a, int64_t n, const in
   return true;
 }
 
-// getWorkspaceSize cannot fail; configurePlugin runs the same query first and fails with the message.
-bool workspace_ok(const std::string& who, const ConvAttrs& a, int64_t n_max, bool own_neighbors) {
+// Workspace bytes for n_max input rows, 0 (logged) when the size query fails. getWorkspaceSize cannot
+// fail, so configurePlugin runs the same query first and fails on 0.
+size_t workspace_bytes(const std::string& who, const ConvAttrs& a, int64_t n_max, bool own_neighbors) {
   try {
-    rulebook_layout(a, n_max, own_neighbors);
-    return true;
+    return rulebook_layout(a, n_max, own_neighbors).total;
   } catch (const std::exception& e) {
     log_error(who + ": " + e.what());
-    return false;
+    return 0;
   }
 }
 
@@ -307,7 +297,7 @@ class SparseConvolutionPlugin final : public PluginBase {
         return 1;
       }
       if (!check_weights(who(), a_, in[0].desc, in[2].desc, nb_inputs == 4 ? &in[3].desc : nullptr)) return 1;
-      return workspace_ok(who(), a_, in[1].max.d[0], true) ? 0 : 1;
+      return workspace_bytes(who(), a_, in[1].max.d[0], true) > 0 ? 0 : 1;
     } catch (...) {
       return 1;
     }
@@ -315,12 +305,7 @@ class SparseConvolutionPlugin final : public PluginBase {
 
   size_t getWorkspaceSize(const DynamicPluginTensorDesc* in, int32_t nb_inputs, const DynamicPluginTensorDesc* out,
                           int32_t nb_outputs) const noexcept override {
-    try {
-      return rulebook_layout(a_, in[1].max.d[0], true).total;
-    } catch (const std::exception& e) {
-      log_error(who() + ": " + e.what());
-      return 0;
-    }
+    return workspace_bytes(who(), a_, in[1].max.d[0], true);
   }
 
   int32_t enqueue(const PluginTensorDesc* in_desc, const PluginTensorDesc* out_desc, const void* const* inputs,
@@ -428,17 +413,12 @@ class IndexPairsPlugin final : public PluginBase {
       log_error(who() + ": indices must be [N, 4] int32, got " + dims_str(in[0].desc.dims));
       return 1;
     }
-    return workspace_ok(who(), a_, in[0].max.d[0], false) ? 0 : 1;
+    return workspace_bytes(who(), a_, in[0].max.d[0], false) > 0 ? 0 : 1;
   }
 
   size_t getWorkspaceSize(const DynamicPluginTensorDesc* in, int32_t nb_inputs, const DynamicPluginTensorDesc* out,
                           int32_t nb_outputs) const noexcept override {
-    try {
-      return rulebook_layout(a_, in[0].max.d[0], false).total;
-    } catch (const std::exception& e) {
-      log_error(who() + ": " + e.what());
-      return 0;
-    }
+    return workspace_bytes(who(), a_, in[0].max.d[0], false);
   }
 
   int32_t enqueue(const PluginTensorDesc* in_desc, const PluginTensorDesc* out_desc, const void* const* inputs,

@@ -122,10 +122,12 @@ def dataset_fingerprint(reader, class_names: Sequence[str] | None = None) -> str
 
 
 def build_gt_database(reader, class_names: Sequence[str] | None = None,
-                      out_path: str | Path | None = None, progress: bool = False) -> GTDatabase:
+                      out_path: str | Path | None = None, progress: bool = False,
+                      fingerprint: str | None = None) -> GTDatabase:
     """Extract every labelled object (DontCare excluded; only ``class_names`` when given) of the
     reader's frames: its points inside the box (raw point cloud, not FOV-cropped, as OpenPCDet),
-    box, name, difficulty and point count. Saved to ``out_path`` (``.npz``) when given."""
+    box, name, difficulty and point count. Saved to ``out_path`` (``.npz``) when given, with
+    ``fingerprint`` (:func:`dataset_fingerprint`, computed here when the caller has none)."""
     names, boxes, diffs, counts, fids, gidx, pts_list = [], [], [], [], [], [], []
     ids = reader.frame_ids
     if progress:
@@ -163,7 +165,7 @@ def build_gt_database(reader, class_names: Sequence[str] | None = None,
             frame_ids=np.concatenate(fids).astype(str), gt_index=np.concatenate(gidx),
             points=np.concatenate(pts_list, 0).astype(np.float32))
     if out_path is not None:
-        db.save(out_path, dataset_fingerprint(reader, class_names))
+        db.save(out_path, fingerprint if fingerprint is not None else dataset_fingerprint(reader, class_names))
     return db
 
 

@@ -31,6 +31,8 @@ __all__ = [
     "run_sparse_conv",
     "rulebook_pair_counts",
     "gemm_isa",
+    "int8_isa",
+    "make_sparse_conv_int8_model",
 ]
 
 DOMAIN = "clean_deploy"
@@ -202,6 +204,8 @@ def _clib() -> ctypes.CDLL:
         ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
     lib.clean_deploy_gemm_isa.restype = ctypes.c_char_p
     lib.clean_deploy_gemm_isa.argtypes = []
+    lib.clean_deploy_int8_isa.restype = ctypes.c_char_p
+    lib.clean_deploy_int8_isa.argtypes = []
     return lib
 
 
@@ -226,3 +230,46 @@ def rulebook_pair_counts(indices, kernel_size, *, spatial_shape: Sequence[int], 
 def gemm_isa() -> str:
     """The SGEMM micro-kernel the library uses on this CPU: "avx512", "avx2" or "generic"."""
     return _clib().clean_deploy_gemm_isa().decode()
+
+
+def int8_isa() -> str:
+    """The int8 micro-kernel of SparseConvolutionInt8 on this CPU: "avx512_vnni", "avx2" or "generic"."""
+    return _clib().clean_deploy_int8_isa().decode()
+
+
+def make_sparse_conv_int8_model(weight, w_scale, x_scale: float, y_scale: float, bias=None, *,
+                                spatial_shape: Sequence[int], stride=1, padding=0, dilation=1, subm: bool = False,
+                                activation: str = "none", opset: int = 17):
+    """ONNX model of one ``clean_deploy::SparseConvolutionInt8`` node: inputs ``features`` [N, Cin]
+    int8 and ``indices`` [N, 4] int32; weight int8 [Cout, kD, kH, kW, Cin], w_scale float32 [Cout],
+    bias int32 [Cout] (or None) and the two scalar scales as initializers."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.ascontiguousarray(weight, dtype=np.int8)
+    cout = int(w.shape[0])
+    inits = [numpy_helper.from_array(np.asarray(x_scale, np.float32), "x_scale"),
+             numpy_helper.from_array(w, "weight"),
+             numpy_helper.from_array(np.ascontiguousarray(w_scale, np.float32), "w_scale"),
+             numpy_helper.from_array(np.asarray(y_scale, np.float32), "y_scale")]
+    inputs = ["features", "indices", "x_scale", "weight", "w_scale", "y_scale"]
+    if bias is not None:
+        inits.append(numpy_helper.from_array(np.ascontiguousarray(bias, np.int32), "bias"))
+        inputs.append("bias")
+    node = helper.make_node("SparseConvolutionInt8", inputs, ["out_features", "out_indices"], name="sparse_conv_int8",
+                            domain=DOMAIN, kernel_size=list(w.shape[1:4]), stride=_triple(stride, "stride"),
+                            padding=_triple(padding, "padding"), dilation=_triple(dilation, "dilation"),
+                            subm=int(bool(subm)), spatial_shape=[int(v) for v in spatial_shape],
+                            activation=str(activation))
+    graph = helper.make_graph(
+        [node], "clean_deploy_sparse_conv_int8",
+        [helper.make_tensor_value_info("features", TensorProto.INT8, ["N", "Cin"]),
+         helper.make_tensor_value_info("indices", TensorProto.INT32, ["N", 4])],
+        [helper.make_tensor_value_info("out_features", TensorProto.INT8, ["M", cout]),
+         helper.make_tensor_value_info("out_indices", TensorProto.INT32, ["M", 4])],
+        initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset), helper.make_opsetid(DOMAIN, 1)],
+                              producer_name="clean_deploy")
+    model.ir_version = min(model.ir_version, 10)
+    onnx.checker.check_model(model)
+    return model

@@ -1,10 +1,11 @@
 // Plain C entry points of libclean_deploy_ort.so for tests and tools (Python ctypes): rulebook pair
-// counts of a conv and the SGEMM kernel in use. They need no ONNX Runtime.
+// counts of a conv and the SGEMM and int8 kernels in use. They need no ONNX Runtime.
 #include <cstring>
 #include <exception>
 #include <string>
 
 #include "clean_deploy/sparse_conv.h"
+#include "clean_deploy/sparse_conv_int8.h"
 
 namespace {
 
@@ -43,4 +44,9 @@ extern "C" __attribute__((visibility("default"))) int clean_deploy_rulebook_pair
 // "avx512", "avx2" or "generic".
 extern "C" __attribute__((visibility("default"))) const char* clean_deploy_gemm_isa() {
   return clean_deploy::gemm_isa_name();
+}
+
+// "avx512_vnni", "avx2" or "generic": the int8 micro-kernel of SparseConvolutionInt8.
+extern "C" __attribute__((visibility("default"))) const char* clean_deploy_int8_isa() {
+  return clean_deploy::int8_isa_name();
 }

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <mutex>
 #include <stdexcept>
 #include <vector>
 
@@ -20,75 +19,52 @@ const std::vector<int64_t> kZeros{0, 0, 0};
 
 std::array<int64_t, 3> to3(const std::vector<int64_t>& v) { return {v[0], v[1], v[2]}; }
 
-// Buffers of one Compute call. They are pooled library-wide and reused by later calls (of any node):
-// keeping the memory mapped saves allocations and page faults on every call. The pool holds as
-// many sets as calls ever ran at the same time.
+// Buffers of one Compute call, pooled library-wide (BufferPool in sparse_conv_op.h).
 struct CallBuffers {
   Rulebook rulebook;
   RulebookScratch scratch;
   PackedWeights weights;  // for non-constant weights
 };
 
-class BufferPool {
- public:
-  std::unique_ptr<CallBuffers> take() {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (free_.empty()) return std::make_unique<CallBuffers>();
-    auto b = std::move(free_.back());
-    free_.pop_back();
-    return b;
-  }
-  void give(std::unique_ptr<CallBuffers> b) {
-    std::lock_guard<std::mutex> lock(mu_);
-    free_.push_back(std::move(b));
-  }
+}  // namespace
 
- private:
-  std::mutex mu_;
-  std::vector<std::unique_ptr<CallBuffers>> free_;
-};
-
-BufferPool& pool() {
-  static BufferPool* p = new BufferPool;  // never destroyed: may be used until the process ends
-  return *p;
-}
-
-struct Lease {
-  std::unique_ptr<CallBuffers> b = pool().take();
-  ~Lease() { pool().give(std::move(b)); }
-};
-
-std::string weight_shape_error(const std::array<int64_t, 3>& k, int64_t cin, const std::vector<int64_t>& ws) {
-  return "input 'weight' must be float32 [Cout, kD, kH, kW, Cin] = [Cout, " + std::to_string(k[0]) + ", " +
-         std::to_string(k[1]) + ", " + std::to_string(k[2]) + ", " + (cin < 0 ? "Cin" : std::to_string(cin)) +
+std::string weight_shape_error(const char* dtype, const std::array<int64_t, 3>& k, int64_t cin,
+                               const std::vector<int64_t>& ws) {
+  return std::string("input 'weight' must be ") + dtype + " [Cout, kD, kH, kW, Cin] = [Cout, " + std::to_string(k[0]) +
+         ", " + std::to_string(k[1]) + ", " + std::to_string(k[2]) + ", " + (cin < 0 ? "Cin" : std::to_string(cin)) +
          "] (kernel_size and the features' Cin), got shape " + shape_str(ws);
 }
 
-}  // namespace
+ConvGeometry read_conv_attributes(const Ort::ConstKernelInfo& info, const std::string& prefix,
+                                  Activation* activation) {
+  ConvGeometry g;
+  g.kernel = to3(ints_attr(info, "kernel_size", 3, prefix, nullptr));
+  g.stride = to3(ints_attr(info, "stride", 3, prefix, &kOnes));
+  g.padding = to3(ints_attr(info, "padding", 3, prefix, &kZeros));
+  g.dilation = to3(ints_attr(info, "dilation", 3, prefix, &kOnes));
+  g.in_shape = to3(ints_attr(info, "spatial_shape", 3, prefix, nullptr));
+  const int64_t subm = int_attr(info, "subm", prefix, nullptr);
+  if (subm != 0 && subm != 1) fail(prefix, "attribute 'subm' must be 0 or 1, got " + std::to_string(subm));
+  g.subm = subm == 1;
+  try {
+    g.validate();
+    *activation = parse_activation(string_attr(info, "activation", prefix, "none"));
+  } catch (const std::invalid_argument& e) {
+    fail(prefix, e.what());
+  }
+  return g;
+}
 
 SparseConvolutionKernel::SparseConvolutionKernel(const OrtKernelInfo* info_ptr) {
   const Ort::ConstKernelInfo info(info_ptr);
   prefix_ = op_prefix(SparseConvolutionOp::kName, info);
-  geometry_.kernel = to3(ints_attr(info, "kernel_size", 3, prefix_, nullptr));
-  geometry_.stride = to3(ints_attr(info, "stride", 3, prefix_, &kOnes));
-  geometry_.padding = to3(ints_attr(info, "padding", 3, prefix_, &kZeros));
-  geometry_.dilation = to3(ints_attr(info, "dilation", 3, prefix_, &kOnes));
-  geometry_.in_shape = to3(ints_attr(info, "spatial_shape", 3, prefix_, nullptr));
-  const int64_t subm = int_attr(info, "subm", prefix_, nullptr);
-  if (subm != 0 && subm != 1) fail(prefix_, "attribute 'subm' must be 0 or 1, got " + std::to_string(subm));
-  geometry_.subm = subm == 1;
-  try {
-    geometry_.validate();
-    activation_ = parse_activation(string_attr(info, "activation", prefix_, "none"));
-  } catch (const std::invalid_argument& e) {
-    fail(prefix_, e.what());
-  }
+  geometry_ = read_conv_attributes(info, prefix_, &activation_);
   int is_constant = 0;
   const Ort::ConstValue w = info.GetTensorConstantInput(2, &is_constant);
   if (is_constant && static_cast<const OrtValue*>(w)) {
     const auto ws = w.GetTensorTypeAndShapeInfo().GetShape();
     const auto& k = geometry_.kernel;
-    if (ws.size() != 5 || ws[1] != k[0] || ws[2] != k[1] || ws[3] != k[2]) fail(prefix_, weight_shape_error(k, -1, ws));
+    if (ws.size() != 5 || ws[1] != k[0] || ws[2] != k[1] || ws[3] != k[2]) fail(prefix_, weight_shape_error("float32", k, -1, ws));
     auto packed = std::make_unique<PackedWeights>();
     pack_weights(w.GetTensorData<float>(), ws[0], geometry_.kernel_volume(), ws[4], *packed);
     constant_weights_ = std::move(packed);
@@ -121,7 +97,7 @@ void SparseConvolutionKernel::compute(OrtKernelContext* context) const {
                       shape_str(is));
   const auto& k = geometry_.kernel;
   if (ws.size() != 5 || ws[1] != k[0] || ws[2] != k[1] || ws[3] != k[2] || ws[4] != cin)
-    fail(prefix_, weight_shape_error(k, cin, ws));
+    fail(prefix_, weight_shape_error("float32", k, cin, ws));
   const int64_t cout = ws[0];
   const float* bias_data = nullptr;
   if (static_cast<const OrtValue*>(bias)) {
@@ -132,7 +108,7 @@ void SparseConvolutionKernel::compute(OrtKernelContext* context) const {
   }
 
   const OrtExecutor executor(ctx);
-  Lease lease;
+  BufferPool<CallBuffers>::Lease lease;
   Rulebook& rb = lease.b->rulebook;
   build_rulebook(indices.GetTensorData<int32_t>(), n, geometry_, executor, rb, lease.b->scratch);
   const PackedWeights* packed = constant_weights_.get();

@@ -3,12 +3,56 @@
 #pragma once
 
 #include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
 
 #include "clean_deploy/sparse_conv.h"
 #include "ort_common.h"
 
 namespace clean_deploy {
 namespace ort {
+
+// Reads and checks the attributes shared by SparseConvolution and SparseConvolutionInt8
+// (kernel_size, stride, padding, dilation, spatial_shape, subm, activation); throws Ort::Exception
+// with `prefix` for bad ones.
+ConvGeometry read_conv_attributes(const Ort::ConstKernelInfo& info, const std::string& prefix,
+                                  Activation* activation);
+
+// "input 'weight' must be <dtype> [Cout, kD, kH, kW, Cin] = [...], got shape ..." (cin < 0: unknown)
+std::string weight_shape_error(const char* dtype, const std::array<int64_t, 3>& kernel, int64_t cin,
+                               const std::vector<int64_t>& weight_shape);
+
+// Buffers of one Compute call (rulebook, scratch, per-call packed weights), pooled per buffer type
+// and reused by later calls of any node: keeping the memory mapped saves allocations and page
+// faults on every call. The pool holds as many sets as calls ever ran at the same time.
+template <class Buffers>
+class BufferPool {
+ public:
+  static BufferPool& instance() {
+    static BufferPool* p = new BufferPool;  // never destroyed: may be used until the process ends
+    return *p;
+  }
+  struct Lease {
+    std::unique_ptr<Buffers> b = instance().take();
+    ~Lease() { instance().give(std::move(b)); }
+  };
+
+ private:
+  std::unique_ptr<Buffers> take() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (free_.empty()) return std::make_unique<Buffers>();
+    auto b = std::move(free_.back());
+    free_.pop_back();
+    return b;
+  }
+  void give(std::unique_ptr<Buffers> b) {
+    std::lock_guard<std::mutex> lock(mu_);
+    free_.push_back(std::move(b));
+  }
+  std::mutex mu_;
+  std::vector<std::unique_ptr<Buffers>> free_;
+};
 
 class SparseConvolutionKernel {
  public:

@@ -1,0 +1,1 @@
+"""Post-training int8 quantisation of exported students (docs/custom_ops.md, SparseConvolutionInt8)."""

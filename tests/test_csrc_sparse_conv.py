@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -265,3 +266,45 @@ def test_cpp_kernel_tests(isa):
     res = subprocess.run([str(CPP_TEST)], capture_output=True, text=True, env=env, timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "all passed" in res.stdout
+
+
+_CACHE_CHAIN = """
+import sys, numpy as np
+from clean_deploy.runtime import ort_ops
+g = np.random.default_rng(5)
+shape = (15, 60, 50)
+z, y, x = np.nonzero(g.random(shape) < 0.05)
+idx = np.stack([np.zeros_like(z), z, y, x], 1).astype(np.int32)
+idx = idx[g.permutation(len(idx))]
+feats = g.standard_normal((len(idx), 8)).astype(np.float32)
+layers = [(8, 16, True, 1), (16, 16, True, 1), (16, 24, False, 2), (24, 24, True, 1), (24, 24, True, 1)]
+specs = []
+for i, (cin, cout, subm, s) in enumerate(layers):
+    w = (g.standard_normal((cout, 3, 3, 3, cin)) * 0.2).astype(np.float32)
+    specs.append(ort_ops.SparseConvSpec(w, g.standard_normal(cout).astype(np.float32), s, 1, 1, subm, "relu",
+                                        shape if i == 0 else None))
+sess = ort_ops.sparse_conv_session(ort_ops.make_sparse_conv_model(specs), threads=2)
+before = ort_ops.rulebook_cache_stats()
+for _ in range(2):
+    f, i = sess.run(None, {"features": feats, "indices": idx})
+after = ort_ops.rulebook_cache_stats()
+np.save(sys.argv[1], f)
+print(after[0] - before[0], after[1] - before[1])
+"""
+
+
+def test_submanifold_rulebook_cache_is_exact(tmp_path):
+    """Consecutive subm layers over the same sites reuse one rulebook (a cache hit per repeated layer
+    and run); the output is bitwise the same as with the cache off."""
+    res = {}
+    for flag in ("1", "0"):
+        out = tmp_path / f"cache{flag}.npy"
+        proc = subprocess.run([sys.executable, "-c", _CACHE_CHAIN, str(out)], capture_output=True, text=True,
+                              env=dict(os.environ, CLEAN_DEPLOY_RULEBOOK_CACHE=flag), cwd=REPO, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        res[flag] = (np.load(out), [int(v) for v in proc.stdout.split()])
+    # cache on: per run, layer 0 and layer 3 miss (new sites), layers 1 and 4 hit; the second run
+    # hits everywhere (same frame)
+    assert res["1"][1] == [6, 2]
+    assert res["0"][1] == [0, 0]
+    assert res["1"][0].tobytes() == res["0"][0].tobytes()

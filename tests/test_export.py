@@ -34,6 +34,9 @@ def test_export_is_valid_onnx_with_custom_ops(name, tmp_path):
     assert ops.count("IoUAwareRedundancyElimination") == 1
     assert [i.name for i in model.graph.input] == ["voxels", "voxel_num_points", "voxel_coords"]
     assert [o.name for o in model.graph.output] == ["boxes", "scores", "labels", "valid_count"]
+    # one opset import per domain (tools such as ONNX Runtime's quantiser refuse duplicates)
+    domains = [o.domain for o in model.opset_import]
+    assert sorted(domains) == sorted(set(domains)) == ["", DOMAIN]
     # BN folded: no BatchNormalization left anywhere
     assert not any(n.op_type == "BatchNormalization" for n in model.graph.node)
     side = json.loads(res.sidecar_path.read_text())

@@ -10,6 +10,7 @@ from clean_deploy.cli.compress import compress_command, distill_command, prune_c
 from clean_deploy.cli.data import data_app
 from clean_deploy.cli.eval import eval_command
 from clean_deploy.cli.export import export_command
+from clean_deploy.cli.quantize import quantize_command
 from clean_deploy.cli.train import test_command, train_command
 
 app = typer.Typer(help="clean_deploy: compress LiDAR 3D detectors (CLEAN) and deploy them.",
@@ -22,6 +23,7 @@ app.command("distill")(distill_command)
 app.command("prune")(prune_command)
 app.command("compress")(compress_command)
 app.command("export")(export_command)
+app.command("quantize")(quantize_command)
 
 
 @app.command("bench")

@@ -32,14 +32,19 @@ def read_split_ids(data_dir: str | Path, split: str) -> list[str]:
     return ids
 
 
-def load_annos(data_dir: str | Path, split: str, pred_dir: str | Path, allow_missing: bool = False
-               ) -> tuple[list[str], list[LabelArrays], list[LabelArrays]]:
+def load_annos(data_dir: str | Path, split: str, pred_dir: str | Path, allow_missing: bool = False,
+               frame_ids: list[str] | None = None) -> tuple[list[str], list[LabelArrays], list[LabelArrays]]:
     """Ids, ground truth (``training/label_2/ID.txt``) and detections (``pred_dir/ID.txt``, score
-    as 16th column) of a split. Every frame needs its result file (an empty file: no detections):
+    as 16th column) of a split (or of its frames ``frame_ids``). Every frame needs its result file (an empty file: no detections):
     a missing one is an error, since counting it as empty silently lowers the AP. With
     ``allow_missing`` missing files are taken as empty, with a warning that counts them; a
     prediction directory holding none of the split's files is an error either way."""
     ids = read_split_ids(data_dir, split)
+    if frame_ids is not None:  # a subset of the split (e.g. its first N frames)
+        unknown = sorted(set(frame_ids) - set(ids))
+        if unknown:
+            raise ValueError(f"frame ids {unknown[:5]} are not in split {split!r} of {data_dir}")
+        ids = list(frame_ids)
     pred_dir = Path(pred_dir)
     if not pred_dir.is_dir():
         raise FileNotFoundError(f"prediction directory not found: {pred_dir}")

@@ -258,6 +258,7 @@ def export_onnx(det: Detector, out_path: str | Path, opset: int = 17, source: st
                                                           ("vfe_coords", "voxel_coords")], prefix2="sp_")
     with_dense = compose.merge_models(sparse_in, dense, io_map=[("sp_bev", "bev")], prefix2="dn_")
     full = compose.merge_models(with_dense, post, io_map=[(f"dn_{n}", n) for n in names], prefix2="")
+    full = _align(full, opset, ir)  # merge_models concatenates the parts' opset imports: one per domain
     full.graph.name = f"clean_deploy_{cfg.name}"
     full.producer_name = "clean_deploy"
     onnx.checker.check_model(full)

@@ -156,7 +156,7 @@ def check_sidecar_against_graph(data: dict, model, where: str) -> None:
                                                    atol=1e-4):
             raise ValueError(f"{where}: preprocess.point_cloud_range {data['preprocess']['point_cloud_range']} "
                              f"differs from the model's {[round(v, 4) for v in attrs['pc_range']]}")
-    first = next((n for n in model.graph.node if n.op_type == "SparseConvolution"), None)
+    first = next((n for n in model.graph.node if n.op_type in ("SparseConvolution", "SparseConvolutionInt8")), None)
     attr = next((a for a in first.attribute if a.name == "spatial_shape"), None) if first is not None else None
     if first is not None and attr is None:
         raise ValueError(f"{where}: the model's first SparseConvolution has no spatial_shape attribute")

@@ -32,6 +32,7 @@ __all__ = [
     "rulebook_pair_counts",
     "gemm_isa",
     "int8_isa",
+    "rulebook_cache_stats",
     "make_sparse_conv_int8_model",
 ]
 
@@ -206,6 +207,8 @@ def _clib() -> ctypes.CDLL:
     lib.clean_deploy_gemm_isa.argtypes = []
     lib.clean_deploy_int8_isa.restype = ctypes.c_char_p
     lib.clean_deploy_int8_isa.argtypes = []
+    lib.clean_deploy_rulebook_cache_stats.restype = None
+    lib.clean_deploy_rulebook_cache_stats.argtypes = [ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_int64)]
     return lib
 
 
@@ -230,6 +233,13 @@ def rulebook_pair_counts(indices, kernel_size, *, spatial_shape: Sequence[int], 
 def gemm_isa() -> str:
     """The SGEMM micro-kernel the library uses on this CPU: "avx512", "avx2" or "generic"."""
     return _clib().clean_deploy_gemm_isa().decode()
+
+
+def rulebook_cache_stats() -> tuple[int, int]:
+    """(hits, misses) of the ops' submanifold rulebook cache in this process (csrc/ort/rulebook_cache.h)."""
+    hits, misses = ctypes.c_int64(0), ctypes.c_int64(0)
+    _clib().clean_deploy_rulebook_cache_stats(ctypes.byref(hits), ctypes.byref(misses))
+    return int(hits.value), int(misses.value)
 
 
 def int8_isa() -> str:

@@ -82,10 +82,11 @@ def restrict_to_range(gt: LabelArrays, calib: Calibration, point_cloud_range) ->
 
 
 def evaluate_predictions(data_root: str | Path, split: str, pred_dir: str | Path, class_names,
-                         eval_range=None) -> dict:
+                         eval_range=None, frame_ids: list[str] | None = None) -> dict:
     """KITTI AP of ``pred_dir`` (dict of :func:`clean_deploy.eval.kitti_protocol.evaluate`);
-    ``eval_range`` restricts it to a LiDAR x/y range (see :func:`restrict_to_range`)."""
-    ids, gt, dt = load_annos(data_root, split, pred_dir)
+    ``eval_range`` restricts it to a LiDAR x/y range (see :func:`restrict_to_range`); ``frame_ids``
+    to those frames of the split."""
+    ids, gt, dt = load_annos(data_root, split, pred_dir, frame_ids=frame_ids)
     if eval_range is not None:
         calib_dir = Path(data_root) / "training" / "calib"
         gt = [restrict_to_range(g, Calibration.from_file(calib_dir / f"{i}.txt"), eval_range)

@@ -6,6 +6,7 @@
 
 #include "clean_deploy/sparse_conv.h"
 #include "clean_deploy/sparse_conv_int8.h"
+#include "rulebook_cache.h"
 
 namespace {
 
@@ -49,4 +50,10 @@ extern "C" __attribute__((visibility("default"))) const char* clean_deploy_gemm_
 // "avx512_vnni", "avx2" or "generic": the int8 micro-kernel of SparseConvolutionInt8.
 extern "C" __attribute__((visibility("default"))) const char* clean_deploy_int8_isa() {
   return clean_deploy::int8_isa_name();
+}
+
+// Submanifold rulebook lookups of the ops since load (rulebook_cache.h): cache hits and misses.
+extern "C" __attribute__((visibility("default"))) void clean_deploy_rulebook_cache_stats(int64_t* hits,
+                                                                                          int64_t* misses) {
+  clean_deploy::ort::rulebook_cache_stats(hits, misses);
 }

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "op_registry.h"
+#include "rulebook_cache.h"
 #include "sparse_conv_op.h"
 
 namespace clean_deploy {
@@ -99,8 +100,9 @@ void SparseConvolutionInt8Kernel::compute(OrtKernelContext* context) const {
 
   const OrtExecutor executor(ctx);
   BufferPool<CallBuffersInt8>::Lease lease;
-  Rulebook& rb = lease.b->rulebook;
-  build_rulebook(indices.GetTensorData<int32_t>(), n, geometry_, executor, rb, lease.b->scratch);
+  std::shared_ptr<const Rulebook> cached;
+  const Rulebook& rb = acquire_rulebook(indices.GetTensorData<int32_t>(), n, geometry_, executor, lease.b->rulebook,
+                                        lease.b->scratch, cached);
   const PackedWeightsInt8* packed = constant_weights_.get();
   if (!packed) {
     pack_weights_int8(weight.GetTensorData<int8_t>(), cout, geometry_.kernel_volume(), cin, lease.b->weights);

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "op_registry.h"
+#include "rulebook_cache.h"
 
 namespace clean_deploy {
 namespace ort {
@@ -109,8 +110,9 @@ void SparseConvolutionKernel::compute(OrtKernelContext* context) const {
 
   const OrtExecutor executor(ctx);
   BufferPool<CallBuffers>::Lease lease;
-  Rulebook& rb = lease.b->rulebook;
-  build_rulebook(indices.GetTensorData<int32_t>(), n, geometry_, executor, rb, lease.b->scratch);
+  std::shared_ptr<const Rulebook> cached;
+  const Rulebook& rb = acquire_rulebook(indices.GetTensorData<int32_t>(), n, geometry_, executor, lease.b->rulebook,
+                                        lease.b->scratch, cached);
   const PackedWeights* packed = constant_weights_.get();
   if (!packed) {
     pack_weights(weight.GetTensorData<float>(), cout, geometry_.kernel_volume(), cin, lease.b->weights);

@@ -1,0 +1,39 @@
+"""Typed configuration of post-training quantisation (``clean-deploy quantize``)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
+#: onnxruntime: dense activations uint8 with zero points (ONNX Runtime's x86 int8 kernels are
+#: built for u8 x s8; s8 activations leave float Convs between the Q/DQ pairs and run slower than
+#: float32); tensorrt: every activation symmetric int8 (zero point 0), the form an explicitly
+#: quantised TensorRT engine takes. Weights are per-channel symmetric int8 and the sparse convs
+#: symmetric int8 (SparseConvolutionInt8) in both.
+TARGETS = ("onnxruntime", "tensorrt")
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    #: activation range rule: minmax (largest magnitude seen), percentile (of |x|) or entropy (KL
+    #: divergence of the int8 histogram, TensorRT's classic calibrator; ONNX Runtime's implementation)
+    target: str = "onnxruntime"
+    method: str = "percentile"
+    percentile: float = 99.999
+    #: calibration frames, taken in order from ``calib_split`` (train: never the split reported on)
+    calib_frames: int = 32
+    calib_split: str = "train"
+    #: layers (ONNX node names) left in float32
+    keep_fp32: tuple[str, ...] = ()
+    #: quantise the dense 2D backbone and head (ONNX Runtime QDQ) and the sparse convolutions (ours)
+    dense: bool = True
+    sparse: bool = True
+
+    def __post_init__(self) -> None:
+        if self.target not in TARGETS:
+            raise ValueError(f"target must be one of {', '.join(TARGETS)}, got {self.target!r}")
+        if self.method not in CALIBRATION_METHODS:
+            raise ValueError(f"method must be one of {', '.join(CALIBRATION_METHODS)}, got {self.method!r}")
+        if not 0 < self.percentile <= 100:
+            raise ValueError(f"percentile must be in (0, 100], got {self.percentile}")
+        if self.calib_frames < 1:
+            raise ValueError(f"calib_frames must be >= 1, got {self.calib_frames}")

@@ -1,0 +1,156 @@
+"""`clean-deploy quantize` on an exported, trained student: graph form per target, numerics of the int8
+sparse chain against the float32 one, box parity of the int8 model, weight/bias quantisation against
+NumPy, calibration methods, keep-fp32, and clear errors for bad input."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from clean_deploy.export.onnx_export import export_onnx
+from clean_deploy.quantize.calibrate import collect_ranges
+from clean_deploy.quantize.config import QuantizeConfig
+from clean_deploy.quantize.evaluate import box_parity, run_split
+from clean_deploy.quantize.pipeline import quantize_onnx
+from clean_deploy.quantize.sparse_int8 import bias_int32, weight_per_channel
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def exported(trained_students, tmp_path_factory):
+    det = trained_students["centerpoint_fast@0.25x"][0]
+    return export_onnx(det, tmp_path_factory.mktemp("q") / "student.onnx").onnx_path
+
+
+def _ops(path) -> Counter:
+    return Counter(n.op_type for n in onnx.load(str(path)).graph.node)
+
+
+def test_weight_and_bias_quantisation():
+    g = np.random.default_rng(0)
+    w = g.standard_normal((7, 3, 3, 3, 5)).astype(np.float32) * g.random((7, 1, 1, 1, 1)).astype(np.float32)
+    w[3] = 0  # a pruned-away channel
+    q, s = weight_per_channel(w)
+    assert q.dtype == np.int8 and s.dtype == np.float32 and s.shape == (7,)
+    assert np.abs(q).max() == 127 and (q[3] == 0).all() and s[3] == 1.0
+    err = np.abs(q.astype(np.float32) * s[:, None, None, None, None] - w)
+    assert (err <= s[:, None, None, None, None] / 2 + 1e-7).all()
+    for co in (0, 1, 2, 4):  # every non-zero channel reaches +-127 exactly at its largest weight
+        assert np.abs(q[co]).max() == 127
+    b = g.standard_normal(7).astype(np.float32)
+    bq = bias_int32(b, np.float32(0.02), s)
+    assert bq.dtype == np.int32
+    assert np.allclose(bq * 0.02 * s, b, atol=0.02 * s.max())
+    with pytest.raises(ValueError, match="does not fit int32"):
+        bias_int32(np.array([1e6], np.float32), np.float32(1e-6), np.array([1e-6], np.float32))
+
+
+def test_calibration_methods_nest(exported, synth_data):
+    model = onnx.load(str(exported))
+    side = json.loads(exported.with_suffix(".json").read_text())
+    r = {m: collect_ranges(model, side, synth_data, QuantizeConfig(method=m, calib_frames=4), threads=1)
+         for m in ("minmax", "percentile", "entropy")}
+    assert r["minmax"].frames == 4 and set(r["minmax"].ranges) == set(r["percentile"].ranges) == set(r["entropy"].ranges)
+    sparse = [n.output[0] for n in model.graph.node if n.op_type == "SparseConvolution"]
+    assert set(sparse) <= set(r["minmax"].ranges)
+    for name, (lo, hi) in r["minmax"].ranges.items():
+        for m in ("percentile", "entropy"):  # never wider than what was seen
+            a, b = r[m].ranges[name]
+            assert lo - 1e-6 <= a <= b <= hi + 1e-6, (m, name)
+    # clipping outliers: the percentile range is strictly inside min-max for some tensor
+    assert any(r["percentile"].absmax(n) < r["minmax"].absmax(n) * 0.999 for n in r["minmax"].ranges)
+
+
+def test_onnxruntime_target_graph_and_parity(exported, synth_data, tmp_path):
+    out = tmp_path / "int8.onnx"
+    rep = quantize_onnx(exported, out, synth_data, QuantizeConfig(calib_frames=6), threads=1)
+    ops = _ops(out)
+    n_sparse = _ops(exported)["SparseConvolution"]
+    assert ops["SparseConvolution"] == 0 and ops["SparseConvolutionInt8"] == n_sparse == len(rep["int8_sparse_layers"])
+    # one QuantizeLinear enters the sparse chain, one DequantizeLinear leaves it (int8 flows between)
+    sparse_names = tuple(n.name + "." for n in onnx.load(str(exported)).graph.node if n.op_type == "SparseConvolution")
+    sparse_q = [n for n in onnx.load(str(out)).graph.node if n.name.startswith(sparse_names)
+                and n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    assert Counter(n.op_type for n in sparse_q) == {"QuantizeLinear": 1, "DequantizeLinear": 1}
+    assert len(rep["int8_dense_layers"]) == _ops(exported)["Conv"] + _ops(exported)["ConvTranspose"]
+    # ONNX Runtime target: uint8 activations in the dense part
+    g = onnx.load(str(out)).graph
+    zps = {i.name: numpy_helper.to_array(i) for i in g.initializer if "zero_point" in i.name}
+    assert any(z.dtype == np.uint8 for z in zps.values())
+    assert rep["file_bytes"]["int8"] < rep["file_bytes"]["fp32"] / 2.5
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert side["model"] == "int8.onnx" and side["quantization"]["calibration"]["frames"] == 6
+
+    d32, a32 = run_split(exported, synth_data, "val", threads=1)
+    d8, a8 = run_split(out, synth_data, "val", threads=1)
+    par = box_parity(d32, d8, iou_threshold=0.5, min_score=0.3)
+    assert par["boxes_ref"] > 0
+    # tolerances fixed before measuring: most confident boxes survive, scores move little
+    assert par["matched_share_ref"] >= 0.7, par
+    assert par["abs_score_diff"]["median"] < 0.05, par
+    assert par["center_diff_m"]["median"] < 0.1, par
+
+
+def test_int8_sparse_chain_tracks_float(exported, synth_data, tmp_path):
+    """The int8 chain's last sparse output (dequantised) against the float32 chain's, frame by frame:
+    error small against the tensor's range (an independent check of scales, bias and wiring)."""
+    import onnxruntime as ort
+
+    from clean_deploy.quantize.calibrate import augmented_model, calibration_inputs
+    from clean_deploy.runtime.ort_ops import session_options
+
+    out = tmp_path / "int8.onnx"
+    quantize_onnx(exported, out, synth_data, QuantizeConfig(calib_frames=6, dense=False), threads=1)
+    f32 = onnx.load(str(exported))
+    last = [n.output[0] for n in f32.graph.node if n.op_type == "SparseConvolution"][-1]
+    side = json.loads(exported.with_suffix(".json").read_text())
+    s32 = ort.InferenceSession(augmented_model(f32, [last]).SerializeToString(), session_options(1))
+    s8 = ort.InferenceSession(augmented_model(onnx.load(str(out)), [last]).SerializeToString(), session_options(1))
+    errs = []
+    for feed in calibration_inputs(side, synth_data, "val", 2):
+        a = s32.run([last], feed)[0]
+        b = s8.run([last], feed)[0]
+        assert a.shape == b.shape and a.size
+        errs.append(np.abs(a - b).mean() / (np.abs(a).max() + 1e-9))
+    assert max(errs) < 0.03, errs
+
+
+def test_tensorrt_target_is_symmetric_and_keep_fp32(exported, synth_data, tmp_path):
+    model = onnx.load(str(exported))
+    sparse = [n.name for n in model.graph.node if n.op_type == "SparseConvolution"]
+    first_conv = next(n.name for n in model.graph.node if n.op_type == "Conv")
+    out = tmp_path / "trt.onnx"
+    rep = quantize_onnx(exported, out, synth_data,
+                        QuantizeConfig(target="tensorrt", calib_frames=4, keep_fp32=(sparse[0], first_conv)), threads=1)
+    g = onnx.load(str(out)).graph
+    zps = {i.name: numpy_helper.to_array(i) for i in g.initializer if "zero_point" in i.name}
+    assert any(z.dtype == np.int8 for z in zps.values())
+    for name, z in zps.items():  # activations int8, biases int32: every zero point 0
+        assert z.dtype in (np.int8, np.int32) and not z.any(), name
+    ops = Counter(n.op_type for n in g.node)
+    assert ops["SparseConvolution"] == 1 and ops["SparseConvolutionInt8"] == len(sparse) - 1
+    assert sorted(rep["fp32_layers"]) == sorted([sparse[0], first_conv])
+    assert first_conv not in rep["int8_dense_layers"]
+
+
+def test_cli_errors_are_one_line(exported, synth_data, tmp_path):
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "clean_deploy", "quantize", "--onnx", str(exported), "--data",
+                               str(synth_data), "--out", str(tmp_path / "x.onnx"), *args],
+                              capture_output=True, text=True, cwd=REPO, timeout=300)
+    r = run("--keep-fp32", "no_such_layer", "--calib-frames", "1")
+    assert r.returncode == 4 and "keep_fp32: no node named ['no_such_layer']" in r.stderr and "Traceback" not in r.stderr
+    r = run("--method", "histogram")
+    assert r.returncode == 4 and "method must be one of minmax, percentile, entropy" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "clean_deploy", "quantize", "--onnx", str(exported), "--data",
+                        str(synth_data), "--out", str(exported)], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert r.returncode == 4 and "would overwrite its float32 source" in r.stderr
+    assert not (tmp_path / "x.onnx").exists()

@@ -136,9 +136,18 @@ def test_tensorrt_target_is_symmetric_and_keep_fp32(exported, synth_data, tmp_pa
     for name, z in zps.items():  # activations int8, biases int32: every zero point 0
         assert z.dtype in (np.int8, np.int32) and not z.any(), name
     ops = Counter(n.op_type for n in g.node)
+    # the TensorRT plugins run the float sparse conv: the sparse convs stay float32
+    assert ops["SparseConvolution"] == len(sparse) and ops["SparseConvolutionInt8"] == 0
+    assert sorted(rep["fp32_layers"]) == sorted(sparse + [first_conv])
+    assert first_conv not in rep["int8_dense_layers"] and len(rep["int8_dense_layers"]) > 0
+    with pytest.raises(ValueError, match="TensorRT plugins implement the float32/float16"):
+        QuantizeConfig(target="tensorrt", sparse=True)
+    # ONNX Runtime target with one sparse layer kept: the chain re-enters int8 after it
+    out = tmp_path / "ort.onnx"
+    rep = quantize_onnx(exported, out, synth_data, QuantizeConfig(calib_frames=4, keep_fp32=(sparse[1],)), threads=1)
+    ops = _ops(out)
     assert ops["SparseConvolution"] == 1 and ops["SparseConvolutionInt8"] == len(sparse) - 1
-    assert sorted(rep["fp32_layers"]) == sorted([sparse[0], first_conv])
-    assert first_conv not in rep["int8_dense_layers"]
+    assert rep["fp32_layers"] == [sparse[1]]
 
 
 def test_cli_errors_are_one_line(exported, synth_data, tmp_path):

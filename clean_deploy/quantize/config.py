@@ -7,16 +7,18 @@ CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 #: onnxruntime: dense activations uint8 with zero points (ONNX Runtime's x86 int8 kernels are
 #: built for u8 x s8; s8 activations leave float Convs between the Q/DQ pairs and run slower than
 #: float32); tensorrt: every activation symmetric int8 (zero point 0), the form an explicitly
-#: quantised TensorRT engine takes. Weights are per-channel symmetric int8 and the sparse convs
-#: symmetric int8 (SparseConvolutionInt8) in both.
+#: quantised TensorRT engine takes (dense layers only: TensorRT's plugins run the float sparse
+#: conv). Weights are per-channel symmetric int8; the ONNX Runtime target's sparse convs are
+#: symmetric int8 (SparseConvolutionInt8).
 TARGETS = ("onnxruntime", "tensorrt")
 
 
 @dataclass(frozen=True)
 class QuantizeConfig:
+    #: onnxruntime | tensorrt (see TARGETS)
+    target: str = "onnxruntime"
     #: activation range rule: minmax (largest magnitude seen), percentile (of |x|) or entropy (KL
     #: divergence of the int8 histogram, TensorRT's classic calibrator; ONNX Runtime's implementation)
-    target: str = "onnxruntime"
     method: str = "percentile"
     percentile: float = 99.999
     #: calibration frames, taken in order from ``calib_split`` (train: never the split reported on)
@@ -24,13 +26,19 @@ class QuantizeConfig:
     calib_split: str = "train"
     #: layers (ONNX node names) left in float32
     keep_fp32: tuple[str, ...] = ()
-    #: quantise the dense 2D backbone and head (ONNX Runtime QDQ) and the sparse convolutions (ours)
+    #: quantise the dense 2D backbone and head (ONNX Runtime QDQ) and the sparse convs (ours; default:
+    #: yes for onnxruntime, no for tensorrt, whose plugin library runs the float sparse conv only)
     dense: bool = True
-    sparse: bool = True
+    sparse: bool | None = None
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
             raise ValueError(f"target must be one of {', '.join(TARGETS)}, got {self.target!r}")
+        if self.sparse is None:
+            object.__setattr__(self, "sparse", self.target == "onnxruntime")
+        if self.sparse and self.target == "tensorrt":
+            raise ValueError("sparse=True with target tensorrt: the TensorRT plugins implement the float32/float16 "
+                             "SparseConvolution only (the sparse convs stay float; docs/tensorrt.md)")
         if self.method not in CALIBRATION_METHODS:
             raise ValueError(f"method must be one of {', '.join(CALIBRATION_METHODS)}, got {self.method!r}")
         if not 0 < self.percentile <= 100:

@@ -14,9 +14,12 @@ from clean_deploy.quantize.config import QuantizeConfig
 LAYER_OPS = ("SparseConvolution", "Conv", "ConvTranspose")
 
 
-def quantizable_layers(model) -> list[str]:
-    """Node names of the layers quantisation acts on (sparse convs, Conv, ConvTranspose), graph order."""
-    return [n.name for n in model.graph.node if n.op_type in LAYER_OPS]
+def quantizable_layers(model, cfg: QuantizeConfig | None = None) -> list[str]:
+    """Node names of the layers quantisation acts on under ``cfg`` (sparse convs when cfg.sparse,
+    Conv / ConvTranspose when cfg.dense), graph order."""
+    ops = {"SparseConvolution"} if cfg is None or cfg.sparse else set()
+    ops |= {"Conv", "ConvTranspose"} if cfg is None or cfg.dense else set()
+    return [n.name for n in model.graph.node if n.op_type in ops]
 
 
 def sensitivity_profile(onnx_path: str | Path, data_root: str | Path, split: str, frames: int | None,
@@ -30,7 +33,7 @@ def sensitivity_profile(onnx_path: str | Path, data_root: str | Path, split: str
     from clean_deploy.train.evaluate import mean_moderate_ap
 
     model = onnx.load(str(onnx_path), load_external_data=False)
-    layers = quantizable_layers(model)
+    layers = quantizable_layers(model, cfg)
     ops = {n.name: n.op_type for n in model.graph.node}
     work = Path(work_dir)
     _, ap = run_split(onnx_path, data_root, split, frames, threads, desc="fp32")

@@ -1,5 +1,6 @@
 // Portable int8 micro-kernel (any CPU): plain loops over [cout][cin] weights, exact int32 sums.
 #include "int8_kernels.h"
+#include "int8_requant.h"
 
 namespace clean_deploy {
 namespace detail {
@@ -23,7 +24,7 @@ void accumulate(const int8_t* const* a_rows, int32_t* const* c_rows, int64_t n, 
 }  // namespace
 
 const Int8Kernel& int8_kernel_generic() {
-  static const Int8Kernel k{"generic", 1, Int8Layout::kRowMajor, false, accumulate};
+  static const Int8Kernel k{"generic", 1, Int8Layout::kRowMajor, false, accumulate, requantize_rows};
   return k;
 }
 

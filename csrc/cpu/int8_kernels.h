@@ -29,6 +29,9 @@ struct Int8Kernel {
   // read only inside [0, cin). Padding rows should point at a zero A row and a scratch C row.
   void (*accumulate)(const int8_t* const* a_rows, int32_t* const* c_rows, int64_t n, const int8_t* w,
                      const int32_t* comp, int64_t cin, int64_t cout);
+  // int8_requant.h's requantize_rows, compiled for this ISA
+  void (*requantize)(const int32_t* acc, int64_t ld, int64_t rows, int64_t cout, const float* m, float lo,
+                     int8_t* out);
 };
 
 const Int8Kernel& int8_kernel_generic();

@@ -6,6 +6,7 @@
 #include <immintrin.h>
 
 #include "int8_kernels.h"
+#include "int8_requant.h"
 
 namespace clean_deploy {
 namespace detail {
@@ -63,7 +64,7 @@ void accumulate(const int8_t* const* a_rows, int32_t* const* c_rows, int64_t n, 
 }  // namespace
 
 const Int8Kernel& int8_kernel_vnni() {
-  static const Int8Kernel k{"avx512_vnni", kMR, Int8Layout::kQuads16, true, accumulate};
+  static const Int8Kernel k{"avx512_vnni", kMR, Int8Layout::kQuads16, true, accumulate, requantize_rows};
   return k;
 }
 

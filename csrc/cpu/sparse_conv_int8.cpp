@@ -203,14 +203,7 @@ void sparse_conv_int8_forward(const int8_t* features, const PackedWeightsInt8& w
       kern.accumulate(s.a.data(), s.c.data(), n, wp + k * weight.offset_stride,
                       kern.needs_comp ? weight.comp.data() + k * cpad : nullptr, cin, cout);
     }
-    for (int64_t r = r0; r < r1; ++r) {
-      const int32_t* a = acc + (r - r0) * cpad;
-      int8_t* o = out + r * cout;
-      for (int64_t co = 0; co < cout; ++co) {
-        const float y = std::nearbyint(static_cast<float>(a[co]) * multipliers[co]);
-        o[co] = static_cast<int8_t>(std::min(std::max(y, lo), 127.0f));
-      }
-    }
+    kern.requantize(acc, cpad, r1 - r0, cout, multipliers, lo, out + r0 * cout);
   });
 }
 

@@ -1,0 +1,275 @@
+"""INT8 post-training quantisation of the deployed CLEAN student, with choices made on val only and
+the result reported on the held-out test split.
+
+    .venv/bin/python benchmarks/int8.py                    # every stage (accuracy, then latency)
+    .venv/bin/python benchmarks/int8.py --stage accuracy   # no timing (can run beside other work)
+    .venv/bin/python benchmarks/int8.py --stage latency    # timing only: run it on an idle machine
+
+Protocol (benchmarks/results/int8/int8.md states it with the numbers):
+  1. calibration on the first --calib-frames frames of the train split (data seed 0);
+  2. calibration method (minmax / percentile / entropy) chosen by the all-int8 model's AP on the
+     first --val-frames frames of the val split;
+  3. per-layer sensitivity profile on the same val frames (one layer int8, the rest float32); the
+     layers whose drop exceeds --threshold AP stay float32 (NVIDIA's PTQ workflow);
+  4. float32, all-int8 and the final int8 model on the test split (--test-frames frames of data seed
+     --test-seed, which no choice looked at): AP, box parity against float32;
+  5. latency: `clean-deploy bench` of the float32 and final int8 models (ONNX Runtime from Python and
+     the C++ sample), --repeats back-to-back runs, medians and ranges.
+Stages cache their results in benchmarks/results/int8/steps/ (keyed by the source model and the
+settings), so an interrupted run resumes. Writes int8.{json,md}, sensitivity.png and the final model
+student.int8.onnx (+ sidecar, report).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import statistics
+import sys
+import tempfile
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from baselines import ensure_data  # noqa: E402
+
+from clean_deploy.atomic import atomic_write  # noqa: E402
+
+METHODS = ("minmax", "percentile", "entropy")
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+class Steps:
+    """JSON results of finished stages, valid while the source model and the settings are unchanged."""
+
+    def __init__(self, folder: Path, key: dict) -> None:
+        self.folder, self.key = folder, key
+
+    def get(self, name: str, make):
+        path = self.folder / f"{name}.json"
+        if path.is_file():
+            doc = json.loads(path.read_text())
+            if doc.get("key") == self.key:
+                return doc["value"]
+        value = make()
+        atomic_write(path, lambda f: f.write((json.dumps({"key": self.key, "value": value}, indent=2) + "\n").encode()))
+        return value
+
+
+def accuracy(args, steps: Steps) -> dict:
+    from clean_deploy.quantize.config import QuantizeConfig
+    from clean_deploy.quantize.evaluate import box_parity, run_split
+    from clean_deploy.quantize.pipeline import quantize_onnx
+    from clean_deploy.quantize.sensitivity import auto_keep, sensitivity_profile
+    from clean_deploy.quantize.calibrate import collect_ranges
+    from clean_deploy.export.sidecar import read_sidecar
+    from clean_deploy.train.evaluate import mean_moderate_ap
+    import onnx
+
+    src = args.onnx
+    model = onnx.load(str(src))
+    side = read_sidecar(src.with_suffix(".json"))
+    cfg = lambda m, keep=(): QuantizeConfig(method=m, calib_frames=args.calib_frames, keep_fp32=tuple(keep))  # noqa: E731
+    ranges = {}
+
+    def ranges_of(m):
+        if m not in ranges:
+            ranges[m] = collect_ranges(model, side, args.data, cfg(m), args.threads)
+        return ranges[m]
+
+    def val_ap(path):
+        return mean_moderate_ap(run_split(path, args.data, "val", args.val_frames, args.threads, desc="val")[1])
+
+    work = Path(tempfile.mkdtemp(prefix="clean_deploy_int8."))
+    fp32_val = steps.get("fp32_val", lambda: val_ap(src))
+    methods = {}
+    for m in METHODS:
+        def run_method(m=m):
+            q = work / f"all_{m}.onnx"
+            quantize_onnx(src, q, args.data, cfg(m), args.threads, ranges=ranges_of(m))
+            return val_ap(q)
+        methods[m] = steps.get(f"method_{m}", run_method)
+        print(f"[int8] val AP all-int8 with {m}: {methods[m]:.2f} (float32 {fp32_val:.2f})")
+    best = max(METHODS, key=lambda m: methods[m])
+    profile = steps.get(f"sensitivity_{best}", lambda: sensitivity_profile(
+        src, args.data, "val", args.val_frames, cfg(best), ranges_of(best), work, args.threads))
+    keep = auto_keep(profile, args.threshold)
+    print(f"[int8] method {best}; kept in float32 (val drop > {args.threshold}): {keep or 'none'}")
+
+    final = args.out / "student.int8.onnx"
+    all_int8 = work / "all_int8.onnx"
+    report = quantize_onnx(src, final, args.data, cfg(best, keep), args.threads, ranges=ranges_of(best))
+    report["sensitivity"] = profile
+    atomic_write(final.with_suffix(".quant.json"), lambda f: f.write((json.dumps(report, indent=2) + "\n").encode()))
+    quantize_onnx(src, all_int8, args.data, cfg(best), args.threads, ranges=ranges_of(best))
+
+    def test_eval():
+        d32, a32 = run_split(src, args.test_data, "val", None, args.threads, desc="test fp32")
+        out = {"fp32": {"ap": a32, "mean_moderate_3d": mean_moderate_ap(a32)}}
+        for name, path in (("int8", final), ("int8_all_layers", all_int8)):
+            d8, a8 = run_split(path, args.test_data, "val", None, args.threads, desc=f"test {name}")
+            out[name] = {"ap": a8, "mean_moderate_3d": mean_moderate_ap(a8),
+                         "parity": {s: box_parity(d32, d8, 0.5, s) for s in (0.1, 0.3)}}
+        out["frames"] = len(d32)
+        return out
+
+    test = steps.get(f"test_{sha(final)}", test_eval)
+    return {"fp32_val": fp32_val, "methods_val": methods, "method": best, "profile": profile, "keep_fp32": keep,
+            "test": test, "file_bytes": report["file_bytes"], "final_model": str(final.relative_to(ROOT)) if final.is_relative_to(ROOT) else str(final)}
+
+
+def latency(args) -> dict:
+    from clean_deploy.bench.run import bench
+
+    final = args.out / "student.int8.onnx"
+    if not final.is_file():
+        raise SystemExit(f"{final} missing: run the accuracy stage first")
+    runs = []
+    for k in range(args.repeats):
+        doc = bench([str(args.onnx), str(final)], args.test_data, args.out / "bench", split="val", frames=args.frames,
+                    threads=args.threads, cpp=True, echo=lambda s: None)
+        runs.append(doc)
+        print(f"[int8] latency run {k + 1}/{args.repeats} done")
+    rows = {}
+    for r in runs[0]["results"]:
+        label = r["label"]
+        per = [next(x for x in d["results"] if x["label"] == label) for d in runs]
+        stat = lambda f: {"median": statistics.median(f(x) for x in per), "min": min(f(x) for x in per),  # noqa: E731
+                          "max": max(f(x) for x in per)}
+        rows[label] = {
+            "net_p50": stat(lambda x: x["latency"]["stages_ms"]["net"]["p50"]),
+            "net_p90": stat(lambda x: x["latency"]["stages_ms"]["net"]["p90"]),
+            "net_p99": stat(lambda x: x["latency"]["stages_ms"]["net"]["p99"]),
+            "total_p50": stat(lambda x: x["latency"]["stages_ms"]["total"]["p50"]),
+            "peak_mem_mb": stat(lambda x: x["memory"]["peak_inference_mb"] or 0.0),
+            "weight_mb": per[0]["weight_mb"], "mean_moderate_3d": per[0]["mean_moderate_3d"]}
+    return {"machine": runs[0]["machine"], "date": runs[0]["date"], "threads": args.threads, "frames": args.frames,
+            "repeats": args.repeats, "rows": rows, "fp32_stem": args.onnx.stem, "int8_stem": final.stem}
+
+
+def sensitivity_plot(profile: dict, keep: list[str], path: Path, threshold: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = profile["layers"]
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    names = [r["layer"].replace("sp_SparseConvolution_", "sparse ").replace("dn_/", "").replace("/Conv", "")
+             .replace("/ConvTranspose", " (T)") for r in rows]
+    colors = ["tab:red" if r["layer"] in keep else ("tab:blue" if r["op"] == "SparseConvolution" else "tab:green")
+              for r in rows]
+    ax.bar(range(len(rows)), [r["drop"] for r in rows], color=colors)
+    ax.axhline(threshold, color="tab:red", ls="--", lw=1, label=f"keep float32 above {threshold} AP")
+    ax.axhline(0, color="black", lw=0.5)
+    ax.set_xticks(range(len(rows)), names, rotation=75, ha="right", fontsize=7)
+    ax.set_ylabel("AP drop (float32 - one layer int8)")
+    ax.set_title(f"int8 sensitivity per layer ({profile['split']}, {profile['frames']} frames; blue sparse, "
+                 f"green dense, red kept float32)", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def markdown(doc: dict) -> str:
+    a = doc["accuracy"]
+    t = a["test"]
+    p = doc["protocol"]
+    lines = [f"# INT8 post-training quantisation ({doc['date']})", "",
+             f"Source: `{p['onnx']}` (float32, the deployed CLEAN student). Calibration: first {p['calib_frames']} "
+             f"train frames; choices on the first {p['val_frames']} val frames (data seed 0); report on "
+             f"{t['frames']} test frames (data seed {p['test_seed']}), which no choice looked at.", "",
+             "## Choices on val (mean moderate 3D AP)", "",
+             "| model | val AP |", "|---|---|", f"| float32 | {a['fp32_val']:.2f} |"]
+    lines += [f"| all int8, {m} calibration | {v:.2f} |" for m, v in a["methods_val"].items()]
+    lines += ["", f"Chosen: **{a['method']}**. Sensitivity profile (one layer int8 at a time): float32 "
+                  f"{a['profile']['fp32']:.2f}, all int8 {a['profile']['int8_all']:.2f}; kept float32 "
+                  f"(drop > {p['threshold']} AP): {', '.join(f'`{k}`' for k in a['keep_fp32']) or 'none'}. "
+                  "![sensitivity](sensitivity.png)", "",
+              "## Test split", "",
+              "| model | mean mod 3D AP | Car | Ped | Cyc | boxes matched to float32 (score >= 0.3) | median abs score diff | file MB |",
+              "|---|---|---|---|---|---|---|---|"]
+    for name in ("fp32", "int8", "int8_all_layers"):
+        r = t[name]
+        cls = [r["ap"][c]["3d"]["moderate"] if c in r["ap"] else float("nan") for c in ("Car", "Pedestrian", "Cyclist")]
+        par = r.get("parity", {}).get("0.3")
+        size = {"fp32": a["file_bytes"]["fp32"], "int8": a["file_bytes"]["int8"]}.get(name)
+        match = f"{par['matched_share_ref']:.1%} | {par['abs_score_diff']['median']:.4f}" if par else "- | -"
+        mb = f"{size / 2**20:.2f}" if size else "-"
+        lines.append(f"| {name} | {r['mean_moderate_3d']:.2f} | " + " | ".join(f"{c:.2f}" for c in cls)
+                     + f" | {match} | {mb} |")
+    d = t["int8"]["mean_moderate_3d"] - t["fp32"]["mean_moderate_3d"]
+    lines += ["", f"INT8 - float32 on test: **{d:+.2f} AP** (goal: within -1.0; CUDA-CenterPoint's PTQ drop is 0.5). "
+                  f"File {a['file_bytes']['fp32'] / a['file_bytes']['int8']:.2f}x smaller."]
+    lat = doc.get("latency")
+    if lat:
+        lines += ["", "## Latency", "",
+                  f"{lat['date']}, {lat['machine']}; {lat['threads']} threads; {lat['frames']} test frames after "
+                  f"warm-up; median [range] over {lat['repeats']} back-to-back runs of `clean-deploy bench`.", "",
+                  "| model [backend] | net p50 ms | net p90 ms | net p99 ms | total p50 ms | peak mem MB | AP (test) |",
+                  "|---|---|---|---|---|---|---|"]
+        f = lambda s: f"{s['median']:.1f} [{s['min']:.1f}..{s['max']:.1f}]"  # noqa: E731
+        for label, r in lat["rows"].items():
+            lines.append(f"| {label} | {f(r['net_p50'])} | {f(r['net_p90'])} | {f(r['net_p99'])} | {f(r['total_p50'])} | "
+                         f"{'-' if not r['peak_mem_mb']['median'] else f(r['peak_mem_mb'])} | {r['mean_moderate_3d']:.2f} |")
+        for backend in ("onnxruntime", "cpp"):
+            k32, k8 = f"{lat['fp32_stem']} [{backend}]", f"{lat['int8_stem']} [{backend}]"
+            if k32 in lat["rows"] and k8 in lat["rows"]:
+                ratio = lat["rows"][k32]["net_p50"]["median"] / lat["rows"][k8]["net_p50"]["median"]
+                lines.append(f"\nNetwork p50 speed-up int8 vs float32 [{backend}]: **{ratio:.2f}x** (goal >= 1.5x).")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--onnx", type=Path, default=ROOT / "benchmarks" / "results" / "deploy" / "compressed.onnx")
+    ap.add_argument("--data", type=Path, default=ROOT / "benchmarks" / "data" / "synth")
+    ap.add_argument("--test-data", type=Path, default=ROOT / "benchmarks" / "data" / "synth_test")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "int8")
+    ap.add_argument("--frames-train", type=int, default=300, help="train frames of --data (ablation.py's)")
+    ap.add_argument("--val-frames-total", type=int, default=500, help="val frames of --data (ablation.py's)")
+    ap.add_argument("--test-frames", type=int, default=500)
+    ap.add_argument("--test-seed", type=int, default=1000)
+    ap.add_argument("--calib-frames", type=int, default=32)
+    ap.add_argument("--val-frames", type=int, default=250, help="val frames of the method choice and the profile")
+    ap.add_argument("--threshold", type=float, default=0.5, help="keep a layer float32 above this val AP drop")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--frames", type=int, default=50, help="timed frames per latency run")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--stage", choices=["accuracy", "latency", "all"], default="all")
+    args = ap.parse_args()
+    if not args.onnx.is_file():
+        raise SystemExit(f"{args.onnx} missing: run benchmarks/deploy.py (or pass --onnx)")
+    ensure_data(args.data, args.frames_train, args.val_frames_total, 0)
+    ensure_data(args.test_data, 0, args.test_frames, args.test_seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    protocol = {"onnx": str(args.onnx.relative_to(ROOT)) if args.onnx.is_relative_to(ROOT) else str(args.onnx),
+                "onnx_sha": sha(args.onnx), "calib_frames": args.calib_frames, "val_frames": args.val_frames,
+                "test_frames": args.test_frames, "test_seed": args.test_seed, "threshold": args.threshold}
+    steps = Steps(args.out / "steps", protocol)
+    doc_path = args.out / "int8.json"
+    doc = json.loads(doc_path.read_text()) if doc_path.is_file() else {}
+    if doc.get("protocol") != protocol:
+        doc = {}
+    doc.update({"date": str(date.today()), "protocol": protocol})
+    if args.stage in ("accuracy", "all"):
+        doc["accuracy"] = accuracy(args, steps)
+        sensitivity_plot(doc["accuracy"]["profile"], doc["accuracy"]["keep_fp32"], args.out / "sensitivity.png",
+                         args.threshold)
+    if args.stage in ("latency", "all"):
+        doc["latency"] = latency(args)
+    if "accuracy" not in doc:
+        raise SystemExit("no accuracy results yet: run --stage accuracy first")
+    atomic_write(doc_path, lambda f: f.write((json.dumps(doc, indent=2) + "\n").encode()))
+    md = markdown(doc)
+    atomic_write(args.out / "int8.md", lambda f: f.write(md.encode()))
+    print(md)
+
+
+if __name__ == "__main__":
+    main()

@@ -148,7 +148,51 @@ def latency(args) -> dict:
             "peak_mem_mb": stat(lambda x: x["memory"]["peak_inference_mb"] or 0.0),
             "weight_mb": per[0]["weight_mb"], "mean_moderate_3d": per[0]["mean_moderate_3d"]}
     return {"machine": runs[0]["machine"], "date": runs[0]["date"], "threads": args.threads, "frames": args.frames,
-            "repeats": args.repeats, "rows": rows, "fp32_stem": args.onnx.stem, "int8_stem": final.stem}
+            "repeats": args.repeats, "rows": rows, "fp32_stem": args.onnx.stem, "int8_stem": final.stem,
+            "kernel": kernel_widths(args)}
+
+
+def kernel_widths(args, reps: int = 40) -> dict:
+    """SparseConvolution (float32) vs SparseConvolutionInt8 on one submanifold 3x3x3 layer over a real
+    test frame's voxel sites, Cin = Cout = width, 1 ONNX Runtime thread, calls interleaved; medians.
+    Both ops reuse the cached rulebook after the first call, so this times the convolution itself."""
+    import time
+
+    import numpy as np
+
+    from clean_deploy.export.sidecar import read_sidecar
+    from clean_deploy.quantize.calibrate import calibration_inputs
+    from clean_deploy.runtime import ort_ops
+
+    side = read_sidecar(args.onnx.with_suffix(".json"))
+    feed = next(calibration_inputs(side, args.test_data, "val", 1))
+    idx = np.ascontiguousarray(feed["voxel_coords"])
+    nx, ny, nz = side["preprocess"]["grid_size"]
+    shape = (nz + 1, ny, nx)
+    g = np.random.default_rng(0)
+    rows = []
+    for width in (8, 16, 32, 64, 128):
+        w = (g.standard_normal((width, 3, 3, 3, width)) * 0.05).astype(np.float32)
+        s32 = ort_ops.sparse_conv_session(ort_ops.make_sparse_conv_model(
+            ort_ops.SparseConvSpec(w, None, 1, 1, 1, True, "relu", shape)), threads=1)
+        m8 = ort_ops.make_sparse_conv_int8_model(g.integers(-127, 128, w.shape).astype(np.int8),
+                                                 np.full(width, 0.01, np.float32), 0.05, 0.3, None,
+                                                 spatial_shape=shape, padding=1, subm=True, activation="relu")
+        s8 = ort_ops.sparse_conv_session(m8, threads=1)
+        f32 = g.standard_normal((len(idx), width)).astype(np.float32)
+        f8 = g.integers(-128, 128, (len(idx), width)).astype(np.int8)
+        t32, t8 = [], []
+        for _ in range(reps):
+            t = time.perf_counter()
+            s32.run(None, {"features": f32, "indices": idx})
+            t32.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            s8.run(None, {"features": f8, "indices": idx})
+            t8.append(time.perf_counter() - t)
+        a, b = statistics.median(t32[2:]) * 1e3, statistics.median(t8[2:]) * 1e3
+        rows.append({"width": width, "sites": int(len(idx)), "fp32_ms": a, "int8_ms": b, "speedup": a / b})
+        print(f"[int8] kernel width {width}: fp32 {a:.2f} ms, int8 {b:.2f} ms")
+    return {"isa": ort_ops.int8_isa(), "reps": reps, "rows": rows}
 
 
 def sensitivity_plot(profile: dict, keep: list[str], path: Path, threshold: float) -> None:
@@ -222,6 +266,13 @@ def markdown(doc: dict) -> str:
             if k32 in lat["rows"] and k8 in lat["rows"]:
                 ratio = lat["rows"][k32]["net_p50"]["median"] / lat["rows"][k8]["net_p50"]["median"]
                 lines.append(f"\nNetwork p50 speed-up int8 vs float32 [{backend}]: **{ratio:.2f}x** (goal >= 1.5x).")
+        k = lat.get("kernel")
+        if k:
+            lines += ["", f"Sparse conv alone (one submanifold 3x3x3 layer, Cin = Cout = width, {k['rows'][0]['sites']} "
+                          f"sites of a test frame, 1 thread, median of {k['reps']} interleaved calls; int8 kernel "
+                          f"`{k['isa']}`):", "", "| width | float32 ms | int8 ms | speed-up |", "|---|---|---|---|"]
+            lines += [f"| {r['width']} | {r['fp32_ms']:.2f} | {r['int8_ms']:.2f} | {r['speedup']:.2f}x |"
+                      for r in k["rows"]]
     return "\n".join(lines) + "\n"
 
 

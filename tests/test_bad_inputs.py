@@ -110,6 +110,19 @@ def test_checkpoint_with_non_finite_weights_is_refused(tmp_path):
                    "nan.pth", "NaN or infinite")
 
 
+def test_checkpoint_of_another_width_is_one_line(tmp_path):
+    """Weights of a 0.25x student under a 0.5x config: torch would print one line per tensor."""
+    from clean_deploy.models.detector import build_detector
+    from clean_deploy.models.zoo import get_config
+    from clean_deploy.train.checkpoint import save_checkpoint
+
+    model = build_detector(get_config("second_fast@0.25x"))
+    path = tmp_path / "other_width.pth"
+    save_checkpoint(path, model, get_config("second_fast@0.5x"))
+    one_line_error(cli("export", "--ckpt", path, "--out", tmp_path / "m.onnx"), EXIT_BAD_INPUT,
+                   "other_width.pth", "weights do not fit the stored config", "tensors have another shape")
+
+
 def test_missing_checkpoint(tmp_path):
     res = cli("export", "--ckpt", tmp_path / "none.pth", "--out", tmp_path / "m.onnx")
     one_line_error(res, EXIT_MISSING_INPUT, "none.pth")

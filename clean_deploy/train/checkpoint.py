@@ -96,6 +96,15 @@ def load_detector(path: str | Path, map_location: str | torch.device = "cpu"):
         raise CheckpointError(f"{path}: {len(bad)} weight tensors hold NaN or infinite values (first: {bad[0]}); "
                               "the run that wrote it diverged")
     model = build_detector(ck["config"])
+    own = model.state_dict()
+    shapes = [(k, tuple(v.shape), tuple(own[k].shape)) for k, v in ck["model"].items()
+              if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    if shapes:  # torch would raise with one line per tensor
+        k, got, want = shapes[0]
+        raise CheckpointError(f"{path}: weights do not fit the stored config ({ck['config'].name}): {len(shapes)} "
+                              f"tensors have another shape (first: {k} is {list(got)}, the config builds "
+                              f"{list(want)}): a checkpoint of another width or a pruned model saved without "
+                              "its pruned config")
     missing, unexpected = model.load_state_dict(ck["model"], strict=False)
     if missing or unexpected:
         raise CheckpointError(f"{path}: weights do not fit the stored config "

@@ -23,6 +23,7 @@ from clean_deploy.models.detector import Detector, build_detector
 from clean_deploy.models.sparse import describe_backend, sparse_backend
 from clean_deploy.train.run_dir import remove_stale_temp_files
 from clean_deploy.train.checkpoint import load_checkpoint, save_checkpoint
+from clean_deploy.train.sync_bn import convert_sync_batchnorm
 from clean_deploy.train.distributed import DistInfo, EpochSampler, barrier, init_distributed
 
 #: settings that may change between an interrupted run and its resumption
@@ -121,6 +122,8 @@ class Trainer:
         self.optimizer, self.scheduler = make_optimizer(params, train_cfg, self.steps_per_epoch)
         self.ddp_model: nn.Module = self.model
         if self.dist.enabled:
+            # BatchNorm over the global batch, as one process training on the whole batch would
+            convert_sync_batchnorm(self.model)
             self.ddp_model = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.dist.device.index] if self.dist.device.type == "cuda" else None,
                 find_unused_parameters=False)

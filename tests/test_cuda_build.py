@@ -160,3 +160,19 @@ def test_prepare_onnx_rewrites_for_tensorrt(tmp_path):
                if a.name == "plugin_namespace")
     fused, s2 = mod.prepare(onnx.load_from_string(original), "fused")
     assert [len(n.output) for n in fused.graph.node if n.op_type == "SparseConvolution"] == [2, 2, 3]
+
+
+@needs_nvcc
+def test_gpu_check_dry_run_resolves_every_step(tmp_path):
+    """benchmarks/gpu_check.sh --dry-run (what CI runs so that the GPU check cannot rot): the build, the
+    kernel test binary, both timing scripts and the student's committed GPU inputs are all resolved
+    and checked, and nothing is launched."""
+    env = {**os.environ, "CLEAN_DEPLOY_GPU_OUT": str(tmp_path / "gpu")}
+    res = subprocess.run(["bash", "benchmarks/gpu_check.sh", "--dry-run"], cwd=REPO, capture_output=True, text=True,
+                         timeout=900, env=env)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert "gpu_student: dry run OK: 3 frames, 12 sparse layers, redundancy elimination" in res.stdout
+    assert "[gpu_check] dry run OK: nothing was launched" in res.stdout
+    assert not list((tmp_path / "gpu").glob("*.json"))  # nothing measured, nothing written
+    bad = subprocess.run(["bash", "benchmarks/gpu_check.sh", "--bogus"], cwd=REPO, capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown argument '--bogus'" in bad.stderr

@@ -56,8 +56,8 @@ def float_tensors(model) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def augmented_model(model, names: list[str]):
-    """Copy of ``model`` with ``names`` added as graph outputs."""
+def augmented_model(model, names: list[str], int32: frozenset[str] | set[str] = frozenset()):
+    """Copy of ``model`` with ``names`` added as graph outputs (float32, those in ``int32`` int32)."""
     import onnx
     from onnx import TensorProto, helper
 
@@ -66,7 +66,8 @@ def augmented_model(model, names: list[str]):
     have = {o.name for o in m.graph.output}
     for n in names:
         if n not in have:
-            m.graph.output.append(helper.make_tensor_value_info(n, TensorProto.FLOAT, None))
+            m.graph.output.append(helper.make_tensor_value_info(n, TensorProto.INT32 if n in int32 else TensorProto.FLOAT,
+                                                                None))
     return m
 
 

@@ -148,6 +148,12 @@ def test_tensorrt_target_is_symmetric_and_keep_fp32(exported, synth_data, tmp_pa
     ops = _ops(out)
     assert ops["SparseConvolution"] == 1 and ops["SparseConvolutionInt8"] == len(sparse) - 1
     assert rep["fp32_layers"] == [sparse[1]]
+    # a dense layer kept float32 keeps its ReLU float32 too (no 8-bit activations right behind it)
+    out = tmp_path / "ort_conv.onnx"
+    quantize_onnx(exported, out, synth_data, QuantizeConfig(calib_frames=4, keep_fp32=(first_conv,)), threads=1)
+    g = onnx.load(str(out)).graph
+    relu = [n for n in g.node if n.op_type == "Relu"]
+    assert len(relu) == 1 and relu[0].input[0] == next(n.output[0] for n in model.graph.node if n.name == first_conv)
 
 
 def test_cli_errors_are_one_line(exported, synth_data, tmp_path):

@@ -48,8 +48,17 @@ def quantize_dense(model, ranges: Ranges, keep_fp32: set[str], target: str = "on
     layers = [n.name for n in model.graph.node if n.op_type in DENSE_OPS and n.name not in keep_fp32]
     if not layers:
         return model, []
+    # Relu / Concat only where they follow quantised layers: a Relu after a float32 layer stays float
+    # (otherwise keeping a layer float32 would still put 8-bit activations right behind it)
+    producer = {o: n for n in model.graph.node for o in n.output}
+    chosen = set(layers)
+    for n in model.graph.node:
+        if n.op_type in EXTRA_OPS[target] and n.name not in keep_fp32:
+            srcs = [producer.get(i) for i in n.input if i]
+            if srcs and all(p is not None and p.name in chosen for p in srcs):
+                chosen.add(n.name)
+    targets = [n.name for n in model.graph.node if n.name in chosen]
     ops = DENSE_OPS + EXTRA_OPS[target]
-    targets = [n.name for n in model.graph.node if n.op_type in ops and n.name not in keep_fp32]
     u8 = target == "onnxruntime"
     data = {k: TensorData(lowest=np.float32(a), highest=np.float32(b)) for k, (a, b) in ranges.ranges.items()}
     with tempfile.TemporaryDirectory(prefix="clean_deploy_quant.") as tmp:

@@ -308,3 +308,27 @@ def test_submanifold_rulebook_cache_is_exact(tmp_path):
     assert res["1"][1] == [6, 2]
     assert res["0"][1] == [0, 0]
     assert res["1"][0].tobytes() == res["0"][0].tobytes()
+
+
+@pytest.mark.parametrize("subm", [True, False])
+def test_float16_features_equal_the_float_kernel_rounded(subm):
+    """The float16 kernel of SparseConvolution (chosen by ONNX Runtime from the features' type): the
+    float32 kernel's result on the widened input, rounded to float16, bit for bit."""
+    from onnx import TensorProto
+
+    shape = (10, 24, 20)
+    idx = _random_sites(21, shape)
+    g = np.random.default_rng(21)
+    w = (g.standard_normal((12, 3, 3, 3, 6)) * 0.2).astype(np.float32)
+    b = g.standard_normal(12).astype(np.float32)
+    s = 1 if subm else 2
+    model = ort_ops.make_sparse_conv_model([ort_ops.SparseConvSpec(w, b, s, 1, 1, subm, "relu", shape)])
+    for vi in list(model.graph.input) + list(model.graph.output):
+        if vi.name in ("features", "out_features"):
+            vi.type.tensor_type.elem_type = TensorProto.FLOAT16
+    f16 = g.standard_normal((len(idx), 6)).astype(np.float16)
+    o16, i16 = ort_ops.sparse_conv_session(model, 2).run(None, {"features": f16, "indices": idx})
+    o32, i32 = ort_ops.run_sparse_conv(f16.astype(np.float32), idx, w, b, spatial_shape=shape, stride=s, padding=1,
+                                       subm=subm, activation="relu")
+    assert o16.dtype == np.float16 and np.array_equal(i16, i32)
+    assert o16.tobytes() == o32.astype(np.float16).tobytes()

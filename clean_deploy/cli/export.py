@@ -12,6 +12,8 @@ def export_command(
     ckpt: Annotated[Path, typer.Option("--ckpt", help="student checkpoint (pruned or not)")],
     out: Annotated[Path, typer.Option("--out", help="model.onnx to write (sidecar: model.json)")],
     opset: Annotated[int, typer.Option(help="ONNX opset of the standard ops")] = 17,
+    precision: Annotated[str, typer.Option(help="fp32, or fp16: float16 tensors from the sparse convs to the head "
+                                                "(strongly typed TensorRT; docs/tensorrt.md)")] = "fp32",
     check: Annotated[bool, typer.Option("--check", help="compare with PyTorch on --data frames")] = False,
     data: Annotated[Optional[Path], typer.Option("--data", help="KITTI-format root for --check")] = None,
     split: Annotated[str, typer.Option(help="split for --check")] = "val",
@@ -23,7 +25,7 @@ def export_command(
     from clean_deploy.train.checkpoint import load_detector
 
     model, _ = load_detector(ckpt)
-    res = export_onnx(model, out, opset, source=ckpt)
+    res = export_onnx(model, out, opset, source=ckpt, precision=precision)
     typer.echo(f"wrote {res.onnx_path} ({res.onnx_path.stat().st_size / 2 ** 20:.1f} MB, "
                f"{res.num_sparse_nodes} SparseConvolution nodes) and {res.sidecar_path}")
     if check:
@@ -40,6 +42,17 @@ def export_command(
             typer.echo(f"mean moderate 3D AP: PyTorch {mean_moderate_ap(rep.ap_torch):.2f}, "
                        f"ONNX Runtime {mean_moderate_ap(rep.ap_onnx):.2f}")
             typer.echo(format_table(rep.ap_onnx))
+        if precision == "fp16":
+            # float16 storage changes scores in the 4th digit: boxes near a threshold may come or go,
+            # so the sets are not identical; the criterion is the AP (fixed before measuring: 0.5)
+            if not rep.ap_torch:
+                raise typer.BadParameter("--precision fp16 --check compares APs: leave out --frames")
+            diff = mean_moderate_ap(rep.ap_onnx) - mean_moderate_ap(rep.ap_torch)
+            if abs(diff) > 0.5:
+                typer.echo(f"PARITY FAILED: float16 AP differs from PyTorch float32 by {diff:+.2f} (> 0.5)", err=True)
+                raise typer.Exit(1)
+            typer.echo(f"parity OK (float16: AP {diff:+.2f} vs PyTorch float32, tolerance 0.5)")
+            return
         from clean_deploy.export.check import polygraphy_compare
 
         poly_ok, poly_msg = polygraphy_compare(res.onnx_path, data, split)

@@ -220,9 +220,13 @@ def _align(model: onnx.ModelProto, opset: int, ir_version: int) -> onnx.ModelPro
 
 
 @torch.no_grad()
-def export_onnx(det: Detector, out_path: str | Path, opset: int = 17, source: str | Path | None = None) -> ExportResult:
+def export_onnx(det: Detector, out_path: str | Path, opset: int = 17, source: str | Path | None = None,
+                precision: str = "fp32") -> ExportResult:
     """Export a one-stage detector (pruned or not) to ``out_path`` plus ``<name>.json`` sidecar
-    (``source``: the checkpoint it came from, recorded in the sidecar)."""
+    (``source``: the checkpoint it came from, recorded in the sidecar). ``precision="fp16"``: the
+    float16 form for strongly typed TensorRT networks (:mod:`clean_deploy.export.fp16`)."""
+    if precision not in ("fp32", "fp16"):
+        raise ExportError(f"precision must be fp32 or fp16, got {precision!r}")
     if det.is_two_stage:
         raise ExportError("export targets the one-stage students; the two-stage teacher's RoI head has no export path")
     out_path = Path(out_path)
@@ -263,8 +267,13 @@ def export_onnx(det: Detector, out_path: str | Path, opset: int = 17, source: st
     full.producer_name = "clean_deploy"
     onnx.checker.check_model(full)
     full = onnx.shape_inference.infer_shapes(full, strict_mode=False)
+    if precision == "fp16":
+        from clean_deploy.export.fp16 import to_fp16
+
+        full = to_fp16(full)
     onnx.save(full, str(out_path))
     sidecar = build_sidecar(det, out_path.name, feature_size, n_sparse)
+    sidecar["precision"] = precision
     if source is not None:
         sidecar["source_checkpoint"] = str(Path(source).resolve())
     side_path = write_sidecar(sidecar, out_path.with_suffix(".json"))

@@ -24,7 +24,8 @@ std::array<int64_t, 3> to3(const std::vector<int64_t>& v) { return {v[0], v[1], 
 struct CallBuffers {
   Rulebook rulebook;
   RulebookScratch scratch;
-  PackedWeights weights;  // for non-constant weights
+  PackedWeights weights;             // for non-constant weights
+  std::vector<float> half_in, half_out;  // float16 features widened to float32 (and the result)
 };
 
 }  // namespace
@@ -91,7 +92,10 @@ void SparseConvolutionKernel::compute(OrtKernelContext* context) const {
   const auto fs = features.GetTensorTypeAndShapeInfo().GetShape();
   const auto is = indices.GetTensorTypeAndShapeInfo().GetShape();
   const auto ws = weight.GetTensorTypeAndShapeInfo().GetShape();
-  if (fs.size() != 2) fail(prefix_, "input 'features' must be float32 [N, Cin], got shape " + shape_str(fs));
+  const bool half = features.GetTensorTypeAndShapeInfo().GetElementType() == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16;
+  if (fs.size() != 2)
+    fail(prefix_, std::string("input 'features' must be ") + (half ? "float16" : "float32") + " [N, Cin], got shape " +
+                      shape_str(fs));
   const int64_t n = fs[0], cin = fs[1];
   if (is.size() != 2 || is[0] != n || is[1] != 4)
     fail(prefix_, "input 'indices' must be int32 [N, 4] = [" + std::to_string(n) + ", 4] (batch, z, y, x), got shape " +
@@ -124,8 +128,22 @@ void SparseConvolutionKernel::compute(OrtKernelContext* context) const {
   Ort::UnownedValue out_features = ctx.GetOutput(0, out_shape, 2);
   Ort::UnownedValue out_indices = ctx.GetOutput(1, idx_shape, 2);
   if (m > 0) std::memcpy(out_indices.GetTensorMutableData<int32_t>(), rb.out_indices.data(), sizeof(int32_t) * 4 * m);
-  sparse_conv_forward(features.GetTensorData<float>(), *packed, bias_data, rb, activation_,
-                      out_features.GetTensorMutableData<float>(), executor);
+  if (!half) {
+    sparse_conv_forward(features.GetTensorData<float>(), *packed, bias_data, rb, activation_,
+                        out_features.GetTensorMutableData<float>(), executor);
+    return;
+  }
+  // float16 storage, float32 arithmetic (as the CUDA kernel and the TensorRT plugin in fp16): widen,
+  // run the float kernel, round the result to float16 (nearest even)
+  std::vector<float>& in = lease.b->half_in;
+  std::vector<float>& out = lease.b->half_out;
+  in.resize(static_cast<size_t>(n * cin));
+  out.resize(static_cast<size_t>(m * cout));
+  const Ort::Float16_t* f16 = features.GetTensorData<Ort::Float16_t>();
+  for (int64_t i = 0; i < n * cin; ++i) in[i] = f16[i].ToFloat();
+  sparse_conv_forward(in.data(), *packed, bias_data, rb, activation_, out.data(), executor);
+  Ort::Float16_t* o16 = out_features.GetTensorMutableData<Ort::Float16_t>();
+  for (int64_t i = 0; i < m * cout; ++i) o16[i] = Ort::Float16_t(out[i]);
 }
 
 OrtStatusPtr SparseConvolutionOp::CreateKernelV2(const OrtApi& /*api*/, const OrtKernelInfo* info,
@@ -134,6 +152,7 @@ OrtStatusPtr SparseConvolutionOp::CreateKernelV2(const OrtApi& /*api*/, const Or
 }
 
 ONNXTensorElementDataType SparseConvolutionOp::GetInputType(size_t index) const {
+  if (index == 0 && half_) return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16;
   return index == 1 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32 : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
 }
 
@@ -143,6 +162,7 @@ OrtCustomOpInputOutputCharacteristic SparseConvolutionOp::GetInputCharacteristic
 }
 
 ONNXTensorElementDataType SparseConvolutionOp::GetOutputType(size_t index) const {
+  if (index == 0 && half_) return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16;
   return index == 1 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32 : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
 }
 
@@ -150,3 +170,4 @@ ONNXTensorElementDataType SparseConvolutionOp::GetOutputType(size_t index) const
 }  // namespace clean_deploy
 
 CLEAN_DEPLOY_REGISTER_OP(clean_deploy::ort::SparseConvolutionOp)
+CLEAN_DEPLOY_REGISTER_OP(clean_deploy::ort::SparseConvolutionHalfOp)

@@ -72,6 +72,7 @@ class SparseConvolutionKernel {
 
 struct SparseConvolutionOp : Ort::CustomOpBase<SparseConvolutionOp, SparseConvolutionKernel, true> {
   static constexpr const char* kName = "SparseConvolution";
+  explicit SparseConvolutionOp(bool half = false) : half_(half) {}
 
   OrtStatusPtr CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info, void** kernel) const noexcept;
   const char* GetName() const { return kName; }
@@ -85,6 +86,15 @@ struct SparseConvolutionOp : Ort::CustomOpBase<SparseConvolutionOp, SparseConvol
   // outputs: out_features float [M, Cout], out_indices int32 [M, 4]
   size_t GetOutputTypeCount() const { return 2; }
   ONNXTensorElementDataType GetOutputType(size_t index) const;
+
+ private:
+  bool half_;  // features and out_features float16 (weights and bias stay float32)
+};
+
+// The same op for float16 features (a second kernel of the node type; ONNX Runtime picks it by the
+// features' type): float16 storage, float32 arithmetic, as the TensorRT plugin runs in fp16.
+struct SparseConvolutionHalfOp : SparseConvolutionOp {
+  SparseConvolutionHalfOp() : SparseConvolutionOp(true) {}
 };
 
 }  // namespace ort

@@ -3,10 +3,13 @@
 // the kernel subtracts comp[c] = 128 * sum_ci w[c][ci] once per row and kernel offset: the result is
 // the exact signed sum. Tile: 4 rows x 2 panels of 16 columns. Compiled with
 // -mavx512f -mavx512bw -mavx512vnni; called only on CPUs that support them.
+#if defined(__GNUC__) && !defined(__clang__)
+// GCC 12 reports the _mm512_undefined_* placeholders inside avx512fintrin.h as maybe-uninitialised
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <immintrin.h>
 
 #include "int8_kernels.h"
-#include "int8_requant.h"
 
 namespace clean_deploy {
 namespace detail {
@@ -61,10 +64,30 @@ void accumulate(const int8_t* const* a_rows, int32_t* const* c_rows, int64_t n, 
   }
 }
 
+// requantize_rows (int8_requant.h) in 16-lane vectors: the same float32 product, clamp to
+// [-129, 128], vcvtps2dq rounds half to even (MXCSR's default mode, as the scalar 1.5 * 2^23 trick),
+// clamp to [lo, 127], narrow. Bitwise the scalar loop's result (tests/test_int8_sparse_conv.py).
+void requantize(const int32_t* acc, int64_t ld, int64_t rows, int64_t cout, const float* m, float lo, int8_t* out) {
+  const __m512 vmin = _mm512_set1_ps(-129.0f), vmax = _mm512_set1_ps(128.0f);
+  const __m512i ilo = _mm512_set1_epi32(static_cast<int32_t>(lo)), ihi = _mm512_set1_epi32(127);
+  for (int64_t r = 0; r < rows; ++r) {
+    const int32_t* a = acc + r * ld;
+    int8_t* o = out + r * cout;
+    for (int64_t c = 0; c < cout; c += 16) {
+      const __mmask16 k = cout - c >= 16 ? static_cast<__mmask16>(0xFFFF)
+                                         : static_cast<__mmask16>((1u << (cout - c)) - 1);
+      __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(k, a + c)), _mm512_maskz_loadu_ps(k, m + c));
+      v = _mm512_min_ps(_mm512_max_ps(v, vmin), vmax);
+      const __m512i i = _mm512_min_epi32(_mm512_max_epi32(_mm512_cvtps_epi32(v), ilo), ihi);
+      _mm512_mask_cvtsepi32_storeu_epi8(o + c, k, i);
+    }
+  }
+}
+
 }  // namespace
 
 const Int8Kernel& int8_kernel_vnni() {
-  static const Int8Kernel k{"avx512_vnni", kMR, Int8Layout::kQuads16, true, accumulate, requantize_rows};
+  static const Int8Kernel k{"avx512_vnni", kMR, Int8Layout::kQuads16, true, accumulate, requantize};
   return k;
 }
 

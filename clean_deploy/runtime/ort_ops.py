@@ -113,11 +113,22 @@ class SparseConvSpec:
         return [(int(i) + 2 * p[a] - d[a] * (k[a] - 1) - 1) // s[a] + 1 for a, i in enumerate(in_shape)]
 
 
+def _finish(graph, opset: int):
+    """A checked model of ``graph`` with the standard and clean_deploy opsets, readable by every ORT >= 1.16."""
+    import onnx
+    from onnx import helper
+
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset), helper.make_opsetid(DOMAIN, 1)],
+                              producer_name="clean_deploy")
+    model.ir_version = min(model.ir_version, 10)
+    onnx.checker.check_model(model)
+    return model
+
+
 def make_sparse_conv_model(layers: SparseConvSpec | Sequence[SparseConvSpec], opset: int = 17):
     """ONNX model running ``layers`` in a chain: inputs ``features`` [N, Cin] float32 and
     ``indices`` [N, 4] int32; outputs ``out_features`` and ``out_indices`` of the last layer.
     Weights and biases are initializers (as in an exported, BN-folded student)."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     layers = [layers] if isinstance(layers, SparseConvSpec) else list(layers)
@@ -158,11 +169,7 @@ def make_sparse_conv_model(layers: SparseConvSpec | Sequence[SparseConvSpec], op
         [helper.make_tensor_value_info("out_features", TensorProto.FLOAT, ["M", cout]),
          helper.make_tensor_value_info("out_indices", TensorProto.INT32, ["M", 4])],
         initializer=inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset), helper.make_opsetid(DOMAIN, 1)],
-                              producer_name="clean_deploy")
-    model.ir_version = min(model.ir_version, 10)  # readable by every ORT >= 1.16
-    onnx.checker.check_model(model)
-    return model
+    return _finish(graph, opset)
 
 
 def sparse_conv_session(model, threads: int | None = 1):
@@ -253,7 +260,6 @@ def make_sparse_conv_int8_model(weight, w_scale, x_scale: float, y_scale: float,
     """ONNX model of one ``clean_deploy::SparseConvolutionInt8`` node: inputs ``features`` [N, Cin]
     int8 and ``indices`` [N, 4] int32; weight int8 [Cout, kD, kH, kW, Cin], w_scale float32 [Cout],
     bias int32 [Cout] (or None) and the two scalar scales as initializers."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     w = np.ascontiguousarray(weight, dtype=np.int8)
@@ -278,8 +284,4 @@ def make_sparse_conv_int8_model(weight, w_scale, x_scale: float, y_scale: float,
         [helper.make_tensor_value_info("out_features", TensorProto.INT8, ["M", cout]),
          helper.make_tensor_value_info("out_indices", TensorProto.INT32, ["M", 4])],
         initializer=inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset), helper.make_opsetid(DOMAIN, 1)],
-                              producer_name="clean_deploy")
-    model.ir_version = min(model.ir_version, 10)
-    onnx.checker.check_model(model)
-    return model
+    return _finish(graph, opset)

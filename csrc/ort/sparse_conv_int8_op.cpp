@@ -41,8 +41,7 @@ SparseConvolutionInt8Kernel::SparseConvolutionInt8Kernel(const OrtKernelInfo* in
   const Ort::ConstValue w = info.GetTensorConstantInput(kWeight, &is_constant);
   if (is_constant && static_cast<const OrtValue*>(w)) {
     const auto ws = w.GetTensorTypeAndShapeInfo().GetShape();
-    const auto& k = geometry_.kernel;
-    if (ws.size() != 5 || ws[1] != k[0] || ws[2] != k[1] || ws[3] != k[2]) fail(prefix_, weight_shape_error("int8", k, -1, ws));
+    check_weight_kernel(prefix_, "int8", ws, geometry_.kernel);
     auto packed = std::make_unique<PackedWeightsInt8>();
     pack_weights_int8(w.GetTensorData<int8_t>(), ws[0], geometry_.kernel_volume(), ws[4], *packed);
     constant_weights_ = std::move(packed);
@@ -67,18 +66,10 @@ void SparseConvolutionInt8Kernel::compute(OrtKernelContext* context) const {
     if (!static_cast<const OrtValue*>(*v))
       fail(prefix_, "inputs 'features', 'indices', 'x_scale', 'weight', 'w_scale' and 'y_scale' are required");
 
-  const auto fs = features.GetTensorTypeAndShapeInfo().GetShape();
-  const auto is = indices.GetTensorTypeAndShapeInfo().GetShape();
-  const auto ws = weight.GetTensorTypeAndShapeInfo().GetShape();
-  if (fs.size() != 2) fail(prefix_, "input 'features' must be int8 [N, Cin], got shape " + shape_str(fs));
-  const int64_t n = fs[0], cin = fs[1];
-  if (is.size() != 2 || is[0] != n || is[1] != 4)
-    fail(prefix_, "input 'indices' must be int32 [N, 4] = [" + std::to_string(n) + ", 4] (batch, z, y, x), got shape " +
-                      shape_str(is));
-  const auto& k = geometry_.kernel;
-  if (ws.size() != 5 || ws[1] != k[0] || ws[2] != k[1] || ws[3] != k[2] || ws[4] != cin)
-    fail(prefix_, weight_shape_error("int8", k, cin, ws));
-  const int64_t cout = ws[0];
+  const ConvSizes z = check_conv_shapes(prefix_, "int8", "int8", features.GetTensorTypeAndShapeInfo().GetShape(),
+                                        indices.GetTensorTypeAndShapeInfo().GetShape(),
+                                        weight.GetTensorTypeAndShapeInfo().GetShape(), geometry_.kernel);
+  const int64_t n = z.n, cin = z.cin, cout = z.cout;
   const auto wss = w_scale.GetTensorTypeAndShapeInfo().GetShape();
   if (wss.size() != 1 || wss[0] != cout)
     fail(prefix_, "input 'w_scale' must be float32 [Cout] = [" + std::to_string(cout) + "] (one scale per output "

@@ -37,6 +37,28 @@ std::string weight_shape_error(const char* dtype, const std::array<int64_t, 3>& 
          "] (kernel_size and the features' Cin), got shape " + shape_str(ws);
 }
 
+ConvSizes check_conv_shapes(const std::string& prefix, const char* features_dtype, const char* weight_dtype,
+                            const std::vector<int64_t>& fs, const std::vector<int64_t>& is,
+                            const std::vector<int64_t>& ws, const std::array<int64_t, 3>& k) {
+  if (fs.size() != 2)
+    fail(prefix, std::string("input 'features' must be ") + features_dtype + " [N, Cin], got shape " + shape_str(fs));
+  ConvSizes z;
+  z.n = fs[0];
+  z.cin = fs[1];
+  if (is.size() != 2 || is[0] != z.n || is[1] != 4)
+    fail(prefix, "input 'indices' must be int32 [N, 4] = [" + std::to_string(z.n) + ", 4] (batch, z, y, x), got shape " +
+                     shape_str(is));
+  if (ws.size() != 5 || ws[1] != k[0] || ws[2] != k[1] || ws[3] != k[2] || ws[4] != z.cin)
+    fail(prefix, weight_shape_error(weight_dtype, k, z.cin, ws));
+  z.cout = ws[0];
+  return z;
+}
+
+void check_weight_kernel(const std::string& prefix, const char* weight_dtype, const std::vector<int64_t>& ws,
+                         const std::array<int64_t, 3>& k) {
+  if (ws.size() != 5 || ws[1] != k[0] || ws[2] != k[1] || ws[3] != k[2]) fail(prefix, weight_shape_error(weight_dtype, k, -1, ws));
+}
+
 ConvGeometry read_conv_attributes(const Ort::ConstKernelInfo& info, const std::string& prefix,
                                   Activation* activation) {
   ConvGeometry g;
@@ -65,8 +87,7 @@ SparseConvolutionKernel::SparseConvolutionKernel(const OrtKernelInfo* info_ptr) 
   const Ort::ConstValue w = info.GetTensorConstantInput(2, &is_constant);
   if (is_constant && static_cast<const OrtValue*>(w)) {
     const auto ws = w.GetTensorTypeAndShapeInfo().GetShape();
-    const auto& k = geometry_.kernel;
-    if (ws.size() != 5 || ws[1] != k[0] || ws[2] != k[1] || ws[3] != k[2]) fail(prefix_, weight_shape_error("float32", k, -1, ws));
+    check_weight_kernel(prefix_, "float32", ws, geometry_.kernel);
     auto packed = std::make_unique<PackedWeights>();
     pack_weights(w.GetTensorData<float>(), ws[0], geometry_.kernel_volume(), ws[4], *packed);
     constant_weights_ = std::move(packed);
@@ -89,21 +110,12 @@ void SparseConvolutionKernel::compute(OrtKernelContext* context) const {
       !static_cast<const OrtValue*>(weight))
     fail(prefix_, "inputs 'features', 'indices' and 'weight' are required");
 
-  const auto fs = features.GetTensorTypeAndShapeInfo().GetShape();
-  const auto is = indices.GetTensorTypeAndShapeInfo().GetShape();
-  const auto ws = weight.GetTensorTypeAndShapeInfo().GetShape();
   const bool half = features.GetTensorTypeAndShapeInfo().GetElementType() == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16;
-  if (fs.size() != 2)
-    fail(prefix_, std::string("input 'features' must be ") + (half ? "float16" : "float32") + " [N, Cin], got shape " +
-                      shape_str(fs));
-  const int64_t n = fs[0], cin = fs[1];
-  if (is.size() != 2 || is[0] != n || is[1] != 4)
-    fail(prefix_, "input 'indices' must be int32 [N, 4] = [" + std::to_string(n) + ", 4] (batch, z, y, x), got shape " +
-                      shape_str(is));
-  const auto& k = geometry_.kernel;
-  if (ws.size() != 5 || ws[1] != k[0] || ws[2] != k[1] || ws[3] != k[2] || ws[4] != cin)
-    fail(prefix_, weight_shape_error("float32", k, cin, ws));
-  const int64_t cout = ws[0];
+  const ConvSizes z = check_conv_shapes(prefix_, half ? "float16" : "float32", "float32",
+                                        features.GetTensorTypeAndShapeInfo().GetShape(),
+                                        indices.GetTensorTypeAndShapeInfo().GetShape(),
+                                        weight.GetTensorTypeAndShapeInfo().GetShape(), geometry_.kernel);
+  const int64_t n = z.n, cin = z.cin, cout = z.cout;
   const float* bias_data = nullptr;
   if (static_cast<const OrtValue*>(bias)) {
     const auto bs = bias.GetTensorTypeAndShapeInfo().GetShape();

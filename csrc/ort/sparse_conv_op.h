@@ -23,6 +23,18 @@ ConvGeometry read_conv_attributes(const Ort::ConstKernelInfo& info, const std::s
 std::string weight_shape_error(const char* dtype, const std::array<int64_t, 3>& kernel, int64_t cin,
                                const std::vector<int64_t>& weight_shape);
 
+// Sizes of one call after the input checks shared by both sparse-conv ops: features [N, Cin],
+// indices [N, 4], weight [Cout, kernel_size..., Cin] (cin < 0: a constant weight checked before
+// the features are known). Fails with `prefix` and the expected shape.
+struct ConvSizes {
+  int64_t n = 0, cin = 0, cout = 0;
+};
+ConvSizes check_conv_shapes(const std::string& prefix, const char* features_dtype, const char* weight_dtype,
+                            const std::vector<int64_t>& features, const std::vector<int64_t>& indices,
+                            const std::vector<int64_t>& weight, const std::array<int64_t, 3>& kernel);
+void check_weight_kernel(const std::string& prefix, const char* weight_dtype, const std::vector<int64_t>& weight,
+                         const std::array<int64_t, 3>& kernel);
+
 // Buffers of one Compute call (rulebook, scratch, per-call packed weights), pooled per buffer type
 // and reused by later calls of any node: keeping the memory mapped saves allocations and page
 // faults on every call. The pool holds as many sets as calls ever ran at the same time.

@@ -16,12 +16,20 @@ def run_split(onnx_path: str | Path, data_root: str | Path, split: str, frames: 
     ``split`` (all by default; the AP is over those frames)."""
     import torch
 
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # torch only voxelises here; the cores go to ONNX Runtime (restored after)
+    try:
+        return _run_split(onnx_path, data_root, split, frames, threads, pred_dir, desc)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _run_split(onnx_path, data_root, split, frames, threads, pred_dir, desc) -> tuple[list, dict]:
     from clean_deploy.data.kitti.reader import KittiReader
     from clean_deploy.data.kitti.results import detections_to_kitti, write_kitti_results
     from clean_deploy.runtime.ort_session import OrtSession
     from clean_deploy.train.evaluate import evaluate_predictions
 
-    torch.set_num_threads(1)  # torch only voxelises here; the cores go to ONNX Runtime
     sess = OrtSession(onnx_path, threads=threads, strict_max_voxels=False)
     reader = KittiReader(data_root, split)
     ids = reader.frame_ids[:frames] if frames else reader.frame_ids

@@ -25,7 +25,8 @@ def weight_per_channel(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def activation_scale(ranges: Ranges, name: str) -> np.float32:
     """Symmetric per-tensor scale of a calibrated tensor (absmax / 127; a tensor that was always 0 gets 1)."""
     if name not in ranges.ranges:
-        raise KeyError(f"tensor {name!r} has no calibration range (was it produced on the calibration frames?)")
+        raise ValueError(f"tensor {name!r} has no calibration range: it was empty on every calibration frame "
+                         "(calibrate on more frames, or keep the layer float32 with --keep-fp32)")
     a = ranges.absmax(name)
     return np.float32(a / QMAX if a > 0 else 1.0)
 

@@ -11,8 +11,7 @@ namespace detail {
 namespace {
 
 const GemmKernel& choose() {
-  const char* env = std::getenv("CLEAN_DEPLOY_CPU_ISA");
-  const int cap = !env || !*env ? 2 : std::strcmp(env, "generic") == 0 ? 0 : std::strcmp(env, "avx2") == 0 ? 1 : 2;
+  const int cap = cpu_isa_cap();
 #if defined(CLEAN_DEPLOY_HAVE_X86_KERNELS)
   __builtin_cpu_init();
   if (cap >= 2 && __builtin_cpu_supports("avx512f")) return gemm_kernel_avx512();
@@ -24,6 +23,11 @@ const GemmKernel& choose() {
 }
 
 }  // namespace
+
+int cpu_isa_cap() {
+  const char* env = std::getenv("CLEAN_DEPLOY_CPU_ISA");
+  return !env || !*env ? 2 : std::strcmp(env, "generic") == 0 ? 0 : std::strcmp(env, "avx2") == 0 ? 1 : 2;
+}
 
 const GemmKernel& select_gemm_kernel() {
   static const GemmKernel& kernel = choose();

@@ -42,6 +42,10 @@ const GemmKernel& gemm_kernel_avx512();
 // The best kernel this CPU supports (CLEAN_DEPLOY_CPU_ISA=generic|avx2|avx512 caps the choice).
 const GemmKernel& select_gemm_kernel();
 
+// CLEAN_DEPLOY_CPU_ISA as a cap on the instruction set: 0 generic, 1 avx2, 2 anything (unset or other).
+// Shared by the float and int8 kernel choices.
+int cpu_isa_cap();
+
 // Floats of one packed weight matrix (cin x cout) for panels nr wide.
 inline int64_t packed_weight_size(int64_t cin, int64_t cout, int nr) { return (cout + nr - 1) / nr * nr * cin; }
 

@@ -9,13 +9,12 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
-#include <cstring>
 #include <limits>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "gemm_kernels.h"
 #include "int8_kernels.h"
 
 namespace clean_deploy {
@@ -24,8 +23,7 @@ namespace detail {
 namespace {
 
 const Int8Kernel& choose_int8() {
-  const char* env = std::getenv("CLEAN_DEPLOY_CPU_ISA");
-  const int cap = !env || !*env ? 2 : std::strcmp(env, "generic") == 0 ? 0 : std::strcmp(env, "avx2") == 0 ? 1 : 2;
+  const int cap = cpu_isa_cap();
 #if defined(CLEAN_DEPLOY_HAVE_X86_KERNELS)
   __builtin_cpu_init();
   if (cap >= 2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&

@@ -3,7 +3,6 @@
 // rulebook are the float op's (sparse_conv_op.h).
 #include "sparse_conv_int8_op.h"
 
-#include <cstring>
 #include <stdexcept>
 #include <vector>
 
@@ -99,12 +98,7 @@ void SparseConvolutionInt8Kernel::compute(OrtKernelContext* context) const {
     pack_weights_int8(weight.GetTensorData<int8_t>(), cout, geometry_.kernel_volume(), cin, lease.b->weights);
     packed = &lease.b->weights;
   }
-  const int64_t m = rb.num_out;
-  const int64_t out_shape[2] = {m, cout};
-  const int64_t idx_shape[2] = {m, 4};
-  Ort::UnownedValue out_features = ctx.GetOutput(0, out_shape, 2);
-  Ort::UnownedValue out_indices = ctx.GetOutput(1, idx_shape, 2);
-  if (m > 0) std::memcpy(out_indices.GetTensorMutableData<int32_t>(), rb.out_indices.data(), sizeof(int32_t) * 4 * m);
+  Ort::UnownedValue out_features = allocate_outputs(ctx, rb, cout);
   sparse_conv_int8_forward(features.GetTensorData<int8_t>(), *packed, bias_data, multipliers.data(), RulebookView(rb),
                            activation_, out_features.GetTensorMutableData<int8_t>(), executor);
 }

@@ -59,6 +59,16 @@ void check_weight_kernel(const std::string& prefix, const char* weight_dtype, co
   if (ws.size() != 5 || ws[1] != k[0] || ws[2] != k[1] || ws[3] != k[2]) fail(prefix, weight_shape_error(weight_dtype, k, -1, ws));
 }
 
+Ort::UnownedValue allocate_outputs(const Ort::KernelContext& ctx, const Rulebook& rb, int64_t cout) {
+  const int64_t m = rb.num_out;
+  const int64_t out_shape[2] = {m, cout};
+  const int64_t idx_shape[2] = {m, 4};
+  Ort::UnownedValue out_features = ctx.GetOutput(0, out_shape, 2);
+  Ort::UnownedValue out_indices = ctx.GetOutput(1, idx_shape, 2);
+  if (m > 0) std::memcpy(out_indices.GetTensorMutableData<int32_t>(), rb.out_indices.data(), sizeof(int32_t) * 4 * m);
+  return out_features;
+}
+
 ConvGeometry read_conv_attributes(const Ort::ConstKernelInfo& info, const std::string& prefix,
                                   Activation* activation) {
   ConvGeometry g;
@@ -135,11 +145,7 @@ void SparseConvolutionKernel::compute(OrtKernelContext* context) const {
     packed = &lease.b->weights;
   }
   const int64_t m = rb.num_out;
-  const int64_t out_shape[2] = {m, cout};
-  const int64_t idx_shape[2] = {m, 4};
-  Ort::UnownedValue out_features = ctx.GetOutput(0, out_shape, 2);
-  Ort::UnownedValue out_indices = ctx.GetOutput(1, idx_shape, 2);
-  if (m > 0) std::memcpy(out_indices.GetTensorMutableData<int32_t>(), rb.out_indices.data(), sizeof(int32_t) * 4 * m);
+  Ort::UnownedValue out_features = allocate_outputs(ctx, rb, cout);
   if (!half) {
     sparse_conv_forward(features.GetTensorData<float>(), *packed, bias_data, rb, activation_,
                         out_features.GetTensorMutableData<float>(), executor);

@@ -35,6 +35,10 @@ ConvSizes check_conv_shapes(const std::string& prefix, const char* features_dtyp
 void check_weight_kernel(const std::string& prefix, const char* weight_dtype, const std::vector<int64_t>& weight,
                          const std::array<int64_t, 3>& kernel);
 
+// Allocates output 0 [num_out, cout] and output 1 [num_out, 4] (filled with the rulebook's output
+// sites) of a sparse-conv node; returns output 0 for the kernel to write.
+Ort::UnownedValue allocate_outputs(const Ort::KernelContext& ctx, const Rulebook& rulebook, int64_t cout);
+
 // Buffers of one Compute call (rulebook, scratch, per-call packed weights), pooled per buffer type
 // and reused by later calls of any node: keeping the memory mapped saves allocations and page
 // faults on every call. The pool holds as many sets as calls ever ran at the same time.

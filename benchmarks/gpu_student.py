@@ -81,7 +81,7 @@ def prepare(args) -> None:
     import onnxruntime as ort
     from onnx import helper, numpy_helper
 
-    from clean_deploy.export.sidecar import read_sidecar
+    from clean_deploy.sidecar import read_sidecar
     from clean_deploy.quantize.calibrate import augmented_model, calibration_inputs
     from clean_deploy.runtime.ort_ops import session_options
 

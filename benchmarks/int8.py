@@ -66,7 +66,7 @@ def accuracy(args, steps: Steps) -> dict:
     from clean_deploy.quantize.pipeline import quantize_onnx
     from clean_deploy.quantize.sensitivity import auto_keep, sensitivity_profile
     from clean_deploy.quantize.calibrate import collect_ranges
-    from clean_deploy.export.sidecar import read_sidecar
+    from clean_deploy.sidecar import read_sidecar
     from clean_deploy.train.evaluate import mean_moderate_ap
     import onnx
 
@@ -164,7 +164,7 @@ def kernel_widths(args, reps: int = 40) -> dict:
 
     import numpy as np
 
-    from clean_deploy.export.sidecar import read_sidecar
+    from clean_deploy.sidecar import read_sidecar
     from clean_deploy.quantize.calibrate import calibration_inputs
     from clean_deploy.runtime import ort_ops
 

@@ -6,8 +6,9 @@ Every config round-trips through plain dicts/JSON (``to_dict``/``from_dict``/``t
 * data       -- :class:`DataConfig` (dataset root, classes, range, FOV, label filters)
 * augment    -- :class:`AugmentConfig` with :class:`GTSamplingConfig`
 * voxel      -- :class:`VoxelConfig`
-* experiment -- :class:`ExperimentConfig` bundling the sections (later: model, train, ...)
-* presets    -- :func:`kitti_preset`, :func:`synthetic_fast_preset`, :func:`get_preset`
+* experiment -- :class:`ExperimentConfig` bundling the sections, built from a detector's config
+  (range, voxels, classes) by :func:`clean_deploy.train.loop.experiment_for`
+* train      -- :class:`TrainConfig`
 
 ``from_dict`` is strict: unknown keys raise ``ValueError`` naming the key and the section, so a
 typo in a JSON file fails loudly instead of silently using a default.
@@ -20,11 +21,12 @@ import math
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
+
+from clean_deploy.kitti import KITTI_CLASSES
 
 T = TypeVar("T", bound="ConfigBase")
 
-KITTI_CLASSES: tuple[str, ...] = ("Car", "Pedestrian", "Cyclist")
 #: OpenPCDet's KITTI range ``x_min y_min z_min x_max y_max z_max`` (LiDAR frame, metres)
 KITTI_POINT_CLOUD_RANGE: tuple[float, ...] = (0.0, -40.0, -3.0, 70.4, 40.0, 1.0)
 #: KITTI difficulty levels (see :func:`clean_deploy.data.preprocess.kitti_difficulty`)
@@ -206,7 +208,9 @@ class TrainConfig(ConfigBase):
 # ----------------------------------------------------------------------- experiment
 @dataclass
 class ExperimentConfig(ConfigBase):
-    """All sections of a run (later issues add model / train / compression sections)."""
+    """The data side of a run. Training builds it from the detector's config
+    (:func:`clean_deploy.train.loop.experiment_for`): range, voxel size and classes are the
+    detector's, so they exist once."""
 
     name: str = "kitti"
     data: DataConfig = field(default_factory=DataConfig)
@@ -214,40 +218,7 @@ class ExperimentConfig(ConfigBase):
     voxel: VoxelConfig = field(default_factory=VoxelConfig)
 
 
-# -------------------------------------------------------------------------- presets
-def kitti_preset(root: str = "data/kitti") -> ExperimentConfig:
-    """OpenPCDet's KITTI settings (SECOND/Voxel R-CNN voxel size, range and augmentation)."""
-    return ExperimentConfig(name="kitti", data=DataConfig(root=root))
-
-
-def synthetic_fast_preset(root: str = "data/synth") -> ExperimentConfig:
-    """Smaller range and coarser voxels for the synthetic benchmark on CPU.
-
-    Range ``[0,-32,-3,57.6,32,1]`` with ``[0.1,0.1,0.2]`` voxels gives a 576x640x20 grid (x y z),
-    divisible by 8 in x/y like KITTI's 1408x1600x40 (the detectors issue may refine it).
-    """
-    return ExperimentConfig(
-        name="synthetic-fast",
-        data=DataConfig(root=root, point_cloud_range=(0.0, -32.0, -3.0, 57.6, 32.0, 1.0)),
-        augment=AugmentConfig(),
-        voxel=VoxelConfig(voxel_size=(0.1, 0.1, 0.2), max_points_per_voxel=5,
-                          max_voxels_train=16000, max_voxels_test=40000),
-    )
-
-
-PRESETS: dict[str, Callable[..., ExperimentConfig]] = {
-    "kitti": kitti_preset,
-    "synthetic-fast": synthetic_fast_preset,
-}
-
-
-def get_preset(name: str, **kwargs: Any) -> ExperimentConfig:
-    """Named preset (``"kitti"``, ``"synthetic-fast"``); kwargs go to the preset function."""
-    if name not in PRESETS:
-        raise KeyError(f"unknown config preset {name!r}; known: {sorted(PRESETS)}")
-    return PRESETS[name](**kwargs)
-
-
+# ------------------------------------------------------------------------------ grid
 def grid_size(point_cloud_range: tuple[float, ...] | list[float],
               voxel_size: tuple[float, ...] | list[float]) -> tuple[int, int, int]:
     """Voxel grid size (nx, ny, nz) as spconv computes it: ``round((max - min) / size)``."""

@@ -70,7 +70,7 @@ def _train_once(name: str, epochs: int, data: Path, run: Path, echo) -> Path:
 def run_demo(cfg: DemoConfig, echo=print) -> dict:
     """Run the demo stages into ``cfg.out``; returns a summary dict (also written as JSON)."""
     from clean_deploy.compress.config import PruneConfig
-    from clean_deploy.compress.pipeline import CompressConfig, compress
+    from clean_deploy.pipeline import CompressConfig, compress
     from clean_deploy.data.stats import dataset_stats, format_stats
     from clean_deploy.data.synth import generate_dataset
     from clean_deploy.eval.files import evaluate_dirs, format_table
@@ -129,7 +129,7 @@ def run_demo(cfg: DemoConfig, echo=print) -> dict:
     # 5. export + parity
     onnx_path = out / "export" / "student.onnx"
     if "export" in cfg.stages:
-        from clean_deploy.export.check import check_parity
+        from clean_deploy.runtime.check import check_parity
         from clean_deploy.export.onnx_export import export_onnx
         from clean_deploy.train.checkpoint import load_detector
 

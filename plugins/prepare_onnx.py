@@ -76,7 +76,7 @@ def measure_rows(src: Path, data: Path, split: str = "val", frames: int = 64) ->
     import onnxruntime as ort
 
     from clean_deploy.bench.model_info import load_frames
-    from clean_deploy.export.sidecar import read_sidecar
+    from clean_deploy.sidecar import read_sidecar
     from clean_deploy.runtime.ort_ops import session_options
     from clean_deploy.runtime.preprocess import Preprocessor
 

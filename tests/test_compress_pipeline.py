@@ -5,7 +5,7 @@ import json
 import torch
 
 from clean_deploy.compress.config import PruneConfig
-from clean_deploy.compress.pipeline import CompressConfig, compress
+from clean_deploy.pipeline import CompressConfig, compress
 from clean_deploy.models.detector import build_detector
 from clean_deploy.models.zoo import get_config
 from clean_deploy.train.checkpoint import load_detector, save_checkpoint

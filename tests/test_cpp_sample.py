@@ -293,7 +293,7 @@ def test_sample_as_bench_backend(infer_bin, models, trained_students, synth_data
     (after the warm-up ones) and its KITTI files the same AP as the Python ONNX Runtime session."""
     from clean_deploy.bench.cpp_sample import SAMPLE_ENV, read_timing_json, run_cpp_job, sample_binary
     from clean_deploy.bench.run import backends_for, bench_markdown
-    from clean_deploy.export.check import check_parity
+    from clean_deploy.runtime.check import check_parity
     from clean_deploy.train.evaluate import mean_moderate_ap
 
     name = "centerpoint_fast@0.25x"

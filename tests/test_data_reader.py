@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from clean_deploy.config import (AugmentConfig, DataConfig, ExperimentConfig, GTSamplingConfig,
-                                 VoxelConfig, get_preset, grid_size, synthetic_fast_preset)
+                                 VoxelConfig, grid_size)
 from clean_deploy.data.augment.gt_sampling import GTDatabase, build_gt_database
 from clean_deploy.data.dataset import KittiDetectionDataset, collate_batch
 from clean_deploy.data.kitti.label import KittiObject, LabelError, to_arrays
@@ -272,8 +272,12 @@ def test_difficulty_and_label_filters():
 
 
 # ---------------------------------------------------------------------------- configs
-def test_config_round_trip_and_presets():
-    for cfg in (ExperimentConfig(), synthetic_fast_preset(), get_preset("kitti", root="/x")):
+def test_config_round_trip():
+    from clean_deploy.models.zoo import get_config
+    from clean_deploy.train.loop import experiment_for
+
+    fast = experiment_for(get_config("centerpoint_fast"), "/x")
+    for cfg in (ExperimentConfig(), fast, experiment_for(get_config("second"), "/x")):
         text = cfg.to_json()
         back = ExperimentConfig.from_json(text)
         assert back == cfg and isinstance(back.data.point_cloud_range, tuple)
@@ -291,10 +295,9 @@ def test_config_round_trip_and_presets():
     with pytest.raises(ValueError, match="point_cloud_range"):
         DataConfig(point_cloud_range=(0, 0, 0, -1, 1, 1))
     assert grid_size((0, -40, -3, 70.4, 40, 1), (0.05, 0.05, 0.1)) == (1408, 1600, 40)
-    fast = synthetic_fast_preset()
-    assert grid_size(fast.data.point_cloud_range, fast.voxel.voxel_size) == (576, 640, 20)
-    with pytest.raises(KeyError, match="unknown config preset"):
-        get_preset("nope")
+    # the data side of a run takes the detector's geometry: one source for range and voxels
+    assert fast.data.point_cloud_range == get_config("centerpoint_fast").point_cloud_range
+    assert grid_size(fast.data.point_cloud_range, fast.voxel.voxel_size) == get_config("centerpoint_fast").grid_size
 
 
 # ---------------------------------------------------------------------- gt database

@@ -9,7 +9,7 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from clean_deploy.export.check import check_parity, polygraphy_compare
+from clean_deploy.runtime.check import check_parity, polygraphy_compare
 from clean_deploy.export.onnx_export import DOMAIN, export_onnx, redundancy_attributes
 from clean_deploy.models.config import RedundancyConfig
 from clean_deploy.models.detector import build_detector

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from clean_deploy.compress.redundancy import eliminate_frame, redundancy_elimination
+from clean_deploy.models.redundancy import eliminate_frame, redundancy_elimination
 from clean_deploy.models.config import PostProcessConfig, RedundancyConfig
 from clean_deploy.models.postprocess import postprocess
 

@@ -78,7 +78,7 @@ def run_cpp_job(model: str, data: str | Path, split: str, frames: int, warmup: i
     of :mod:`clean_deploy.bench.worker`'s (memory fields None)."""
     from clean_deploy.bench.model_info import exported_model_info, load_frames
     from clean_deploy.data.kitti.reader import KittiReader
-    from clean_deploy.export.sidecar import read_sidecar
+    from clean_deploy.sidecar import read_sidecar
     from clean_deploy.train.evaluate import evaluate_predictions, mean_moderate_ap
 
     binary = sample_binary()

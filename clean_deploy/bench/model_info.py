@@ -25,7 +25,7 @@ def load_frames(data_root, split: str = "val", limit: int | None = None) -> list
 def source_model(onnx_path: str | Path) -> Detector | None:
     """The PyTorch checkpoint an exported model came from (its sidecar's ``source_checkpoint``), if
     recorded and still there."""
-    from clean_deploy.export.sidecar import read_sidecar
+    from clean_deploy.sidecar import read_sidecar
     from clean_deploy.train.checkpoint import load_detector
 
     src = read_sidecar(Path(onnx_path).with_suffix(".json")).get("source_checkpoint")

@@ -6,7 +6,11 @@ from typing import Annotated, Optional
 
 import typer
 
+from clean_deploy.compress.config import CompressConfig
 from clean_deploy.config import TrainConfig
+
+# option defaults: the library's, stated once (the CLEAN pipeline's settings; distill and prune are its stages)
+_C = CompressConfig()
 
 
 def distill_command(
@@ -14,16 +18,16 @@ def distill_command(
     student: Annotated[str, typer.Option("--student", help="student config, e.g. second_fast@0.5x")],
     data: Annotated[Path, typer.Option("--data", help="KITTI-format root")],
     out: Annotated[Path, typer.Option("--out", help="run directory")],
-    epochs: Annotated[int, typer.Option(help="training epochs")] = 12,
-    batch_size: Annotated[int, typer.Option(help="frames per step")] = 4,
-    lr: Annotated[float, typer.Option(help="peak learning rate")] = 0.003,
+    epochs: Annotated[int, typer.Option(help="training epochs")] = _C.distill_epochs,
+    batch_size: Annotated[int, typer.Option(help="frames per step")] = _C.batch_size,
+    lr: Annotated[float, typer.Option(help="peak learning rate")] = _C.lr,
     iou_branch: Annotated[bool, typer.Option("--iou-branch/--no-iou-branch", help="IoU-quality branch (for RE)")] = True,
-    response: Annotated[float, typer.Option(help="weight of masked response KD (0 = off)")] = 1.0,
-    feature: Annotated[float, typer.Option(help="weight of masked feature KD (0 = off)")] = 0.1,
-    student_oriented: Annotated[float, typer.Option(help="weight of student-oriented KD (0 = off)")] = 1.0,
+    response: Annotated[float, typer.Option(help="weight of masked response KD (0 = off)")] = _C.distill.response,
+    feature: Annotated[float, typer.Option(help="weight of masked feature KD (0 = off)")] = _C.distill.feature,
+    student_oriented: Annotated[float, typer.Option(help="weight of student-oriented KD (0 = off)")] = _C.distill.student_oriented,
     label_assignment: Annotated[bool, typer.Option("--label-assignment/--no-label-assignment",
-                                                   help="two-stage-oriented label assignment distillation")] = True,
-    workers: Annotated[int, typer.Option(help="data loader workers")] = 2,
+                                                   help="two-stage-oriented label assignment distillation")] = _C.distill.label_assignment,
+    workers: Annotated[int, typer.Option(help="data loader workers")] = _C.num_workers,
     resume: Annotated[bool, typer.Option("--resume", help="continue an interrupted run")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace the run already in --out")] = False,
 ) -> None:
@@ -50,13 +54,13 @@ def prune_command(
     out: Annotated[Path, typer.Option("--out", help="run directory")],
     target_flops: Annotated[Optional[float], typer.Option(help="keep this fraction of the FLOPs")] = None,
     target_params: Annotated[Optional[float], typer.Option(help="keep this fraction of the parameters")] = None,
-    method: Annotated[str, typer.Option(help="masked | taylor | unmasked | l1 | random")] = "masked",
+    method: Annotated[str, typer.Option(help="masked | taylor | unmasked | l1 | random")] = _C.prune.method,
     teacher: Annotated[Optional[Path], typer.Option("--teacher", help="fine-tune with CaKD from this teacher")] = None,
-    epochs: Annotated[int, typer.Option(help="fine-tuning epochs (0: prune only)")] = 6,
-    batch_size: Annotated[int, typer.Option(help="frames per step")] = 4,
-    lr: Annotated[float, typer.Option(help="peak fine-tuning learning rate")] = 0.0015,
-    calib_frames: Annotated[int, typer.Option(help="calibration frames for the importance")] = 8,
-    min_channels: Annotated[int, typer.Option(help="never fewer channels per layer")] = 4,
+    epochs: Annotated[int, typer.Option(help="fine-tuning epochs (0: prune only)")] = _C.finetune_epochs,
+    batch_size: Annotated[int, typer.Option(help="frames per step")] = _C.batch_size,
+    lr: Annotated[float, typer.Option(help="peak fine-tuning learning rate")] = _C.finetune_lr,
+    calib_frames: Annotated[int, typer.Option(help="calibration frames for the importance")] = _C.prune.calib_frames,
+    min_channels: Annotated[int, typer.Option(help="never fewer channels per layer")] = _C.prune.min_channels,
 ) -> None:
     """Structured pruning to a FLOPs or parameter budget, then fine-tuning."""
     from clean_deploy.compress.config import PruneConfig
@@ -78,13 +82,13 @@ def compress_command(
     student: Annotated[str, typer.Option("--student", help="student config, e.g. second_fast@0.5x")],
     data: Annotated[Path, typer.Option("--data", help="KITTI-format root")],
     out: Annotated[Path, typer.Option("--out", help="run directory (stages are resumed)")],
-    target_flops: Annotated[float, typer.Option(help="pruned student keeps this fraction of its FLOPs")] = 0.5,
-    distill_epochs: Annotated[int, typer.Option(help="distillation epochs")] = 12,
-    finetune_epochs: Annotated[int, typer.Option(help="fine-tuning epochs after pruning")] = 6,
-    method: Annotated[str, typer.Option(help="pruning importance: masked | taylor | unmasked | l1 | random")] = "masked",
+    target_flops: Annotated[float, typer.Option(help="pruned student keeps this fraction of its FLOPs")] = _C.prune.target,
+    distill_epochs: Annotated[int, typer.Option(help="distillation epochs")] = _C.distill_epochs,
+    finetune_epochs: Annotated[int, typer.Option(help="fine-tuning epochs after pruning")] = _C.finetune_epochs,
+    method: Annotated[str, typer.Option(help="pruning importance: masked | taylor | unmasked | l1 | random")] = _C.prune.method,
 ) -> None:
     """CLEAN end to end: distil -> prune -> fine-tune -> redundancy elimination -> eval + report."""
-    from clean_deploy.compress.pipeline import CompressConfig, compress
+    from clean_deploy.pipeline import compress
 
     cfg = CompressConfig(student=student, distill_epochs=distill_epochs, finetune_epochs=finetune_epochs)
     cfg = cfg.replace(prune=cfg.prune.replace(method=method))

@@ -32,7 +32,7 @@ def export_command(
         if data is None:
             raise typer.BadParameter("--check needs --data")
         from clean_deploy.eval.files import format_table
-        from clean_deploy.export.check import check_parity
+        from clean_deploy.runtime.check import check_parity
         from clean_deploy.train.evaluate import mean_moderate_ap
 
         dirs = (out.parent / f"{out.stem}_pred_torch", out.parent / f"{out.stem}_pred_onnx")
@@ -53,7 +53,7 @@ def export_command(
                 raise typer.Exit(1)
             typer.echo(f"parity OK (float16: AP {diff:+.2f} vs PyTorch float32, tolerance 0.5)")
             return
-        from clean_deploy.export.check import polygraphy_compare
+        from clean_deploy.runtime.check import polygraphy_compare
 
         poly_ok, poly_msg = polygraphy_compare(res.onnx_path, data, split)
         typer.echo(poly_msg)

@@ -40,7 +40,7 @@ def quantize_command(
 
     import onnx
 
-    from clean_deploy.export.sidecar import read_sidecar
+    from clean_deploy.sidecar import read_sidecar
     from clean_deploy.quantize.calibrate import collect_ranges
     from clean_deploy.quantize.pipeline import check_layers, quantize_onnx
     from clean_deploy.quantize.sensitivity import auto_keep as pick, sensitivity_profile

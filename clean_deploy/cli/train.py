@@ -10,21 +10,23 @@ import typer
 
 from clean_deploy.config import TrainConfig
 
+_T = TrainConfig()  # option defaults: the library's, stated once
+
 
 def train_command(
     config: Annotated[str, typer.Option("--config", help="detector config, e.g. second_fast, voxel_rcnn_fast, centerpoint_fast@0.5x")],
     data: Annotated[Path, typer.Option("--data", help="KITTI-format root")],
     out: Annotated[Path, typer.Option("--out", help="run directory (checkpoints, log.csv, model.pth)")],
-    epochs: Annotated[int, typer.Option(help="training epochs")] = 80,
-    batch_size: Annotated[int, typer.Option(help="frames per step and process")] = 4,
-    lr: Annotated[float, typer.Option(help="peak one-cycle learning rate")] = 0.003,
-    workers: Annotated[int, typer.Option(help="data loader workers")] = 2,
-    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    epochs: Annotated[int, typer.Option(help="training epochs")] = _T.epochs,
+    batch_size: Annotated[int, typer.Option(help="frames per step and process")] = _T.batch_size,
+    lr: Annotated[float, typer.Option(help="peak one-cycle learning rate")] = _T.lr,
+    workers: Annotated[int, typer.Option(help="data loader workers")] = _T.num_workers,
+    seed: Annotated[int, typer.Option(help="random seed")] = _T.seed,
     iou_branch: Annotated[bool, typer.Option("--iou-branch/--no-iou-branch", help="train the IoU-quality branch")] = False,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = _T.device,
     resume: Annotated[bool, typer.Option("--resume", help="continue from RUN_DIR/checkpoints/latest.pth")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace the run already in --out")] = False,
-    ckpt_every_steps: Annotated[int, typer.Option(help="also checkpoint every N steps (0: epoch ends only)")] = 0,
+    ckpt_every_steps: Annotated[int, typer.Option(help="also checkpoint every N steps (0: epoch ends only)")] = _T.ckpt_every_steps,
     eval_split: Annotated[Optional[str], typer.Option(help="evaluate this split after training ('' to skip)")] = "val",
 ) -> None:
     """Train a detector (multi-process: launch with ``torchrun --nproc_per_node N``)."""

@@ -1,9 +1,10 @@
 """Typed configs of the compression stage (distillation, pruning, the whole CLEAN pipeline)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from clean_deploy.config import ConfigBase
+from clean_deploy.models.config import RedundancyConfig
 
 
 @dataclass
@@ -58,3 +59,24 @@ class PruneConfig(ConfigBase):
     calib_frames: int = 8
     calib_batch: int = 4
     seed: int = 0
+
+
+@dataclass
+class CompressConfig(ConfigBase):
+    """Settings of the whole pipeline."""
+
+    student: str = "second_fast@0.5x"
+    distill_epochs: int = 12
+    finetune_epochs: int = 6
+    batch_size: int = 4
+    lr: float = 0.003
+    finetune_lr: float = 0.0015
+    num_workers: int = 2
+    seed: int = 0
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    #: the pipeline prunes to half the FLOPs unless told otherwise (``--target-flops``)
+    prune: PruneConfig = field(default_factory=lambda: PruneConfig(target=0.5))
+    redundancy: RedundancyConfig = field(default_factory=RedundancyConfig)
+    eval_split: str = "val"
+    latency_frames: int = 20
+    bench_threads: int = 2  # CPU threads of the latency/memory measurement

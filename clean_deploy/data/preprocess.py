@@ -19,6 +19,7 @@ import numpy as np
 from clean_deploy.data.kitti.label import LabelArrays
 from clean_deploy.geometry.boxes import points_in_boxes_mask
 from clean_deploy.geometry.calib import Calibration
+from clean_deploy.kitti import difficulty_level
 
 __all__ = [
     "fov_mask",
@@ -59,26 +60,11 @@ def boxes_in_range_mask(boxes: np.ndarray, pc_range: Sequence[float]) -> np.ndar
 
 
 def kitti_difficulty(labels: LabelArrays) -> np.ndarray:
-    """(N,) int KITTI difficulty of each label: 0 easy, 1 moderate, 2 hard, -1 none of them.
-
-    KITTI devkit thresholds on the 2D box height ``y2 - y1`` (pixels), occlusion and truncation:
-    easy >= 40 px, occ <= 0, trunc <= 0.15; moderate >= 25 px, occ <= 1, trunc <= 0.30;
-    hard >= 25 px, occ <= 2, trunc <= 0.50; DontCare (or truncation/occlusion -1) is -1.
-    (OpenPCDet's gt database uses the same levels but
-    measures the height as ``y2 - y1 + 1``.)
-    """
-    height = labels.bbox[:, 3] - labels.bbox[:, 1]
-    occ, trunc = labels.occluded, labels.truncated
-    level = np.full(len(labels), -1, dtype=np.int64)
-    hard = (height >= 25) & (occ <= 2) & (trunc <= 0.5)
-    mod = (height >= 25) & (occ <= 1) & (trunc <= 0.3)
-    easy = (height >= 40) & (occ <= 0) & (trunc <= 0.15)
-    level[hard] = 2
-    level[mod] = 1
-    level[easy] = 0
-    # DontCare lines carry truncation/occlusion -1 (OpenPCDet: "truncation == -1 -> DontCare")
-    level[(trunc < 0) | (occ < 0) | (labels.name == "DontCare")] = -1
-    return level
+    """(N,) int KITTI difficulty of each label: 0 easy, 1 moderate, 2 hard, -1 none of them
+    (:func:`clean_deploy.kitti.difficulty_level`; DontCare lines are -1). OpenPCDet's gt database
+    uses the same levels but measures the height as ``y2 - y1 + 1``."""
+    return difficulty_level(labels.bbox[:, 3] - labels.bbox[:, 1], labels.occluded, labels.truncated,
+                            labels.name == "DontCare")
 
 
 def count_points_in_boxes(points: np.ndarray, boxes: np.ndarray) -> np.ndarray:

@@ -11,20 +11,16 @@ from clean_deploy.data.kitti.label import KittiObject, read_label_file
 from clean_deploy.data.kitti.reader import read_points_file
 from clean_deploy.geometry.boxes import boxes_camera_to_lidar, points_in_boxes_index
 from clean_deploy.geometry.calib import KITTI_IMAGE_SHAPE, Calibration
+from clean_deploy.kitti import DIFFICULTY_NAMES, difficulty_level
 
 DIST_BINS = (0, 10, 20, 30, 40, 50, 60, 70)
 DIFFICULTIES = ("easy", "moderate", "hard", "ignored")
-# KITTI benchmark filters: min 2D box height (px), max occlusion level, max truncation
-_DIFF_RULES = (("easy", 40, 0, 0.15), ("moderate", 25, 1, 0.30), ("hard", 25, 2, 0.50))
 
 
 def kitti_difficulty(obj: KittiObject) -> str:
-    """Easiest KITTI difficulty an object counts for ("ignored" if none)."""
-    height = obj.bbox[3] - obj.bbox[1]
-    for name, min_h, max_occ, max_trunc in _DIFF_RULES:
-        if height >= min_h and 0 <= obj.occluded <= max_occ and obj.truncated <= max_trunc:
-            return name
-    return "ignored"
+    """Easiest KITTI difficulty an object counts for ("ignored" if none; :func:`difficulty_level`)."""
+    level = int(difficulty_level(obj.bbox[3] - obj.bbox[1], obj.occluded, obj.truncated, obj.type == "DontCare")[0])
+    return DIFFICULTY_NAMES[level] if level >= 0 else "ignored"
 
 
 def _splits(root: Path) -> dict[str, list[str]]:

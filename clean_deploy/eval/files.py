@@ -7,6 +7,7 @@ from pathlib import Path
 
 from clean_deploy.data.kitti.label import LabelArrays, read_label_file, to_arrays
 from clean_deploy.eval.kitti_protocol import DIFFICULTIES, MIN_OVERLAP, evaluate
+from clean_deploy.kitti import KITTI_CLASSES
 
 __all__ = ["read_split_ids", "load_annos", "evaluate_dirs", "format_table"]
 
@@ -70,7 +71,7 @@ def load_annos(data_dir: str | Path, split: str, pred_dir: str | Path, allow_mis
 
 
 def evaluate_dirs(data_dir: str | Path, split: str, pred_dir: str | Path,
-                  classes: tuple[str, ...] = ("Car", "Pedestrian", "Cyclist"), allow_missing: bool = False) -> dict:
+                  classes: tuple[str, ...] = KITTI_CLASSES, allow_missing: bool = False) -> dict:
     """KITTI AP of the result files in ``pred_dir`` on ``split`` of the data set at ``data_dir``
     (same dict as :func:`clean_deploy.eval.kitti_protocol.evaluate`; ``allow_missing``: see
     :func:`load_annos`)."""

@@ -11,6 +11,7 @@ import numpy as np
 from clean_deploy.data.kitti.label import LabelArrays
 from clean_deploy.geometry.boxes import boxes_camera_to_pseudo_lidar
 from clean_deploy.geometry.iou import iou_3d_paired, iou_bev_paired
+from clean_deploy.kitti import KITTI_CLASSES, MAX_OCCLUSION, MAX_TRUNCATION, MIN_HEIGHT
 
 # This follows the official devkit (``evaluate_object_3d_offline.cpp``) as ported in OpenPCDet's
 # ``kitti_object_eval_python/eval.py``, step for step:
@@ -52,9 +53,8 @@ __all__ = [
 ]
 
 DIFFICULTIES = ("easy", "moderate", "hard")
-MIN_HEIGHT = (40.0, 25.0, 25.0)  # px; a GT needs height > this, a detection height >= this
-MAX_OCCLUSION = (0, 1, 2)
-MAX_TRUNCATION = (0.15, 0.3, 0.5)
+# the thresholds of clean_deploy.kitti; here in the devkit's clean_data form: a GT needs height
+# > MIN_HEIGHT (one of exactly the minimum is ignored), a detection height >= MIN_HEIGHT
 #: the official minimum overlap per class, the same for bbox, BEV and 3D (OpenPCDet: overlap_0_7)
 MIN_OVERLAP = {"Car": 0.7, "Pedestrian": 0.5, "Cyclist": 0.5, "Van": 0.7, "Person_sitting": 0.5,
                "Truck": 0.7}
@@ -319,7 +319,7 @@ def _class_curves(data: EvalData, cls: str, ig_gt: np.ndarray, ig_dt: np.ndarray
 
 
 def precision_curves(gt_annos: list[LabelArrays], dt_annos: list[LabelArrays],
-                     classes: tuple[str, ...] = ("Car", "Pedestrian", "Cyclist"),
+                     classes: tuple[str, ...] = KITTI_CLASSES,
                      data: EvalData | None = None) -> dict[str, np.ndarray]:
     """Monotone precision curves ``{"bbox"|"bev"|"3d"|"aos": (n_classes, 3, 41)}`` at the 41
     devkit sample points (index i ~ recall i/40), difficulties ordered easy, moderate, hard.
@@ -354,7 +354,7 @@ def ap_r11(curve: np.ndarray) -> np.ndarray:
 
 
 def evaluate(gt_annos: list[LabelArrays], dt_annos: list[LabelArrays],
-             classes: tuple[str, ...] = ("Car", "Pedestrian", "Cyclist")) -> dict:
+             classes: tuple[str, ...] = KITTI_CLASSES) -> dict:
     """KITTI AP of detections against ground truth, frame ``i`` of both lists being one image.
 
     Returns (AP in percent, plain floats)::

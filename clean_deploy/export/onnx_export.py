@@ -28,13 +28,9 @@ from onnx import TensorProto, compose, helper, numpy_helper
 from torch import nn
 
 from clean_deploy.export.fold import fold_bn_into_sparse_conv, fold_dense_bn
-from clean_deploy.export.sidecar import build_sidecar, write_sidecar
+from clean_deploy.export.sidecar import build_sidecar, redundancy_attributes
 from clean_deploy.models.detector import Detector
-from clean_deploy.models.heads.anchor_head import AnchorHead
-
-DOMAIN = "clean_deploy"
-INPUTS = ("voxels", "voxel_num_points", "voxel_coords")
-OUTPUTS = ("boxes", "scores", "labels", "valid_count")
+from clean_deploy.sidecar import DOMAIN, INPUTS, OUTPUTS, write_sidecar
 
 
 class ExportError(ValueError):
@@ -77,21 +73,6 @@ def _torch_to_onnx(module: nn.Module, args: tuple, input_names, output_names, dy
                       output_names=list(output_names), dynamic_axes=dynamic_axes, dynamo=False,
                       do_constant_folding=True)
     return onnx.load_from_string(buf.getvalue())
-
-
-def _head_output_names(det: Detector) -> list[str]:
-    head = det.dense_head
-    if isinstance(head, AnchorHead):
-        names = ["cls", "box"]
-        if head.conv_dir is not None:
-            names.append("dir")
-        if head.conv_iou is not None:
-            names.append("iou")
-        return names
-    names = ["hm", "reg"]
-    if head.iou is not None:
-        names.append("iou")
-    return names
 
 
 def _conv_out_shape(shape, conv) -> list[int]:
@@ -157,46 +138,10 @@ def _sparse_graph(det: Detector, opset: int) -> tuple[onnx.ModelProto, int, tupl
     return model, count, (h, w)
 
 
-def redundancy_attributes(det: Detector) -> dict:
-    """Attributes of the decode + RE node reproducing the model's post-processing exactly."""
-    cfg, head = det.cfg, det.dense_head
-    n = len(cfg.class_names)
-    post = cfg.post
-    if post.redundancy is not None:
-        re = post.redundancy
-        attrs = dict(beta=list(re.beta), score_thresh=re.score_thresh, min_iou=list(re.min_iou),
-                     nms_thresh=list(re.nms_thresh), cross_class_thresh=re.cross_class_thresh,
-                     pre_max=re.pre_max, max_output=re.max_output)
-    else:  # plain class-aware NMS expressed with the same node
-        attrs = dict(beta=[0.0] * n, score_thresh=post.score_thresh, min_iou=[0.0] * n,
-                     nms_thresh=[float(post.nms_thresh)] * n, cross_class_thresh=1.0,
-                     pre_max=post.nms_pre_max, max_output=post.nms_post_max)
-    attrs["num_classes"] = n
-    if isinstance(head, AnchorHead):
-        a = head.cfg
-        attrs.update(head_type="anchor", code_sincos=int(a.encode_angle_by_sincos), use_dir=int(a.use_direction_classifier),
-                     num_dir_bins=a.num_dir_bins, dir_offset=a.dir_offset, dir_limit_offset=a.dir_limit_offset)
-    else:
-        attrs.update(head_type="center", top_k=500, pc_range=[float(v) for v in cfg.point_cloud_range],
-                     cell_size=list(head._cell()))
-    return attrs
-
-
 def _post_graph(det: Detector, feature_size: tuple[int, int], names: list[str], opset: int) -> onnx.ModelProto:
     attrs = redundancy_attributes(det)
-    c = len(det.cfg.class_names)
-    h, w = feature_size
-    inits, ins = [], []
-    if attrs["head_type"] == "anchor":
-        head = det.dense_head
-        anchors = head.anchors(feature_size, "cpu").reshape(-1, 7).numpy().astype(np.float32)
-        k = anchors.shape[0]
-        inits.append(numpy_helper.from_array(anchors, "anchors"))
-        shapes = {"cls": [1, k, c], "box": [1, k, head.coder.code_size], "dir": [1, k, head.cfg.num_dir_bins], "iou": [1, k]}
-        inputs = [n if n in names else "" for n in ("cls", "box", "dir", "iou")] + ["anchors"]
-    else:
-        shapes = {"hm": [1, c, h, w], "reg": [1, 8, h, w], "iou": [1, h, w]}
-        inputs = ["hm", "reg", "", "iou" if "iou" in names else "", ""]
+    shapes, inputs, consts = det.dense_head.export_post_inputs(feature_size)
+    inits = [numpy_helper.from_array(v, k) for k, v in consts.items()]
     ins = [helper.make_tensor_value_info(n, TensorProto.FLOAT, shapes[n]) for n in names]
     m = attrs["max_output"]
     node = helper.make_node("IoUAwareRedundancyElimination", inputs, list(OUTPUTS), name="IoUAwareRedundancyElimination",
@@ -248,8 +193,8 @@ def export_onnx(det: Detector, out_path: str | Path, opset: int = 17, source: st
                          {"voxels": {0: "V"}, "voxel_num_points": {0: "V"}, "voxel_coords": {0: "V"},
                           "voxel_features": {0: "V"}, "vfe_coords": {0: "V"}}, opset)
     sparse, n_sparse, bev_hw = _sparse_graph(det, opset)
-    bev_c = det.backbone2d.blocks[0][0][0].in_channels
-    names = _head_output_names(det)
+    bev_c = det.backbone2d.in_channels
+    names = det.dense_head.output_names()
     dense_mod = _DenseWrapper(fold_dense_bn(det), names)
     bev = torch.zeros(1, bev_c, *bev_hw)
     dense = _torch_to_onnx(dense_mod, (bev,), ["bev"], names, None, opset)

@@ -39,6 +39,11 @@ class BEVBackbone(nn.Module):
         # output stride relative to the input BEV map
         self.out_stride = cfg.strides[0] / cfg.up_strides[0]
 
+    @property
+    def in_channels(self) -> int:
+        """Channels of the BEV map it reads (the first conv's input; pruning may change it)."""
+        return self.blocks[0][0][0].in_channels
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         ups = []
         for block, deblock in zip(self.blocks, self.deblocks):

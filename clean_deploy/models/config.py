@@ -9,6 +9,7 @@ import math
 from dataclasses import dataclass, field
 
 from clean_deploy.config import ConfigBase
+from clean_deploy.kitti import KITTI_CLASSES
 
 
 def _scale(c: int, mult: float, divisor: int = 4, minimum: int = 4) -> int:
@@ -134,6 +135,8 @@ class CenterHeadConfig(ConfigBase):
     loss_weights: LossWeights = field(default_factory=lambda: LossWeights(cls=1.0, box=0.25, dir=0.0, iou=1.0))
     code_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
     iou_branch: bool = False
+    #: heatmap peaks decoded per frame (Python decode, the exported node's ``top_k``, the C++ decoder)
+    top_k: int = 500
 
 
 @dataclass
@@ -172,7 +175,7 @@ class RoIHeadConfig(ConfigBase):
 
 @dataclass
 class RedundancyConfig(ConfigBase):
-    """IoU-aware redundancy elimination (CLEAN; algorithm in :mod:`clean_deploy.compress.redundancy`).
+    """IoU-aware redundancy elimination (CLEAN; algorithm in :mod:`clean_deploy.models.redundancy`).
     Per-class tuples follow ``class_names``."""
 
     #: rescoring exponent b per class: ``score^(1-b) * iou^b`` (0 = plain classification score)
@@ -206,7 +209,7 @@ class DetectorConfig(ConfigBase):
     """A whole detector: input geometry, parts and post-processing."""
 
     name: str = "second"
-    class_names: tuple[str, ...] = ("Car", "Pedestrian", "Cyclist")
+    class_names: tuple[str, ...] = KITTI_CLASSES
     point_cloud_range: tuple[float, ...] = (0.0, -40.0, -3.0, 70.4, 40.0, 1.0)
     voxel_size: tuple[float, float, float] = (0.05, 0.05, 0.1)
     max_points_per_voxel: int = 5

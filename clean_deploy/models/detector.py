@@ -9,8 +9,7 @@ from clean_deploy.models.backbone2d import BEVBackbone
 from clean_deploy.models.backbone3d import VoxelBackbone8x
 from clean_deploy.models.bev import HeightCompression, PointPillarScatter
 from clean_deploy.models.config import DetectorConfig
-from clean_deploy.models.heads.anchor_head import AnchorHead
-from clean_deploy.models.heads.center_head import CenterHead
+from clean_deploy.models.heads import DenseHead, build_dense_head
 from clean_deploy.models.postprocess import postprocess
 from clean_deploy.models.roi.roi_head import RoIHead
 from clean_deploy.models.vfe import build_vfe
@@ -40,12 +39,7 @@ class Detector(nn.Module):
             bev_stride = 1
         self.backbone2d = BEVBackbone(cfg.backbone2d, self.to_bev.out_channels)
         self.feature_stride = bev_stride * self.backbone2d.out_stride
-        c2d = self.backbone2d.out_channels
-        if cfg.anchor_head is not None:
-            self.dense_head: nn.Module = AnchorHead(cfg.anchor_head, c2d, cfg.class_names, cfg.point_cloud_range)
-        else:
-            self.dense_head = CenterHead(cfg.center_head, c2d, cfg.class_names, cfg.point_cloud_range,
-                                         cfg.voxel_size, self.feature_stride)
+        self.dense_head: DenseHead = build_dense_head(cfg, self.backbone2d.out_channels, self.feature_stride)
         self.roi_head = None
         if cfg.roi_head is not None:
             scales = {}

@@ -6,6 +6,7 @@ import torch
 
 from clean_deploy.geometry.nms import nms_rotated_multiclass
 from clean_deploy.models.config import PostProcessConfig
+from clean_deploy.models.redundancy import redundancy_elimination
 
 
 @torch.no_grad()
@@ -13,8 +14,6 @@ def postprocess(decoded: dict, cfg: PostProcessConfig) -> list[dict]:
     """Decoded candidates (boxes (N,K,7), scores (N,K), labels (N,K), optional iou/valid) ->
     per frame ``{"boxes": (D,7), "scores": (D,), "labels": (D,) 0-based, "iou": (D,)|None}``."""
     if cfg.redundancy is not None:
-        from clean_deploy.compress.redundancy import redundancy_elimination
-
         return redundancy_elimination(decoded, cfg.redundancy)
     boxes, scores, labels = decoded["boxes"], decoded["scores"], decoded["labels"]
     iou, valid = decoded.get("iou"), decoded.get("valid")

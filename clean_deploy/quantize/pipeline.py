@@ -95,7 +95,7 @@ def quantize_onnx(onnx_path: str | Path, out_path: str | Path, data_root: str | 
     ``<out>.quant.json``); returns the report. ``ranges``: a calibration to reuse (same model)."""
     import onnx
 
-    from clean_deploy.export.sidecar import read_sidecar
+    from clean_deploy.sidecar import read_sidecar
 
     onnx_path, out_path = Path(onnx_path), Path(out_path)
     if out_path.resolve() == onnx_path.resolve():

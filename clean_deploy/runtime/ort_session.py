@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clean_deploy.export.sidecar import check_sidecar_against_graph, read_sidecar
+from clean_deploy.sidecar import check_sidecar_against_graph, read_sidecar
 from clean_deploy.geometry.calib import KITTI_IMAGE_SHAPE, Calibration
 from clean_deploy.runtime.ort_ops import session_options
 from clean_deploy.runtime.preprocess import Preprocessor

@@ -18,6 +18,7 @@ from clean_deploy.eval.kitti_protocol import evaluate
 from clean_deploy.geometry.boxes import boxes_camera_to_lidar
 from clean_deploy.geometry.calib import Calibration
 from clean_deploy.models.detector import Detector
+from clean_deploy.kitti import KITTI_CLASSES
 from clean_deploy.train.loop import batch_to_device, experiment_for
 
 
@@ -91,7 +92,7 @@ def evaluate_predictions(data_root: str | Path, split: str, pred_dir: str | Path
         calib_dir = Path(data_root) / "training" / "calib"
         gt = [restrict_to_range(g, Calibration.from_file(calib_dir / f"{i}.txt"), eval_range)
               for i, g in zip(ids, gt)]
-    classes = tuple(c for c in class_names if c in ("Car", "Pedestrian", "Cyclist"))
+    classes = tuple(c for c in class_names if c in KITTI_CLASSES)
     return evaluate(gt, dt, classes)
 
 

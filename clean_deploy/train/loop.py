@@ -140,7 +140,7 @@ class Trainer:
               "torch_rng": torch.get_rng_state(), "train_seconds": self._elapsed(),
               "extra": self.extra.state_dict()}
         if self.model.roi_head is not None:
-            st["roi_rng"] = self.model.roi_head._gen.get_state()
+            st["roi_rng"] = self.model.roi_head.sampler_state()
         return st
 
     def _elapsed(self) -> float:
@@ -176,7 +176,7 @@ class Trainer:
         torch.set_rng_state(st["torch_rng"])
         self.extra.load_state_dict(st["extra"])
         if "roi_rng" in st and self.model.roi_head is not None:
-            self.model.roi_head._gen.set_state(st["roi_rng"])
+            self.model.roi_head.set_sampler_state(st["roi_rng"])
         return True
 
     # ------------------------------------------------------------------- loop

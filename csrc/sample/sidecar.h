@@ -1,5 +1,5 @@
 // clean_deploy C++ sample: the sidecar JSON written next to model.onnx by the exporter
-// (clean_deploy/export/sidecar.py): pre-processing parameters, tensor names and class names.
+// (schema and validation: clean_deploy/sidecar.py): pre-processing parameters, tensor names and class names.
 #pragma once
 
 #include <array>

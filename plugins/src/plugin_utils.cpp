@@ -52,7 +52,9 @@ int32_t report_data_errors(const std::string& who, const int32_t* d_error, cudaS
     return 0;
   }
   if (flags & CD_CUDA_DATA_SITE_OUT_OF_RANGE)
-    log_error(who + ": an indices row lies outside spatial_shape (or has a negative batch); it was ignored");
+    // the kernels' flag also covers batch >= max_batch (the attribute plugins/prepare_onnx.py sets to 1)
+    log_error(who + ": an indices row lies outside spatial_shape or its batch is negative or >= max_batch; it was "
+              "ignored");
   if (flags & CD_CUDA_DATA_DUPLICATE_SITE) log_error(who + ": two indices rows are the same site; active sites must be unique");
   if (flags & CD_CUDA_DATA_CAPACITY) log_error(who + ": more output sites than the output capacity; outputs truncated");
   return flags;

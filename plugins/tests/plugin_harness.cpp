@@ -1,7 +1,8 @@
 // CPU harness of libclean_deploy_trt_plugins.so: drives the sparse conv plugins through TensorRT's
 // IPluginV3 interfaces, as TensorRT's builder would, without TensorRT (no libnvinfer) and without a
-// GPU. The IExprBuilder is a fake that evaluates every dimension expression at its upper bound, so
-// the declared output shapes, size tensors and workspace sizes of a whole network can be summed.
+// GPU. The IExprBuilder is a fake (fake_expr_builder.h) that evaluates every dimension expression at
+// its upper bound, so the declared output shapes, size tensors and workspace sizes of a whole network
+// can be summed. (plugin_enqueue_emu.cpp runs the plugins' enqueue on emulated kernels.)
 //
 //   plugin_harness <libclean_deploy_trt_plugins.so> --self-test
 //   plugin_harness <libclean_deploy_trt_plugins.so> --layers layers.txt --max-voxels N
@@ -28,6 +29,8 @@
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include "fake_expr_builder.h"
 
 using namespace nvinfer1;
 
@@ -62,66 +65,11 @@ class Finder final : public ILoggerFinder {
   ILogger* logger_;
 };
 
-// ---- fake expressions: every expression evaluated at its upper bound ----------------------------
-struct DimImpl final : apiv::VDimensionExpr {
-  int64_t value = 0;
-  bool constant = false, size_tensor = false;
-  bool isConstant() const override { return constant; }
-  int64_t getConstantValue() const override { return constant ? value : -1; }
-  bool isSizeTensor() const override { return size_tensor; }
-};
-
-struct Dim final : IDimensionExpr {
-  explicit Dim(DimImpl* impl) { mImpl = impl; }
-  DimImpl* impl() const { return static_cast<DimImpl*>(mImpl); }
-};
-
-int64_t value_of(const IDimensionExpr& e) { return static_cast<const Dim&>(e).impl()->value; }
-
-struct SizeTensorDecl {
-  int32_t output = -1;
-  int64_t opt = -1, upper = -1;
-  bool opt_constant = false;
-};
-
-struct BuilderImpl final : apiv::VExprBuilder {
-  std::vector<std::unique_ptr<DimImpl>> impls;
-  std::vector<std::unique_ptr<Dim>> dims;
-  std::vector<SizeTensorDecl> declared;
-
-  const IDimensionExpr* make(int64_t v, bool constant, bool size_tensor = false) {
-    impls.push_back(std::make_unique<DimImpl>());
-    impls.back()->value = v;
-    impls.back()->constant = constant;
-    impls.back()->size_tensor = size_tensor;
-    dims.push_back(std::make_unique<Dim>(impls.back().get()));
-    return dims.back().get();
-  }
-  const IDimensionExpr* constant(int64_t value) override { return make(value, true); }
-  const IDimensionExpr* operation(DimensionOperation op, const IDimensionExpr& a, const IDimensionExpr& b) override {
-    const int64_t x = value_of(a), y = value_of(b);
-    int64_t v = 0;
-    switch (op) {
-      case DimensionOperation::kSUM: v = x + y; break;
-      case DimensionOperation::kPROD: v = x * y; break;
-      case DimensionOperation::kMAX: v = x > y ? x : y; break;
-      case DimensionOperation::kMIN: v = x < y ? x : y; break;
-      case DimensionOperation::kSUB: v = x - y; break;
-      case DimensionOperation::kFLOOR_DIV: v = x / y; break;
-      case DimensionOperation::kCEIL_DIV: v = (x + y - 1) / y; break;
-      default: v = -1;
-    }
-    return make(v, a.isConstant() && b.isConstant());
-  }
-  const IDimensionExpr* declareSizeTensor(int32_t output, const IDimensionExpr& opt, const IDimensionExpr& upper) override {
-    declared.push_back({output, value_of(opt), value_of(upper), opt.isConstant()});
-    return make(value_of(upper), false, true);
-  }
-};
-
-struct Builder final : IExprBuilder {
-  explicit Builder(BuilderImpl* impl) { mImpl = impl; }
-};
+// ---- fake expressions (fake_expr_builder.h): inputs at their upper bounds ----------------------
+using fake_trt::Builder;
+using fake_trt::BuilderImpl;
+using fake_trt::SizeTensorDecl;
+using fake_trt::value_of;
 
 // ---- the library -------------------------------------------------------------------------------
 struct Library {

@@ -12,7 +12,6 @@ import torch.nn.functional as F
 from clean_deploy.compress.distill.response_kd import class_logit_map
 
 from clean_deploy.geometry.iou import iou_bev
-from clean_deploy.models.heads.anchor_head import AnchorHead
 
 
 @torch.no_grad()
@@ -45,34 +44,14 @@ def teacher_gt_quality(teacher, teacher_out: dict, gt_boxes: torch.Tensor, class
     return q * (gt_boxes[..., 7] > 0).to(q.dtype)
 
 
-def _normalised(w: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    mean = (w * mask).sum() / mask.sum().clamp(min=1)
-    return w / mean.clamp(min=1e-6)
-
-
 @torch.no_grad()
 def distilled_targets(head, preds: dict, gt_boxes: torch.Tensor, quality: torch.Tensor, alpha: float,
                       gamma: float, soft_peaks: bool = True) -> dict:
     """Targets of the student's dense head with the teacher's quality folded in: soft
     classification targets (anchor heads: positives' ``cls_soft``; centre heads: soft peaks, unless
     ``soft_peaks`` is off, which falls back to quality-weighted peaks) and quality-weighted
-    regression."""
-    if isinstance(head, AnchorHead):
-        t = head.assign_targets(head.anchors(preds["feature_size"], gt_boxes.device), gt_boxes)
-        pos = t["labels"] > 0
-        q = quality.gather(1, t["gt_index"].clamp(min=0))
-        soft = t["iou"].clamp(0, 1).pow(alpha) * q.clamp(1e-3, 1).pow(1 - alpha)
-        t["cls_soft"] = torch.where(pos, soft, torch.zeros_like(soft))
-        t["box_weight"] = _normalised(q.clamp(min=1e-3).pow(gamma), pos)
-        return t
-    # centre heads, the same rule in heatmap form: an object's peak has the soft target
-    # iou_match^alpha * quality^(1 - alpha) with iou_match = 1 (the peak is the object's own centre
-    # cell), learnt with the quality focal loss; the regression is weighted by quality^gamma
-    t = head.assign_targets(gt_boxes, preds["feature_size"])
-    t["obj_weight"] = _normalised(quality.clamp(min=1e-3).pow(gamma), t["mask"])
-    if soft_peaks:
-        t["peak_target"] = quality.clamp(1e-3, 1).pow(1 - alpha)
-    return t
+    regression (:meth:`~clean_deploy.models.heads.base.DenseHead.quality_targets`)."""
+    return head.quality_targets(preds, gt_boxes, quality, alpha, gamma, soft_peaks)
 
 
 @torch.no_grad()

@@ -8,13 +8,8 @@ import torch.nn.functional as F
 
 
 def class_logit_map(head, preds: dict) -> torch.Tensor:
-    """(N, C, H, W) class logits of a dense head's raw outputs."""
-    if "hm" in preds:  # center head
-        return preds["hm"]
-    n = preds["cls"].shape[0]
-    h, w = preds["feature_size"]
-    c = preds["cls"].shape[-1]
-    return preds["cls"].view(n, h, w, -1, c).max(3).values.permute(0, 3, 1, 2)
+    """(N, C, H, W) class logits of a dense head's raw outputs (the head's own reading)."""
+    return head.class_logit_map(preds)
 
 
 def bernoulli_kl(student_logits: torch.Tensor, teacher_prob: torch.Tensor) -> torch.Tensor:

@@ -27,10 +27,7 @@ from clean_deploy.models.sparse import finish_backward
 
 def category_probs(det: Detector, dense: dict) -> tuple[torch.Tensor, int]:
     """(N, L, C) class probabilities of every dense location and the locations per BEV cell."""
-    if "hm" in dense:
-        n, c, h, w = dense["hm"].shape
-        return torch.sigmoid(dense["hm"]).permute(0, 2, 3, 1).reshape(n, h * w, c), 1
-    return torch.sigmoid(dense["cls"]), det.dense_head.num_anchors
+    return det.dense_head.class_probs(dense)
 
 
 def location_mask(det: Detector, batch: dict, dense: dict, masked: bool, enlarge: float = 0.5) -> torch.Tensor:

@@ -178,7 +178,7 @@ def apply_pruning(det: Detector, keep: dict[str, torch.Tensor], bev_shape: tuple
     det = copy.deepcopy(det).eval()
     units = find_units(det)
     mods = dict(det.named_modules())
-    in_ch = det.backbone2d.blocks[0][0][0].in_channels
+    in_ch = det.backbone2d.in_channels
     dg = tp.DependencyGraph().build_dependency(_BEVPart(det), example_inputs=torch.zeros(1, in_ch, *bev_shape),
                                                verbose=False)
     with torch.no_grad():

@@ -36,15 +36,7 @@ def _first_bev_conv(det: Detector) -> str:
 
 
 def _head_inputs(det: Detector) -> list[str]:
-    head = det.dense_head
-    if hasattr(head, "conv_cls"):
-        names = ["dense_head.conv_cls", "dense_head.conv_box"]
-        if head.conv_dir is not None:
-            names.append("dense_head.conv_dir")
-        if head.conv_iou is not None:
-            names.append("dense_head.conv_iou")
-        return names
-    return ["dense_head.shared.0"]
+    return [f"dense_head.{name}" for name in det.dense_head.prunable_inputs()]
 
 
 def find_units(det: Detector) -> list[Unit]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -11,6 +12,7 @@ from clean_deploy.geometry.coder import ResidualCoder
 from clean_deploy.geometry.iou import iou_bev_nearest
 from clean_deploy.models.config import AnchorHeadConfig
 from clean_deploy.models.heads import losses as L
+from clean_deploy.models.heads.base import DenseHead
 from clean_deploy.models.heads.iou_quality import iou_loss, iou_targets
 
 
@@ -35,8 +37,14 @@ def generate_anchors(cfg: AnchorHeadConfig, point_cloud_range, feature_size: tup
     return torch.stack(per, 2)
 
 
-class AnchorHead(nn.Module):
+class AnchorHead(DenseHead):
     """1x1 conv predictions per anchor: class logits, box residuals, direction bins, IoU logit."""
+
+    head_type = "anchor"
+
+    @classmethod
+    def from_config(cls, head_cfg: AnchorHeadConfig, in_channels: int, det_cfg, feature_stride: float) -> "AnchorHead":
+        return cls(head_cfg, in_channels, det_cfg.class_names, det_cfg.point_cloud_range)
 
     def __init__(self, cfg: AnchorHeadConfig, in_channels: int, class_names, point_cloud_range) -> None:
         super().__init__()
@@ -120,13 +128,29 @@ class AnchorHead(nn.Module):
                 match_iou[b, aidx[pos]] = iou[pos, best_gt[pos]].to(match_iou.dtype)
         return {"labels": labels, "matched": matched, "gt_index": gt_index, "iou": match_iou}
 
+    def assign_targets_for(self, preds: dict, gt_boxes: torch.Tensor) -> dict:
+        return self.assign_targets(self.anchors(preds["feature_size"], gt_boxes.device), gt_boxes)
+
+    @torch.no_grad()
+    def quality_targets(self, preds: dict, gt_boxes: torch.Tensor, quality: torch.Tensor, alpha: float,
+                        gamma: float, soft_peaks: bool = True) -> dict:
+        """Positive anchors get ``cls_soft = iou_match^alpha * quality^(1-alpha)`` and a box weight
+        ``quality^gamma`` (``soft_peaks`` concerns centre heads only)."""
+        t = self.assign_targets_for(preds, gt_boxes)
+        pos = t["labels"] > 0
+        q = quality.gather(1, t["gt_index"].clamp(min=0))
+        soft = t["iou"].clamp(0, 1).pow(alpha) * q.clamp(1e-3, 1).pow(1 - alpha)
+        t["cls_soft"] = torch.where(pos, soft, torch.zeros_like(soft))
+        t["box_weight"] = L.normalised_weight(q.clamp(min=1e-3).pow(gamma), pos)
+        return t
+
     # --------------------------------------------------------------------- loss
     def loss(self, preds: dict, gt_boxes: torch.Tensor, targets: dict | None = None) -> dict:
         """Training losses. ``targets`` may be given (e.g. by label-assignment distillation)."""
         cfg = self.cfg
         anchors = self.anchors(preds["feature_size"], gt_boxes.device).reshape(-1, 7)
         if targets is None:
-            targets = self.assign_targets(self.anchors(preds["feature_size"], gt_boxes.device), gt_boxes)
+            targets = self.assign_targets_for(preds, gt_boxes)
         labels = targets["labels"]
         pos = labels > 0
         normalizer = L.global_normalizer(pos.sum())
@@ -188,3 +212,39 @@ class AnchorHead(nn.Module):
         iou = torch.sigmoid(preds["iou"]) if "iou" in preds else None
         return {"boxes": boxes, "scores": torch.sigmoid(logits), "labels": labels, "iou": iou,
                 "logits": logits, "index": None}
+
+    # ------------------------------------------------------------ reading outputs
+    def class_logit_map(self, preds: dict) -> torch.Tensor:
+        n, c = preds["cls"].shape[0], preds["cls"].shape[-1]
+        h, w = preds["feature_size"]
+        return preds["cls"].view(n, h, w, -1, c).max(3).values.permute(0, 3, 1, 2)
+
+    def class_probs(self, preds: dict) -> tuple[torch.Tensor, int]:
+        return torch.sigmoid(preds["cls"]), self.num_anchors
+
+    # ------------------------------------------------------------------ structure
+    def prunable_inputs(self) -> list[str]:
+        return [n for n in ("conv_cls", "conv_box", "conv_dir", "conv_iou") if getattr(self, n) is not None]
+
+    def output_names(self) -> list[str]:
+        names = ["cls", "box"]
+        if self.conv_dir is not None:
+            names.append("dir")
+        if self.conv_iou is not None:
+            names.append("iou")
+        return names
+
+    def export_attributes(self) -> dict:
+        a = self.cfg
+        return dict(head_type=self.head_type, code_sincos=int(a.encode_angle_by_sincos),
+                    use_dir=int(a.use_direction_classifier), num_dir_bins=a.num_dir_bins, dir_offset=a.dir_offset,
+                    dir_limit_offset=a.dir_limit_offset)
+
+    def export_post_inputs(self, feature_size: tuple[int, int]):
+        anchors = self.anchors(feature_size, "cpu").reshape(-1, 7).numpy().astype(np.float32)
+        k, c = anchors.shape[0], self.num_classes
+        shapes = {"cls": [1, k, c], "box": [1, k, self.coder.code_size], "dir": [1, k, self.cfg.num_dir_bins],
+                  "iou": [1, k]}
+        names = self.output_names()
+        inputs = [n if n in names else "" for n in ("cls", "box", "dir", "iou")] + ["anchors"]
+        return {n: shapes[n] for n in names}, inputs, {"anchors": anchors}

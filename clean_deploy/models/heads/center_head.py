@@ -9,6 +9,7 @@ from torch import nn
 
 from clean_deploy.models.config import CenterHeadConfig
 from clean_deploy.models.heads import losses as L
+from clean_deploy.models.heads.base import DenseHead
 from clean_deploy.models.heads.iou_quality import iou_loss, iou_targets
 
 #: regression channels: offset x/y, z, log l/w/h, cos, sin
@@ -37,8 +38,15 @@ def _branch(c_in: int, c_mid: int, c_out: int, bias_init: float | None = None) -
     return nn.Sequential(nn.Conv2d(c_in, c_mid, 3, padding=1, bias=False), nn.BatchNorm2d(c_mid), nn.ReLU(), out)
 
 
-class CenterHead(nn.Module):
+class CenterHead(DenseHead):
     """Single multi-class CenterPoint head at the BEV backbone's output resolution."""
+
+    head_type = "center"
+
+    @classmethod
+    def from_config(cls, head_cfg: CenterHeadConfig, in_channels: int, det_cfg, feature_stride: float) -> "CenterHead":
+        return cls(head_cfg, in_channels, det_cfg.class_names, det_cfg.point_cloud_range, det_cfg.voxel_size,
+                   feature_stride)
 
     def __init__(self, cfg: CenterHeadConfig, in_channels: int, class_names, point_cloud_range,
                  voxel_size, feature_stride: float) -> None:
@@ -63,7 +71,8 @@ class CenterHead(nn.Module):
         return out
 
     # ------------------------------------------------------------------ targets
-    def _cell(self) -> tuple[float, float]:
+    def cell_size(self) -> tuple[float, float]:
+        """(x, y) metres of one cell of the predicted map."""
         return self.voxel_size[0] * self.feature_stride, self.voxel_size[1] * self.feature_stride
 
     @torch.no_grad()
@@ -72,7 +81,7 @@ class CenterHead(nn.Module):
         n, m = gt_boxes.shape[:2]
         h, w = feature_size
         dev = gt_boxes.device
-        cx, cy = self._cell()
+        cx, cy = self.cell_size()
         x0, y0 = self.point_cloud_range[0], self.point_cloud_range[1]
         hm = torch.zeros(n, self.num_classes, h, w, device=dev)
         valid = gt_boxes[..., 7] > 0
@@ -104,11 +113,27 @@ class CenterHead(nn.Module):
         return {"hm": hm, "ind": ind, "mask": inside, "reg": reg, "boxes": gt_boxes[..., :7],
                 "classes": gt_boxes[..., 7].long()}
 
+    def assign_targets_for(self, preds: dict, gt_boxes: torch.Tensor) -> dict:
+        return self.assign_targets(gt_boxes, preds["feature_size"])
+
+    @torch.no_grad()
+    def quality_targets(self, preds: dict, gt_boxes: torch.Tensor, quality: torch.Tensor, alpha: float,
+                        gamma: float, soft_peaks: bool = True) -> dict:
+        """The anchor rule in heatmap form: an object's peak has the soft target
+        ``iou_match^alpha * quality^(1 - alpha)`` with iou_match = 1 (the peak is the object's own
+        centre cell), learnt with the quality focal loss; regression weighted by ``quality^gamma``.
+        ``soft_peaks=False``: hard peaks weighted by the quality instead."""
+        t = self.assign_targets_for(preds, gt_boxes)
+        t["obj_weight"] = L.normalised_weight(quality.clamp(min=1e-3).pow(gamma), t["mask"])
+        if soft_peaks:
+            t["peak_target"] = quality.clamp(1e-3, 1).pow(1 - alpha)
+        return t
+
     # --------------------------------------------------------------------- loss
     def loss(self, preds: dict, gt_boxes: torch.Tensor, targets: dict | None = None) -> dict:
         cfg = self.cfg
         if targets is None:
-            targets = self.assign_targets(gt_boxes, preds["feature_size"])
+            targets = self.assign_targets_for(preds, gt_boxes)
         num_pos = L.global_normalizer(targets["hm"].eq(1).sum())
         mask = targets["mask"]
         n, _, h, w = preds["reg"].shape
@@ -151,7 +176,7 @@ class CenterHead(nn.Module):
     # ------------------------------------------------------------------- decode
     def _decode_reg(self, reg: torch.Tensor, ind: torch.Tensor, w: int) -> torch.Tensor:
         """Regression values (..., 8) at flat cell indices -> LiDAR boxes (..., 7)."""
-        cx, cy = self._cell()
+        cx, cy = self.cell_size()
         xs = (ind % w).to(reg.dtype) + reg[..., 0]
         ys = ind.div(w, rounding_mode="floor").to(reg.dtype) + reg[..., 1]
         x = xs * cx + self.point_cloud_range[0]
@@ -160,8 +185,10 @@ class CenterHead(nn.Module):
         yaw = torch.atan2(reg[..., 7], reg[..., 6])
         return torch.cat([x[..., None], y[..., None], reg[..., 2:3], dims, yaw[..., None]], -1)
 
-    def decode(self, preds: dict, top_k: int = 500) -> dict:
-        """Top-K heatmap peaks (3x3 max-pool suppression) -> boxes (N,K,7), scores, labels, iou."""
+    def decode(self, preds: dict, top_k: int | None = None) -> dict:
+        """Top-K heatmap peaks (3x3 max-pool suppression) -> boxes (N,K,7), scores, labels, iou.
+        ``top_k``: the config's unless given."""
+        top_k = self.cfg.top_k if top_k is None else top_k
         hm = torch.sigmoid(preds["hm"])
         n, c, h, w = hm.shape
         peak = nn.functional.max_pool2d(hm, 3, stride=1, padding=1)
@@ -177,3 +204,28 @@ class CenterHead(nn.Module):
         iou = torch.sigmoid(preds["iou"].view(n, h * w).gather(1, ind)) if "iou" in preds else None
         logits = preds["hm"].reshape(n, -1).gather(1, flat)
         return {"boxes": boxes, "scores": scores, "labels": labels, "iou": iou, "logits": logits, "index": flat}
+
+    # ------------------------------------------------------------ reading outputs
+    def class_logit_map(self, preds: dict) -> torch.Tensor:
+        return preds["hm"]
+
+    def class_probs(self, preds: dict) -> tuple[torch.Tensor, int]:
+        n, c, h, w = preds["hm"].shape
+        return torch.sigmoid(preds["hm"]).permute(0, 2, 3, 1).reshape(n, h * w, c), 1
+
+    # ------------------------------------------------------------------ structure
+    def prunable_inputs(self) -> list[str]:
+        return ["shared.0"]
+
+    def output_names(self) -> list[str]:
+        return ["hm", "reg"] + (["iou"] if self.iou is not None else [])
+
+    def export_attributes(self) -> dict:
+        return dict(head_type=self.head_type, top_k=int(self.cfg.top_k),
+                    pc_range=[float(v) for v in self.point_cloud_range], cell_size=list(self.cell_size()))
+
+    def export_post_inputs(self, feature_size: tuple[int, int]):
+        h, w = feature_size
+        shapes = {"hm": [1, self.num_classes, h, w], "reg": [1, REG_CHANNELS, h, w], "iou": [1, h, w]}
+        names = self.output_names()
+        return {n: shapes[n] for n in names}, ["hm", "reg", "", "iou" if "iou" in names else "", ""], {}

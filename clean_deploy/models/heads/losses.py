@@ -87,3 +87,9 @@ def apply_direction(yaw: torch.Tensor, dir_labels: torch.Tensor, dir_offset: flo
     period = 2 * math.pi / num_bins
     rot = limit_period(yaw - dir_offset, dir_limit_offset, period)
     return rot + dir_offset + period * dir_labels.to(yaw.dtype)
+
+
+def normalised_weight(w: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``w`` divided by its mean over ``mask`` (loss weights that keep the loss scale)."""
+    mean = (w * mask).sum() / mask.sum().clamp(min=1)
+    return w / mean.clamp(min=1e-6)

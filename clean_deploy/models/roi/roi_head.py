@@ -57,6 +57,13 @@ class RoIHead(nn.Module):
         """Seed the RoI sampler (the trainer calls this so resumed runs sample identically)."""
         self._gen.manual_seed(seed)
 
+    def sampler_state(self) -> torch.Tensor:
+        """The RoI sampler's generator state (saved with a resumable run)."""
+        return self._gen.get_state()
+
+    def set_sampler_state(self, state: torch.Tensor) -> None:
+        self._gen.set_state(state)
+
     def proposals(self, decoded: dict) -> dict:
         c = self.cfg
         if self.training:

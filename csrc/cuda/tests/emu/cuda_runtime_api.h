@@ -1,4 +1,6 @@
-// CPU emulation of the CUDA runtime subset used by csrc/cuda, for tests/emu/run_emulation.sh only (no GPU).
+// CPU emulation of the CUDA runtime subset used by csrc/cuda and plugins/src, for tests/emu/run_emulation.sh
+// and run_plugin_emulation.sh only (no GPU): "device" memory is host memory, streams are null handles and
+// every asynchronous call completes before it returns.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -7,6 +9,7 @@
 typedef int cudaError_t;
 enum { cudaSuccess = 0, cudaErrorMemoryAllocation = 2 };
 typedef struct CUstream_st* cudaStream_t;
+typedef struct CUevent_st* cudaEvent_t;  // only named by TensorRT's headers (setInputConsumedEvent); never used here
 enum cudaMemcpyKind { cudaMemcpyHostToHost = 0, cudaMemcpyHostToDevice = 1, cudaMemcpyDeviceToHost = 2, cudaMemcpyDeviceToDevice = 3 };
 struct cudaDeviceProp { char name[256]; int major; int minor; };
 inline const char* cudaGetErrorName(cudaError_t) { return "cudaErrorEmu"; }

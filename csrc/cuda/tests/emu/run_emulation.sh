@@ -6,6 +6,8 @@
 # It checks the algorithms (rulebook sets/order, neighbour tables, GEMM accumulation order, decode,
 # sort order, suppression masks, greedy scan); it does not model warp scheduling, memory ordering,
 # CUDA's math library or real CUB. ~1-2 minutes on 2 cores; run in CI by tests/test_cuda_emulation.py.
+# run_plugin_emulation.sh builds the same kernels the same way and runs the TensorRT plugins' enqueue
+# paths on them (plugins/tests/plugin_enqueue_emu.cpp).
 #   bash csrc/cuda/tests/emu/run_emulation.sh      (after scripts/build_csrc.sh built clean_deploy_cpu)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)

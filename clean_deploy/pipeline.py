@@ -10,36 +10,14 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from clean_deploy.bench.plots import accuracy_latency_plot
 from clean_deploy.bench.run import BenchJob, run_job_cached
-from clean_deploy.compress.config import DistillConfig, PruneConfig
-from clean_deploy.config import ConfigBase, TrainConfig
-from clean_deploy.models.config import RedundancyConfig
+from clean_deploy.compress.config import CompressConfig
+from clean_deploy.config import TrainConfig
 from clean_deploy.models.zoo import get_config, with_iou_branch
 from clean_deploy.train.checkpoint import load_detector, save_checkpoint
-
-
-@dataclass
-class CompressConfig(ConfigBase):
-    """Settings of the whole pipeline."""
-
-    student: str = "second_fast@0.5x"
-    distill_epochs: int = 12
-    finetune_epochs: int = 6
-    batch_size: int = 4
-    lr: float = 0.003
-    finetune_lr: float = 0.0015
-    num_workers: int = 2
-    seed: int = 0
-    distill: DistillConfig = field(default_factory=DistillConfig)
-    prune: PruneConfig = field(default_factory=PruneConfig)
-    redundancy: RedundancyConfig = field(default_factory=RedundancyConfig)
-    eval_split: str = "val"
-    latency_frames: int = 20
-    bench_threads: int = 2  # CPU threads of the latency/memory measurement
 
 
 def _evaluate(ckpt: Path, data, split: str, out_dir: Path, latency_frames: int, threads: int) -> dict:

@@ -127,7 +127,7 @@ def polygraphy_compare(onnx_path: str | Path, data_root: str | Path, split: str 
 
     G_LOGGER.module_severity = G_LOGGER.WARNING
 
-    from clean_deploy.export.sidecar import read_sidecar
+    from clean_deploy.sidecar import read_sidecar
     from clean_deploy.runtime.ort_ops import session_options
     from clean_deploy.runtime.preprocess import Preprocessor
 

@@ -3,8 +3,9 @@ the two-stage teacher, prune it with masked category-knowledge importance to a F
 fine-tune with distillation, switch on IoU-aware redundancy elimination, evaluate teacher and
 student, and write a report (markdown + JSON + accuracy-vs-latency plot).
 
-Every stage writes into ``RUN_DIR/<stage>/`` and is skipped when its output exists, so an
-interrupted run resumes where it stopped.
+Every stage writes into ``RUN_DIR/<stage>/`` and is skipped when its output exists from the same
+settings and inputs, so an interrupted run resumes where it stopped; a run directory made with other
+settings is refused with a message naming what changed (:mod:`clean_deploy.stages`).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from clean_deploy.bench.run import BenchJob, run_job_cached
 from clean_deploy.compress.config import CompressConfig
 from clean_deploy.config import TrainConfig
 from clean_deploy.models.zoo import get_config, with_iou_branch
+from clean_deploy.stages import Stage, run_stage
 from clean_deploy.train.checkpoint import load_detector, save_checkpoint
 
 
@@ -30,7 +32,8 @@ def _evaluate(ckpt: Path, data, split: str, out_dir: Path, latency_frames: int, 
 
 def compress(teacher_ckpt: str | Path, data_root: str | Path, run_dir: str | Path, cfg: CompressConfig,
              target_flops: float | None = None, echo=print) -> dict:
-    """Run distil -> prune -> fine-tune -> RE -> eval; returns the report dict."""
+    """Run distil -> prune -> fine-tune -> RE -> eval (cached stages, :mod:`clean_deploy.stages`);
+    returns the report dict."""
     from clean_deploy.compress.distill.run import distill
     from clean_deploy.compress.prune.run import calibration_batches, prune_model
 
@@ -38,50 +41,59 @@ def compress(teacher_ckpt: str | Path, data_root: str | Path, run_dir: str | Pat
     run.mkdir(parents=True, exist_ok=True)
     if target_flops is not None:
         cfg = cfg.replace(prune=cfg.prune.replace(target=target_flops))
-    t0 = time.time()
-    timings = {}
-    # 1. distillation (IoU branch on: the redundancy elimination needs the predicted quality)
-    student_cfg = with_iou_branch(get_config(cfg.student))
-    dist_ckpt = run / "distill" / "model.pth"
-    if not dist_ckpt.is_file():
+    teacher_ckpt = Path(teacher_ckpt)
+    student_cfg = with_iou_branch(get_config(cfg.student))  # IoU branch on: RE needs the predicted quality
+    dist_ckpt, pruned_ckpt = run / "distill" / "model.pth", run / "prune" / "pruned.pth"
+    ft_ckpt, final_ckpt = run / "finetune" / "model.pth", run / "compressed.pth"
+
+    def distill_stage():
         echo(f"[1/5] CaKD distillation of {cfg.student} from {teacher_ckpt}")
         tcfg = TrainConfig(epochs=cfg.distill_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
                            num_workers=cfg.num_workers, seed=cfg.seed)
         distill(teacher_ckpt, student_cfg, data_root, run / "distill", tcfg, cfg.distill, resume=True)
-    timings["distill"] = time.time() - t0
-    # 2. pruning
-    pruned_ckpt = run / "prune" / "pruned.pth"
-    if not pruned_ckpt.is_file():
+
+    def prune_stage():
         echo(f"[2/5] {cfg.prune.method} importance pruning to {cfg.prune.target:.2f} x FLOPs")
         student, _ = load_detector(dist_ckpt)
         batches = calibration_batches(student, data_root, cfg.prune.calib_frames, cfg.prune.calib_batch)
         pruned, report = prune_model(student, batches, cfg.prune)
-        save_checkpoint(pruned_ckpt, pruned, pruned.cfg, meta={"kind": "pruned", "prune_report": report})
+        (run / "prune").mkdir(parents=True, exist_ok=True)
         (run / "prune" / "prune_report.json").write_text(json.dumps(report, indent=2) + "\n")
-    timings["prune"] = time.time() - t0 - sum(timings.values())
-    # 3. fine-tuning with distillation
-    ft_ckpt = run / "finetune" / "model.pth"
-    if not ft_ckpt.is_file():
+        save_checkpoint(pruned_ckpt, pruned, pruned.cfg, meta={"kind": "pruned", "prune_report": report})
+
+    def finetune_stage():
         echo(f"[3/5] fine-tuning the pruned student with CaKD ({cfg.finetune_epochs} epochs)")
         pruned, _ = load_detector(pruned_ckpt)
         tcfg = TrainConfig(epochs=cfg.finetune_epochs, batch_size=cfg.batch_size, lr=cfg.finetune_lr,
                            num_workers=cfg.num_workers, seed=cfg.seed + 1)
         distill(teacher_ckpt, pruned.cfg, data_root, run / "finetune", tcfg, cfg.distill, resume=True,
                 student_model=pruned.train())
-    timings["finetune"] = time.time() - t0 - sum(timings.values())
-    # 4. IoU-aware redundancy elimination in the deployed post-processing
-    final_ckpt = run / "compressed.pth"
-    if not final_ckpt.is_file():
+
+    def redundancy_stage():
         echo("[4/5] switching on IoU-aware redundancy elimination")
-        model, ck = load_detector(ft_ckpt)
+        model, _ = load_detector(ft_ckpt)
         n = len(model.cfg.class_names)
-        re_cfg = cfg.redundancy
-        if len(re_cfg.beta) != n:
-            raise ValueError(f"redundancy config has {len(re_cfg.beta)} per-class values for {n} classes")
-        final_cfg = model.cfg.replace(post=model.cfg.post.replace(redundancy=re_cfg))
-        model.cfg = final_cfg
-        save_checkpoint(final_ckpt, model, final_cfg, meta={"kind": "compressed", "teacher": str(teacher_ckpt),
+        if len(cfg.redundancy.beta) != n:
+            raise ValueError(f"redundancy config has {len(cfg.redundancy.beta)} per-class values for {n} classes")
+        model.cfg = model.cfg.replace(post=model.cfg.post.replace(redundancy=cfg.redundancy))
+        save_checkpoint(final_ckpt, model, model.cfg, meta={"kind": "compressed", "teacher": str(teacher_ckpt),
                                                           "compress_config": cfg.to_dict()})
+
+    # each stage declares what decides its output; a run directory made with other settings is refused
+    train = dict(batch_size=cfg.batch_size, seed=cfg.seed, distill=cfg.distill.to_dict())
+    stages = [
+        Stage("distill", dist_ckpt, distill_stage, dict(student=cfg.student, epochs=cfg.distill_epochs, lr=cfg.lr, **train),
+              (teacher_ckpt,)),
+        Stage("prune", pruned_ckpt, prune_stage, dict(prune=cfg.prune.to_dict()), (dist_ckpt,)),
+        Stage("finetune", ft_ckpt, finetune_stage, dict(epochs=cfg.finetune_epochs, lr=cfg.finetune_lr, **train),
+              (teacher_ckpt, pruned_ckpt)),
+        Stage("redundancy", final_ckpt, redundancy_stage, dict(redundancy=cfg.redundancy.to_dict()), (ft_ckpt,)),
+    ]
+    timings = {}
+    for stage in stages:
+        t0 = time.time()
+        run_stage(stage)
+        timings[stage.name] = time.time() - t0
     # 5. evaluation and report
     echo("[5/5] evaluating teacher and students")
     results = {}

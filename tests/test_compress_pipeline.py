@@ -2,10 +2,12 @@
 compressed checkpoint whose post-processing is the IoU-aware redundancy elimination."""
 import json
 
+import pytest
 import torch
 
 from clean_deploy.compress.config import PruneConfig
 from clean_deploy.pipeline import CompressConfig, compress
+from clean_deploy.stages import StageMismatch
 from clean_deploy.models.detector import build_detector
 from clean_deploy.models.zoo import get_config
 from clean_deploy.train.checkpoint import load_detector, save_checkpoint
@@ -37,3 +39,6 @@ def test_compress_pipeline_end_to_end(synth_data, tmp_path):
     # resumable: a second call reuses every stage's output
     again = compress(tmp_path / "teacher.pth", synth_data, tmp_path / "run", cfg, target_flops=0.5, echo=lambda s: None)
     assert again["results"]["compressed (+RE)"]["params"] == res["compressed (+RE)"]["params"]
+    # the same run directory with another budget is refused, naming the stage and the change
+    with pytest.raises(StageMismatch, match=r"stage 'prune'.*prune\.target 0\.5 -> 0\.3"):
+        compress(tmp_path / "teacher.pth", synth_data, tmp_path / "run", cfg, target_flops=0.3, echo=lambda s: None)

@@ -15,7 +15,7 @@ PKG = Path(__file__).resolve().parents[1] / "clean_deploy"
 #: module prefix -> layer (the longest matching prefix wins)
 LAYERS = {
     "clean_deploy": 0, "clean_deploy.atomic": 0, "clean_deploy.config": 0, "clean_deploy.kitti": 0, "clean_deploy.sidecar": 0,
-    "clean_deploy.geometry": 0, "clean_deploy.native": 0,
+    "clean_deploy.geometry": 0, "clean_deploy.native": 0, "clean_deploy.stages": 0,
     "clean_deploy.models": 1,
     "clean_deploy.data": 2,
     "clean_deploy.eval": 3, "clean_deploy.viz": 3,

@@ -2,9 +2,11 @@
 //
 // The arithmetic mirrors the PyTorch reference step by step (float32 decode, double IoU with the
 // same Sutherland-Hodgman clipping as clean_deploy/geometry/nms_kernel.py), so the deployed box set
-// is the evaluated one.
+// is the evaluated one. The per-candidate decode (box_decode.h) and the IoU (rotated_box.h) are
+// shared with the CUDA kernel (cuda/src/redundancy.cu).
 #include "clean_deploy/redundancy.h"
 
+#include "clean_deploy/box_decode.h"
 #include "clean_deploy/rotated_box.h"
 
 #include <algorithm>
@@ -15,9 +17,7 @@
 namespace clean_deploy {
 namespace {
 
-constexpr float kMaxLogRatio = 5.0f;
-
-inline float sigmoidf(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+using box_decode::sigmoid;
 
 void push(Candidates& c, const float* box, float score, float iou, bool has_iou, int32_t label, int64_t index) {
   c.boxes.insert(c.boxes.end(), box, box + 7);
@@ -41,45 +41,16 @@ Candidates decode_anchor_frame(const float* cls, const float* box, const float* 
                                const DecodeParams& p, float score_thresh) {
   Candidates out;
   const int nc = p.num_classes;
-  const float period = 2.0f * static_cast<float>(M_PI) / static_cast<float>(p.num_dir_bins);
+  const box_decode::AnchorCoding coding{p.code_sincos, p.use_dir, p.num_dir_bins, p.dir_offset, p.dir_limit_offset};
   for (int64_t k = 0; k < num_anchors; ++k) {
-    const float* logit = cls + k * nc;
-    int32_t label = 0;
-    float best = logit[0];
-    for (int c = 1; c < nc; ++c) {
-      if (logit[c] > best) {
-        best = logit[c];
-        label = c;
-      }
-    }
-    const float score = sigmoidf(best);
-    const float q_iou = iou ? sigmoidf(iou[k]) : 0.0f;
-    // score^(1-b) * iou^b <= max(score, iou): candidates below the threshold cannot survive
-    if ((iou ? std::max(score, q_iou) : score) < score_thresh) continue;
-    const float* a = anchors + k * 7;
-    const float* t = box + k * code_size;
-    const float diag = std::sqrt(a[3] * a[3] + a[4] * a[4]);
+    float best;
+    const int32_t label = box_decode::best_class(cls + k * nc, nc, &best);
+    const float score = sigmoid(best);
+    const float q_iou = iou ? sigmoid(iou[k]) : 0.0f;
+    if (box_decode::cannot_reach(score, iou != nullptr, q_iou, score_thresh)) continue;
     float b[7];
-    b[0] = t[0] * diag + a[0];
-    b[1] = t[1] * diag + a[1];
-    b[2] = t[2] * a[5] + a[2];
-    b[3] = std::exp(std::min(t[3], kMaxLogRatio)) * a[3];
-    b[4] = std::exp(std::min(t[4], kMaxLogRatio)) * a[4];
-    b[5] = std::exp(std::min(t[5], kMaxLogRatio)) * a[5];
-    if (p.code_sincos) {
-      b[6] = std::atan2(t[7] + std::sin(a[6]), t[6] + std::cos(a[6]));
-    } else {
-      b[6] = t[6] + a[6];
-    }
-    if (p.use_dir && dir) {
-      const float* d = dir + k * p.num_dir_bins;
-      int bin = 0;
-      for (int j = 1; j < p.num_dir_bins; ++j)
-        if (d[j] > d[bin]) bin = j;
-      const float v = b[6] - p.dir_offset;
-      const float rot = v - std::floor(v / period + p.dir_limit_offset) * period;
-      b[6] = rot + p.dir_offset + period * static_cast<float>(bin);
-    }
+    box_decode::decode_anchor_box(box + k * code_size, anchors + k * 7, dir ? dir + k * p.num_dir_bins : nullptr,
+                                  coding, b);
     push(out, b, score, q_iou, iou != nullptr, label, k);
   }
   return out;
@@ -91,26 +62,12 @@ Candidates decode_center_frame(const float* hm, const float* reg, const float* i
   const int64_t hw = height * width, n = nc * hw;
   // sigmoid heatmap kept only at 3x3 local maxima (max-pool with -inf padding, stride 1)
   std::vector<float> s(n);
-  for (int64_t i = 0; i < n; ++i) s[i] = sigmoidf(hm[i]);
+  for (int64_t i = 0; i < n; ++i) s[i] = sigmoid(hm[i]);
   std::vector<float> peak(n);
   for (int c = 0; c < nc; ++c) {
     const float* sc = s.data() + c * hw;
-    for (int64_t y = 0; y < height; ++y) {
-      for (int64_t x = 0; x < width; ++x) {
-        float m = -INFINITY;
-        for (int64_t dy = -1; dy <= 1; ++dy) {
-          const int64_t yy = y + dy;
-          if (yy < 0 || yy >= height) continue;
-          for (int64_t dx = -1; dx <= 1; ++dx) {
-            const int64_t xx = x + dx;
-            if (xx < 0 || xx >= width) continue;
-            m = std::max(m, sc[yy * width + xx]);
-          }
-        }
-        const float v = sc[y * width + x];
-        peak[c * hw + y * width + x] = (m == v) ? v : 0.0f;
-      }
-    }
+    for (int64_t y = 0; y < height; ++y)
+      for (int64_t x = 0; x < width; ++x) peak[c * hw + y * width + x] = box_decode::center_peak(sc, y, x, height, width);
   }
   const int64_t k = std::min<int64_t>(p.top_k, n);
   std::vector<int64_t> order(n);
@@ -123,17 +80,9 @@ Candidates decode_center_frame(const float* hm, const float* reg, const float* i
     const int64_t flat = order[r];
     const int32_t label = static_cast<int32_t>(flat / hw);
     const int64_t ind = flat % hw;
-    const float xs = static_cast<float>(ind % width) + reg[0 * hw + ind];
-    const float ys = static_cast<float>(ind / width) + reg[1 * hw + ind];
     float b[7];
-    b[0] = xs * p.cell_size[0] + p.pc_range[0];
-    b[1] = ys * p.cell_size[1] + p.pc_range[1];
-    b[2] = reg[2 * hw + ind];
-    b[3] = std::exp(std::min(reg[3 * hw + ind], kMaxLogRatio));
-    b[4] = std::exp(std::min(reg[4 * hw + ind], kMaxLogRatio));
-    b[5] = std::exp(std::min(reg[5 * hw + ind], kMaxLogRatio));
-    b[6] = std::atan2(reg[7 * hw + ind], reg[6 * hw + ind]);
-    push(out, b, peak[flat], iou ? sigmoidf(iou[ind]) : 0.0f, iou != nullptr, label, r);
+    box_decode::decode_center_box(reg, hw, ind, width, p.cell_size[0], p.cell_size[1], p.pc_range[0], p.pc_range[1], b);
+    push(out, b, peak[flat], iou ? sigmoid(iou[ind]) : 0.0f, iou != nullptr, label, r);
   }
   return out;
 }

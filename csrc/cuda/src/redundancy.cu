@@ -2,11 +2,12 @@
 // decode (anchor or center head) -> IoU-aware rescoring -> stable quality sort (CUB) -> greedy
 // elimination with 64-bit suppression masks and one sequential scan per frame.
 //
-// Same results as the CPU kernel, not just close ones: this file is compiled with --fmad=false (the
-// CPU kernel is built without FMA contraction), every float expression keeps the CPU's operation
-// order, and exp / pow / sin / cos / atan2 of floats are evaluated in double and rounded to float
-// (so they agree with glibc's float functions except in ~1-ulp corner cases). The IoU is the same
-// double-precision Sutherland-Hodgman clipping. The stable descending radix sort keeps equal
+// Same results as the CPU kernel, not just close ones: the per-candidate decode is the CPU kernel's
+// own code (clean_deploy/box_decode.h, shared), this file is compiled with --fmad=false (the CPU
+// kernel is built without FMA contraction), the rescoring keeps the CPU's operation order, and exp /
+// pow / sin / cos / atan2 of floats are evaluated in double and rounded to float (so they agree with
+// glibc's float functions except in ~1-ulp corner cases). The IoU is the same double-precision
+// Sutherland-Hodgman clipping (clean_deploy/rotated_box.h, shared). The stable descending radix sort keeps equal
 // qualities in candidate order, the CPU kernel's tie-break, and the scan walks candidates in that
 // order exactly as the CPU's greedy loop does.
 #include <cub/cub.cuh>
@@ -15,6 +16,7 @@
 #include <cmath>
 #include <string>
 
+#include "clean_deploy/box_decode.h"
 #include "clean_deploy/rotated_box.h"
 #include "common.h"
 
@@ -26,18 +28,12 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int64_t kMaxPreNms = 32768;  // mask memory grows with the square of the candidates kept
 
-__device__ __forceinline__ float exp_f(float x) { return static_cast<float>(exp(static_cast<double>(x))); }
-__device__ __forceinline__ float sigmoid_f(float x) { return 1.0f / (1.0f + exp_f(-x)); }
+using box_decode::max_f;
+using box_decode::sigmoid;
+
 __device__ __forceinline__ float pow_f(float x, float y) {
   return static_cast<float>(pow(static_cast<double>(x), static_cast<double>(y)));
 }
-__device__ __forceinline__ float atan2_f(float y, float x) {
-  return static_cast<float>(atan2(static_cast<double>(y), static_cast<double>(x)));
-}
-__device__ __forceinline__ float max_f(float a, float b) { return (a < b) ? b : a; }  // std::max
-__device__ __forceinline__ float min_f(float a, float b) { return (b < a) ? b : a; }  // std::min
-
-constexpr float kMaxLogRatio = 5.0f;
 
 // Rescoring and the candidate filter of the CPU's eliminate(); invalid candidates get -inf keys
 // (valid qualities are >= 0) so they sort last.
@@ -60,51 +56,22 @@ __global__ void anchor_decode(cdRedundancyParams p, int64_t K, const float* __re
   const int64_t k = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   if (k >= K) return;
   const int nc = p.num_classes;
-  const float* logit = cls + k * nc;
-  int32_t label = 0;
-  float best = logit[0];
-  for (int c = 1; c < nc; ++c) {
-    if (logit[c] > best) {
-      best = logit[c];
-      label = c;
-    }
-  }
-  const float score = sigmoid_f(best);
-  const float q_iou = iou ? sigmoid_f(iou[k]) : 0.0f;
+  float best;
+  const int32_t label = box_decode::best_class(cls + k * nc, nc, &best);
+  const float score = sigmoid(best);
+  const float q_iou = iou ? sigmoid(iou[k]) : 0.0f;
   ids[k] = static_cast<int32_t>(k);
   cand_labels[k] = label;
-  // score^(1-b) * iou^b <= max(score, iou): the CPU decoder drops these before rescoring
-  if ((iou ? max_f(score, q_iou) : score) < p.score_thresh) {
+  // the CPU decoder drops these before rescoring
+  if (box_decode::cannot_reach(score, iou != nullptr, q_iou, p.score_thresh)) {
     keys[k] = -INFINITY;
     return;
   }
-  const float period = 2.0f * static_cast<float>(M_PI) / static_cast<float>(p.num_dir_bins);
-  const float* a = anchors + k * 7;
-  const float* t = box + k * p.code_size;
-  const float diag = sqrtf(a[3] * a[3] + a[4] * a[4]);
+  const box_decode::AnchorCoding coding{p.code_sincos != 0, p.use_dir != 0, p.num_dir_bins, p.dir_offset,
+                                        p.dir_limit_offset};
   float b[7];
-  b[0] = t[0] * diag + a[0];
-  b[1] = t[1] * diag + a[1];
-  b[2] = t[2] * a[5] + a[2];
-  b[3] = exp_f(min_f(t[3], kMaxLogRatio)) * a[3];
-  b[4] = exp_f(min_f(t[4], kMaxLogRatio)) * a[4];
-  b[5] = exp_f(min_f(t[5], kMaxLogRatio)) * a[5];
-  if (p.code_sincos) {
-    const float s = static_cast<float>(sin(static_cast<double>(a[6])));
-    const float c = static_cast<float>(cos(static_cast<double>(a[6])));
-    b[6] = atan2_f(t[7] + s, t[6] + c);
-  } else {
-    b[6] = t[6] + a[6];
-  }
-  if (p.use_dir && dir) {
-    const float* d = dir + k * p.num_dir_bins;
-    int bin = 0;
-    for (int j = 1; j < p.num_dir_bins; ++j)
-      if (d[j] > d[bin]) bin = j;
-    const float v = b[6] - p.dir_offset;
-    const float rot = v - floorf(v / period + p.dir_limit_offset) * period;
-    b[6] = (rot + p.dir_offset) + period * static_cast<float>(bin);
-  }
+  box_decode::decode_anchor_box(box + k * p.code_size, anchors + k * 7, dir ? dir + k * p.num_dir_bins : nullptr,
+                                coding, b);
   for (int j = 0; j < 7; ++j) cand_boxes[k * 7 + j] = b[j];
   bool valid = false;
   const float q = quality(p, iou != nullptr, score, q_iou, label, &valid);
@@ -114,7 +81,7 @@ __global__ void anchor_decode(cdRedundancyParams p, int64_t K, const float* __re
 
 __global__ void center_sigmoid(const float* __restrict__ hm, int64_t n, float* __restrict__ s) {
   const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
-  if (i < n) s[i] = sigmoid_f(hm[i]);
+  if (i < n) s[i] = sigmoid(hm[i]);
 }
 
 // 3x3 max-pool (stride 1, -inf padding) peak test; keys = peak value, ids = flat index.
@@ -123,19 +90,7 @@ __global__ void center_peaks(const float* __restrict__ s, int64_t C, int64_t H, 
   const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   if (i >= C * H * W) return;
   const int64_t hw = H * W, c = i / hw, y = (i % hw) / W, x = i % W;
-  const float* sc = s + c * hw;
-  float m = -INFINITY;
-  for (int64_t dy = -1; dy <= 1; ++dy) {
-    const int64_t yy = y + dy;
-    if (yy < 0 || yy >= H) continue;
-    for (int64_t dx = -1; dx <= 1; ++dx) {
-      const int64_t xx = x + dx;
-      if (xx < 0 || xx >= W) continue;
-      m = max_f(m, sc[yy * W + xx]);
-    }
-  }
-  const float v = sc[y * W + x];
-  keys[i] = (m == v) ? v : 0.0f;
+  keys[i] = box_decode::center_peak(s + c * hw, y, x, H, W);
   ids[i] = static_cast<int32_t>(i);
 }
 
@@ -151,21 +106,13 @@ __global__ void center_decode(cdRedundancyParams p, int64_t kk, int64_t H, int64
   const int64_t flat = flat_sorted[r];
   const int32_t label = static_cast<int32_t>(flat / hw);
   const int64_t ind = flat % hw;
-  const float xs = static_cast<float>(ind % W) + reg[0 * hw + ind];
-  const float ys = static_cast<float>(ind / W) + reg[1 * hw + ind];
   float b[7];
-  b[0] = xs * p.cell_size[0] + p.pc_range[0];
-  b[1] = ys * p.cell_size[1] + p.pc_range[1];
-  b[2] = reg[2 * hw + ind];
-  b[3] = exp_f(min_f(reg[3 * hw + ind], kMaxLogRatio));
-  b[4] = exp_f(min_f(reg[4 * hw + ind], kMaxLogRatio));
-  b[5] = exp_f(min_f(reg[5 * hw + ind], kMaxLogRatio));
-  b[6] = atan2_f(reg[7 * hw + ind], reg[6 * hw + ind]);
+  box_decode::decode_center_box(reg, hw, ind, W, p.cell_size[0], p.cell_size[1], p.pc_range[0], p.pc_range[1], b);
   for (int j = 0; j < 7; ++j) cand_boxes[r * 7 + j] = b[j];
   cand_labels[r] = label;
   ids[r] = static_cast<int32_t>(r);
   const float score = peak_sorted[r];
-  const float q_iou = iou ? sigmoid_f(iou[ind]) : 0.0f;
+  const float q_iou = iou ? sigmoid(iou[ind]) : 0.0f;
   bool valid = false;
   const float q = quality(p, iou != nullptr, score, q_iou, label, &valid);
   keys[r] = valid ? q : -INFINITY;

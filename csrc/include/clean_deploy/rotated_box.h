@@ -6,11 +6,7 @@
 
 #include <cmath>
 
-#if defined(__CUDACC__)
-#define CLEAN_DEPLOY_HD __host__ __device__
-#else
-#define CLEAN_DEPLOY_HD
-#endif
+#include "clean_deploy/host_device.h"
 
 namespace clean_deploy {
 

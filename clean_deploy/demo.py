@@ -3,8 +3,9 @@
 Synthesise a small KITTI-format benchmark, evaluate a reference prediction (the evaluator at
 work), train a small two-stage teacher and a one-stage student, run CLEAN (distil, prune,
 fine-tune, redundancy elimination), export the compressed student to ONNX with our custom ops,
-check ONNX Runtime against PyTorch, benchmark teacher vs student and print the ratios. Every
-stage reuses what an earlier run left in the output directory, so a re-run resumes.
+check ONNX Runtime against PyTorch, benchmark teacher vs student and print the ratios. The data,
+training and compression stages reuse what an earlier run with the same settings left in the output
+directory, so a re-run resumes; one made with other settings is refused (:mod:`clean_deploy.stages`).
 """
 from __future__ import annotations
 
@@ -54,16 +55,22 @@ def _dataset_ready(root: Path, cfg: DemoConfig) -> bool:
 
 
 def _train_once(name: str, epochs: int, data: Path, run: Path, echo) -> Path:
+    """Train ``name`` into ``run`` once: a cached stage keyed by the settings and the benchmark's
+    ``synth_meta.json`` (a model trained on other data or for other epochs is never reused)."""
     from clean_deploy.config import TrainConfig
     from clean_deploy.models.zoo import get_config
+    from clean_deploy.stages import Stage, run_stage
     from clean_deploy.train.loop import train
 
     ckpt = run / "model.pth"
-    if ckpt.is_file():
+    tcfg = TrainConfig(epochs=epochs, batch_size=2, lr=0.003, num_workers=2)
+
+    def go():
+        train(get_config(name), data, run, tcfg, resume=True, meta={"config_name": name})
+
+    params = dict(config=name, epochs=tcfg.epochs, batch_size=tcfg.batch_size, lr=tcfg.lr, seed=tcfg.seed)
+    if not run_stage(Stage(f"train {name}", ckpt, go, params, (data / "synth_meta.json",))):
         echo(f"    reusing {ckpt}")
-        return ckpt
-    train(get_config(name), data, run, TrainConfig(epochs=epochs, batch_size=2, lr=0.003, num_workers=2),
-          resume=True, meta={"config_name": name})
     return ckpt
 
 

@@ -1,6 +1,8 @@
 """The README's main command in its quick form: every stage of the demo runs and leaves its outputs."""
 import json
 
+import pytest
+
 from typer.testing import CliRunner
 
 from clean_deploy.cli.main import app
@@ -27,3 +29,14 @@ def test_quick_demo_runs_end_to_end(tmp_path):
         cpp = set()
     assert backends == {"torch", "onnxruntime"} | cpp
     assert "params x fewer" in res.output  # the final ratio table
+    # a re-run reuses the teacher trained with the same settings on the same benchmark, and refuses to
+    # reuse it for other settings (the old demo reused any model.pth it found)
+    from clean_deploy.demo import DemoConfig, _train_once
+    from clean_deploy.stages import StageMismatch
+
+    q = DemoConfig.quick()
+    said = []
+    assert _train_once(q.teacher, q.teacher_epochs, out / "data", out / "teacher", said.append) == out / "teacher/model.pth"
+    assert said and "reusing" in said[0]
+    with pytest.raises(StageMismatch, match=r"stage 'train voxel_rcnn_fast@0.25x'.*epochs 1 -> 2"):
+        _train_once(q.teacher, 2, out / "data", out / "teacher", said.append)

@@ -29,8 +29,6 @@ T = TypeVar("T", bound="ConfigBase")
 
 #: OpenPCDet's KITTI range ``x_min y_min z_min x_max y_max z_max`` (LiDAR frame, metres)
 KITTI_POINT_CLOUD_RANGE: tuple[float, ...] = (0.0, -40.0, -3.0, 70.4, 40.0, 1.0)
-#: KITTI difficulty levels (see :func:`clean_deploy.data.preprocess.kitti_difficulty`)
-EASY, MODERATE, HARD, UNKNOWN_DIFFICULTY = 0, 1, 2, -1
 
 
 # ----------------------------------------------------------------------------- base

@@ -16,6 +16,8 @@ from pathlib import Path
 from clean_deploy.bench.plots import accuracy_latency_plot
 from clean_deploy.bench.run import BenchJob, run_job_cached
 from clean_deploy.compress.config import CompressConfig
+from clean_deploy.data.augment.gt_sampling import dataset_fingerprint
+from clean_deploy.data.kitti.reader import KittiReader
 from clean_deploy.config import TrainConfig
 from clean_deploy.models.zoo import get_config, with_iou_branch
 from clean_deploy.stages import Stage, run_stage
@@ -79,12 +81,14 @@ def compress(teacher_ckpt: str | Path, data_root: str | Path, run_dir: str | Pat
         save_checkpoint(final_ckpt, model, model.cfg, meta={"kind": "compressed", "teacher": str(teacher_ckpt),
                                                           "compress_config": cfg.to_dict()})
 
-    # each stage declares what decides its output; a run directory made with other settings is refused
-    train = dict(batch_size=cfg.batch_size, seed=cfg.seed, distill=cfg.distill.to_dict())
+    # each stage declares what decides its output; a run directory made with other settings is refused.
+    # The training frames (ids, labels, calibs, point files' sizes and times) are part of every key.
+    data_id = dataset_fingerprint(KittiReader(data_root, "train"))
+    train = dict(batch_size=cfg.batch_size, seed=cfg.seed, distill=cfg.distill.to_dict(), data=data_id)
     stages = [
         Stage("distill", dist_ckpt, distill_stage, dict(student=cfg.student, epochs=cfg.distill_epochs, lr=cfg.lr, **train),
               (teacher_ckpt,)),
-        Stage("prune", pruned_ckpt, prune_stage, dict(prune=cfg.prune.to_dict()), (dist_ckpt,)),
+        Stage("prune", pruned_ckpt, prune_stage, dict(prune=cfg.prune.to_dict(), data=data_id), (dist_ckpt,)),
         Stage("finetune", ft_ckpt, finetune_stage, dict(epochs=cfg.finetune_epochs, lr=cfg.finetune_lr, **train),
               (teacher_ckpt, pruned_ckpt)),
         Stage("redundancy", final_ckpt, redundancy_stage, dict(redundancy=cfg.redundancy.to_dict()), (ft_ckpt,)),

@@ -93,6 +93,8 @@ def run_stage(stage: Stage) -> bool:
             rec = json.loads(stage.record_path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise StageMismatch(f"{stage.record_path}: unreadable stage record ({e})") from None
+        if not isinstance(rec, dict) or not isinstance(rec.get("params"), dict) or not isinstance(rec.get("inputs"), list):
+            raise StageMismatch(f"{stage.record_path}: not a stage record (expected an object with params and inputs)")
     elif stage.output.exists():
         raise StageMismatch(f"stage {stage.name!r}: {stage.output} exists without a record of the settings that "
                             f"made it ({stage.record_path.name}); use a new run directory")

@@ -36,8 +36,10 @@ def test_compress_pipeline_end_to_end(synth_data, tmp_path):
     header = (run / "report.md").read_text().splitlines()[0]
     assert header.startswith("| model | " + " | ".join(f"{c} 3D mod" for c in model.cfg.class_names) + " | mean mod 3D")
     assert header.endswith("| peak mem (MB) |") and report["ratios"]["memory"] > 0
-    # resumable: a second call reuses every stage's output
-    again = compress(tmp_path / "teacher.pth", synth_data, tmp_path / "run", cfg, target_flops=0.5, echo=lambda s: None)
+    # resumable: a second call reuses every stage's output (no stage says it runs)
+    said = []
+    again = compress(tmp_path / "teacher.pth", synth_data, tmp_path / "run", cfg, target_flops=0.5, echo=said.append)
+    assert not [s for s in said if s.startswith(("[1/5]", "[2/5]", "[3/5]", "[4/5]"))], said
     assert again["results"]["compressed (+RE)"]["params"] == res["compressed (+RE)"]["params"]
     # the same run directory with another budget is refused, naming the stage and the change
     with pytest.raises(StageMismatch, match=r"stage 'prune'.*prune\.target 0\.5 -> 0\.3"):

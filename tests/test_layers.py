@@ -41,7 +41,9 @@ MODULES = {_module_name(p): p for p in sorted(PKG.rglob("*.py"))}
 
 
 def layer_of(module: str) -> int:
-    best = max((k for k in LAYERS if module == k or module.startswith(k + ".")), key=len)
+    """The layer of the longest matching prefix; the package itself matches only exactly, so a new
+    top-level module has no layer until it is given one."""
+    best = max((k for k in LAYERS if module == k or (k != "clean_deploy" and module.startswith(k + "."))), key=len)
     return LAYERS[best]
 
 

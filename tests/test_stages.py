@@ -57,5 +57,9 @@ def test_output_without_record_and_missing_input_are_refused(tmp_path):
         run_stage(Stage("s", out, lambda: None))
     with pytest.raises(FileNotFoundError, match="input .*nope.pth does not exist"):
         run_stage(Stage("s", tmp_path / "o2", lambda: None, {}, (tmp_path / "nope.pth",)))
+    (tmp_path / "o4").write_bytes(b"x")
+    (tmp_path / "o4.stage.json").write_text("[]")
+    with pytest.raises(StageMismatch, match="not a stage record"):
+        run_stage(Stage("s", tmp_path / "o4", lambda: None))
     with pytest.raises(RuntimeError, match="without writing"):
         run_stage(Stage("s", tmp_path / "o3", lambda: None))

@@ -4,7 +4,7 @@
 // rescales each candidate's score with its predicted IoU (score^(1-b) * iou^b), drops low-quality
 // candidates and runs the quality-ordered greedy elimination (class-aware NMS thresholds plus a
 // cross-class threshold) on exact rotated BEV IoUs in double precision. The semantics are those of
-// docs/custom_ops.md and of clean_deploy.compress.redundancy / clean_deploy.models.postprocess.
+// docs/custom_ops.md and of clean_deploy.models.redundancy / clean_deploy.models.postprocess.
 // The per-candidate decode arithmetic is clean_deploy/box_decode.h, shared with the CUDA kernel.
 #pragma once
 

@@ -11,16 +11,23 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_cuda_kernels_pass_in_cpu_emulation(tmp_path):
+def run_counted(script: str, out_dir: Path, program: str, min_checks: int, timeout: int) -> str:
+    """Runs one emulation script and asserts it built, ran and printed "<program>: N checks, 0 failed"
+    with at least min_checks checks; returns its output."""
     assert (ROOT / "build" / "csrc" / "libclean_deploy_cpu.a").is_file(), "run `make setup` (scripts/build_csrc.sh)"
-    res = subprocess.run(["bash", str(ROOT / "csrc/cuda/tests/emu/run_emulation.sh"), str(tmp_path)],
-                         capture_output=True, text=True, timeout=900)
+    res = subprocess.run(["bash", str(ROOT / "csrc/cuda/tests/emu" / script), str(out_dir)],
+                         capture_output=True, text=True, timeout=timeout)
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-3000:]
-    m = re.search(r"test_cuda_kernels: (\d+) checks, (\d+) failed", out)
+    m = re.search(rf"{program}: (\d+) checks, (\d+) failed", out)
     assert m, out[-3000:]
     checks, failed = int(m.group(1)), int(m.group(2))
-    assert failed == 0 and checks >= 171, out[-3000:]
+    assert failed == 0 and checks >= min_checks, out[-3000:]
+    return out
+
+
+def test_cuda_kernels_pass_in_cpu_emulation(tmp_path):
+    out = run_counted("run_emulation.sh", tmp_path, "test_cuda_kernels", 171, 900)
     assert "SKIPPED" not in out
 
 
@@ -33,17 +40,9 @@ def test_trt_plugin_enqueue_passes_in_cpu_emulation(tmp_path):
     fail at enqueue with a message, invalid sites must be logged under CLEAN_DEPLOY_TRT_SYNC_CHECK=1
     (in a child process). Needs g++, the CPU kernel library and the headers in
     ../shared/third_party/tensorrt (or CLEAN_DEPLOY_EMU_TRT_ROOT): a missing one is a failure."""
-    assert (ROOT / "build" / "csrc" / "libclean_deploy_cpu.a").is_file(), "run `make setup` (scripts/build_csrc.sh)"
     trt = Path(os.environ.get("CLEAN_DEPLOY_EMU_TRT_ROOT", ROOT.parent / "shared" / "third_party" / "tensorrt" / "10.3.0"))
     assert (trt / "include" / "NvInferRuntime.h").is_file(), f"TensorRT 10.3.0 headers missing in {trt}"
-    res = subprocess.run(["bash", str(ROOT / "csrc/cuda/tests/emu/run_plugin_emulation.sh"), str(tmp_path)],
-                         capture_output=True, text=True, timeout=600)
-    out = res.stdout + res.stderr
-    assert res.returncode == 0, out[-3000:]
-    m = re.search(r"plugin_enqueue_emu: (\d+) checks, (\d+) failed", out)
-    assert m, out[-3000:]
-    checks, failed = int(m.group(1)), int(m.group(2))
-    assert failed == 0 and checks >= 1387, out[-3000:]
+    out = run_counted("run_plugin_emulation.sh", tmp_path, "plugin_enqueue_emu", 1387, 600)
     # the over-cap frames (fused and split) really failed at enqueue, naming the plugin and layer
     assert out.count("enqueue failed as required") == 2, out[-3000:]
     # invalid sites were reported under CLEAN_DEPLOY_TRT_SYNC_CHECK=1, a valid frame was not

@@ -50,6 +50,8 @@
 #include "clean_deploy/redundancy.h"
 #include "clean_deploy/sparse_conv.h"
 #include "clean_deploy/half_bits.h"
+#include "capture_logger.h"
+#include "clean_deploy/testing/check.h"
 #include "fake_expr_builder.h"
 
 using namespace nvinfer1;
@@ -60,36 +62,10 @@ extern "C" void setLoggerFinder(ILoggerFinder* finder);
 
 namespace {
 
-int g_checks = 0, g_failures = 0;
-
-#define CHECK(cond, ...)                                                            \
-  do {                                                                              \
-    ++g_checks;                                                                     \
-    if (!(cond)) {                                                                  \
-      ++g_failures;                                                                 \
-      std::fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond); \
-      std::fprintf(stderr, __VA_ARGS__);                                            \
-      std::fprintf(stderr, "\n");                                                   \
-    }                                                                               \
-  } while (0)
-
-// ---- TensorRT's logger --------------------------------------------------------------------------
-class CaptureLogger final : public ILogger {
- public:
-  void log(Severity severity, const char* msg) noexcept override {
-    if (severity <= Severity::kWARNING) messages.emplace_back(msg);
-  }
-  std::vector<std::string> messages;
-};
-
-class Finder final : public ILoggerFinder {
- public:
-  explicit Finder(ILogger* l) : logger_(l) {}
-  ILogger* findLogger() noexcept override { return logger_; }
-
- private:
-  ILogger* logger_;
-};
+using clean_deploy::testing::g_checks;
+using clean_deploy::testing::g_failures;
+using fake_trt::CaptureLogger;
+using fake_trt::Finder;
 
 CaptureLogger g_logger;
 

@@ -30,40 +30,18 @@
 #include <string>
 #include <vector>
 
+#include "capture_logger.h"
+#include "clean_deploy/testing/check.h"
 #include "fake_expr_builder.h"
 
 using namespace nvinfer1;
 
 namespace {
 
-int g_failures = 0;
-#define CHECK(cond, ...)                                \
-  do {                                                  \
-    if (!(cond)) {                                      \
-      ++g_failures;                                     \
-      std::fprintf(stderr, "FAILED %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-      std::fprintf(stderr, __VA_ARGS__);                \
-      std::fprintf(stderr, "\n");                       \
-    }                                                   \
-  } while (0)
-
-// ---- logger ------------------------------------------------------------------------------------
-class CaptureLogger final : public ILogger {
- public:
-  void log(Severity severity, const char* msg) noexcept override {
-    if (severity <= Severity::kWARNING) last = msg;
-  }
-  std::string last;
-};
-
-class Finder final : public ILoggerFinder {
- public:
-  explicit Finder(ILogger* l) : logger_(l) {}
-  ILogger* findLogger() noexcept override { return logger_; }
-
- private:
-  ILogger* logger_;
-};
+using clean_deploy::testing::g_checks;
+using clean_deploy::testing::g_failures;
+using fake_trt::CaptureLogger;
+using fake_trt::Finder;
 
 // ---- fake expressions (fake_expr_builder.h): inputs at their upper bounds ----------------------
 using fake_trt::Builder;
@@ -231,8 +209,8 @@ int self_test(const Library& lib, CaptureLogger& logger) {
   bool gpu = true;
   {
     IPluginV3* p = create(lib, L);
-    CHECK(p != nullptr, "createPlugin failed: %s", logger.last.c_str());
-    logger.last.clear();
+    CHECK(p != nullptr, "createPlugin failed: %s", logger.last().c_str());
+    logger.clear();
     const Shapes s = shapes(p, L, n);
     CHECK(s.ok && s.rows == n * fan, "rows %lld", static_cast<long long>(s.rows));
     CHECK(s.decl.output == 2 && s.decl.opt_constant && s.decl.opt == 16384, "opt %lld", static_cast<long long>(s.decl.opt));
@@ -240,10 +218,10 @@ int self_test(const Library& lib, CaptureLogger& logger) {
     if (gpu) {
       CHECK(s.workspace > 0, "workspace %lld", static_cast<long long>(s.workspace));
     } else {
-      CHECK(logger.last.find("SparseConvolution 'conv2'") != std::string::npos &&
-                logger.last.find("size query") != std::string::npos,
-            "no-device failure without a clear message: '%s'", logger.last.c_str());
-      std::printf("plugin_harness: no CUDA device: strided-conv workspaces not checked (%s)\n", logger.last.c_str());
+      CHECK(logger.last().find("SparseConvolution 'conv2'") != std::string::npos &&
+                logger.last().find("size query") != std::string::npos,
+            "no-device failure without a clear message: '%s'", logger.last().c_str());
+      std::printf("plugin_harness: no CUDA device: strided-conv workspaces not checked (%s)\n", logger.last().c_str());
     }
     delete p;
   }
@@ -273,7 +251,7 @@ int self_test(const Library& lib, CaptureLogger& logger) {
     auto* core = static_cast<IPluginV3OneRuntime*>(p->getCapabilityInterface(PluginCapabilityType::kRUNTIME));
     const PluginFieldCollection* fc = core->getFieldsToSerialize();
     IPluginV3* q = lib.sparse_conv->createPlugin("conv2_copy", fc, TensorRTPhase::kRUNTIME);
-    CHECK(q != nullptr, "createPlugin from serialised fields failed: %s", logger.last.c_str());
+    CHECK(q != nullptr, "createPlugin from serialised fields failed: %s", logger.last().c_str());
     if (q) {
       const Shapes t = shapes(q, C, n);
         CHECK(t.rows == s.rows && t.decl.opt == s.decl.opt && t.workspace == s.workspace, "round trip differs");
@@ -305,26 +283,26 @@ int self_test(const Library& lib, CaptureLogger& logger) {
   // an input too large for the kernels: configurePlugin fails and says why
   {
     IPluginV3* p = create(lib, L);
-    logger.last.clear();
+    logger.clear();
     const Shapes s = shapes(p, L, int64_t(1) << 31);
     CHECK(s.configure != 0, "configurePlugin accepted 2^31 rows");
-    CHECK(logger.last.find("2147483648") != std::string::npos, "message lacks the size: '%s'", logger.last.c_str());
+    CHECK(logger.last().find("2147483648") != std::string::npos, "message lacks the size: '%s'", logger.last().c_str());
     // the kernels' size check refuses it before any device query (so this holds with or without a GPU)
-    CHECK(logger.last.find("cudaError") == std::string::npos, "refused only by the device query: '%s'",
-          logger.last.c_str());
-    CHECK(logger.last.find("conv2") != std::string::npos, "message lacks the layer name: '%s'", logger.last.c_str());
+    CHECK(logger.last().find("cudaError") == std::string::npos, "refused only by the device query: '%s'",
+          logger.last().c_str());
+    CHECK(logger.last().find("conv2") != std::string::npos, "message lacks the layer name: '%s'", logger.last().c_str());
     delete p;
   }
   // bad attributes are refused at creation with a message
   {
     Layer Bad = L;
     Bad.max_out_rows = -5;
-    logger.last.clear();
+    logger.clear();
     IPluginV3* p = create(lib, Bad);
-    CHECK(p == nullptr && logger.last.find("max_out_rows") != std::string::npos, "'%s'", logger.last.c_str());
+    CHECK(p == nullptr && logger.last().find("max_out_rows") != std::string::npos, "'%s'", logger.last().c_str());
     delete p;
   }
-  std::printf("plugin_harness self-test: %d failed\n", g_failures);
+  std::printf("plugin_harness self-test: %d checks, %d failed\n", g_checks, g_failures);
   return g_failures ? 1 : 0;
 }
 
@@ -352,14 +330,14 @@ int network(const Library& lib, CaptureLogger& logger, const char* path, int64_t
     }
     IPluginV3* p = create(lib, L);
     if (!p) return 2;
-    logger.last.clear();
+    logger.clear();
     const Shapes s = shapes(p, L, n);
     delete p;
     // without a device only CUB's size query may fail (strided convs); anything else is an error
-    const bool no_device = s.configure != 0 && !L.subm && logger.last.find("size query") != std::string::npos &&
-                           logger.last.find("cudaError") != std::string::npos;
+    const bool no_device = s.configure != 0 && !L.subm && logger.last().find("size query") != std::string::npos &&
+                           logger.last().find("cudaError") != std::string::npos;
     if (!s.ok || (s.configure != 0 && !no_device)) {
-      std::fprintf(stderr, "plugin_harness: layer %s failed: %s\n", L.name.c_str(), logger.last.c_str());
+      std::fprintf(stderr, "plugin_harness: layer %s failed: %s\n", L.name.c_str(), logger.last().c_str());
       return 1;
     }
     const int64_t K = static_cast<int64_t>(L.k[0]) * L.k[1] * L.k[2];

@@ -28,24 +28,15 @@
 #include "clean_deploy/redundancy.h"
 #include "clean_deploy/sparse_conv.h"
 #include "clean_deploy/half_bits.h"
+#include "clean_deploy/testing/check.h"
 #include "clean_deploy_cuda.h"
 
 using namespace clean_deploy;
 
 namespace {
 
-int g_checks = 0, g_failures = 0;
-
-#define CHECK(cond, ...)                                                             \
-  do {                                                                               \
-    ++g_checks;                                                                      \
-    if (!(cond)) {                                                                   \
-      ++g_failures;                                                                  \
-      std::fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond);  \
-      std::fprintf(stderr, __VA_ARGS__);                                             \
-      std::fprintf(stderr, "\n");                                                    \
-    }                                                                                \
-  } while (0)
+using clean_deploy::testing::g_checks;
+using clean_deploy::testing::g_failures;
 
 #define CUDA_OK(expr)                                                                                  \
   do {                                                                                                 \

@@ -131,3 +131,18 @@ def test_compute_profile_and_width_multiplier():
     assert all(layer.out_bytes > 0 and layer.out_bytes % 4 == 0 for layer in dense)
     assert pf.activation_bytes == sum(layer.out_bytes for layer in pf.layers) > pf.max_layer_out_bytes > 0
     assert 0.3 < ph.activation_bytes / pf.activation_bytes < 0.7  # channels halved, head outputs fixed
+
+
+def test_dense_head_sections_and_registry_agree():
+    """Every dense-head section of DetectorConfig has one registry entry and vice versa; a config
+    with none or two sections set is refused with the sections named, once, in the config."""
+    from clean_deploy.models.config import DENSE_HEAD_SECTIONS
+    from clean_deploy.models.heads import DENSE_HEADS
+
+    assert sorted(e.config_field for e in DENSE_HEADS.values()) == sorted(DENSE_HEAD_SECTIONS)
+    anchor, center = get_config("second"), get_config("centerpoint")
+    assert anchor.dense_head_section == "anchor_head" and center.dense_head_section == "center_head"
+    with pytest.raises(ValueError, match=r"exactly one dense head of \['anchor_head', 'center_head'\], got \[\]"):
+        anchor.replace(anchor_head=None)
+    with pytest.raises(ValueError, match=r"got \['anchor_head', 'center_head'\]"):
+        center.replace(anchor_head=get_config("second").anchor_head)

@@ -204,6 +204,10 @@ class PostProcessConfig(ConfigBase):
     redundancy: RedundancyConfig | None = None
 
 
+#: DetectorConfig's dense-head sections; each has one entry in models/heads' DENSE_HEADS
+DENSE_HEAD_SECTIONS: tuple[str, ...] = ("anchor_head", "center_head")
+
+
 @dataclass
 class DetectorConfig(ConfigBase):
     """A whole detector: input geometry, parts and post-processing."""
@@ -219,21 +223,30 @@ class DetectorConfig(ConfigBase):
     #: ``None`` for pillar detectors (PointPillars: VFE -> scatter -> 2D backbone)
     backbone3d: Backbone3DConfig | None = field(default_factory=Backbone3DConfig)
     backbone2d: Backbone2DConfig = field(default_factory=Backbone2DConfig)
-    #: exactly one of the dense heads
+    #: exactly one of the dense heads (the sections named in DENSE_HEAD_SECTIONS)
     anchor_head: AnchorHeadConfig | None = field(default_factory=AnchorHeadConfig)
     center_head: CenterHeadConfig | None = None
     roi_head: RoIHeadConfig | None = None
     post: PostProcessConfig = field(default_factory=PostProcessConfig)
 
     def __post_init__(self) -> None:
-        if (self.anchor_head is None) == (self.center_head is None):
-            raise ValueError(f"detector {self.name!r}: configure exactly one of anchor_head / center_head")
+        self.dense_head_section  # noqa: B018  (validates: exactly one dense-head section is set)
         if self.roi_head is not None and self.backbone3d is None:
             raise ValueError(f"detector {self.name!r}: the RoI head pools sparse 3D features; it needs backbone3d")
         if self.anchor_head is not None:
             names = tuple(a.name for a in self.anchor_head.anchors)
             if names != tuple(self.class_names):
                 raise ValueError(f"detector {self.name!r}: anchor classes {names} != class_names {self.class_names}")
+
+    @property
+    def dense_head_section(self) -> str:
+        """The name of the one dense-head section that is set (``anchor_head`` or ``center_head``);
+        the head registry (``models/heads``) builds the head registered for it."""
+        chosen = [f for f in DENSE_HEAD_SECTIONS if getattr(self, f) is not None]
+        if len(chosen) != 1:
+            raise ValueError(f"detector {self.name!r}: configure exactly one dense head of "
+                             f"{list(DENSE_HEAD_SECTIONS)}, got {chosen}")
+        return chosen[0]
 
     @property
     def grid_size(self) -> tuple[int, int, int]:

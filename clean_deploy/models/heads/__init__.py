@@ -28,13 +28,10 @@ DENSE_HEADS: dict[str, HeadEntry] = {
 
 
 def build_dense_head(det_cfg, in_channels: int, feature_stride: float) -> DenseHead:
-    """The registered head whose config section is set in ``det_cfg``."""
-    chosen = [(name, e) for name, e in DENSE_HEADS.items() if getattr(det_cfg, e.config_field, None) is not None]
-    if len(chosen) != 1:
-        raise ValueError(f"detector {det_cfg.name!r}: configure exactly one dense head of "
-                         f"{[e.config_field for e in DENSE_HEADS.values()]}, got {[e.config_field for _, e in chosen]}")
-    _, entry = chosen[0]
-    return entry.head.from_config(getattr(det_cfg, entry.config_field), in_channels, det_cfg, feature_stride)
+    """The registered head of the one dense-head section set in ``det_cfg`` (validated there)."""
+    section = det_cfg.dense_head_section
+    entry = next(e for e in DENSE_HEADS.values() if e.config_field == section)
+    return entry.head.from_config(getattr(det_cfg, section), in_channels, det_cfg, feature_stride)
 
 
 __all__ = ["DENSE_HEADS", "DenseHead", "HeadEntry", "build_dense_head"]

@@ -63,3 +63,20 @@ def test_output_without_record_and_missing_input_are_refused(tmp_path):
         run_stage(Stage("s", tmp_path / "o4", lambda: None))
     with pytest.raises(RuntimeError, match="without writing"):
         run_stage(Stage("s", tmp_path / "o3", lambda: None))
+
+
+def test_input_hashed_once_per_process_and_rehashed_when_changed(tmp_path, monkeypatch):
+    import builtins
+    import hashlib
+
+    from clean_deploy.stages import file_sha256
+
+    f = tmp_path / "teacher.pth"
+    f.write_bytes(b"a" * 1000)
+    opened = []
+    real_open = builtins.open
+    monkeypatch.setattr(builtins, "open", lambda p, *a, **k: (opened.append(str(p)), real_open(p, *a, **k))[1])
+    assert file_sha256(f) == file_sha256(f) == hashlib.sha256(b"a" * 1000).hexdigest()
+    assert opened == [str(f)]
+    f.write_bytes(b"b" * 1001)  # other contents: read again
+    assert file_sha256(f) == hashlib.sha256(b"b" * 1001).hexdigest() and len(opened) == 2

@@ -146,3 +146,53 @@ def test_dense_head_sections_and_registry_agree():
         anchor.replace(anchor_head=None)
     with pytest.raises(ValueError, match=r"got \['anchor_head', 'center_head'\]"):
         center.replace(anchor_head=get_config("second").anchor_head)
+
+
+def test_parts_come_from_the_registries():
+    """build_detector assembles the parts its config names: a newly registered backbone is used
+    without touching the detector; an unknown type names the registered ones; a config written before
+    the ``type`` fields existed still loads (defaults) and builds the same state-dict keys."""
+    from clean_deploy.models.backbone3d import VoxelBackbone8x
+    from clean_deploy.models.config import DetectorConfig
+    from clean_deploy.models.registry import BACKBONES_3D, BEV_BACKBONES, VFES
+
+    assert BACKBONES_3D.names() == ["voxel_8x"] and BEV_BACKBONES.names() == ["base_bev"]
+    assert VFES.names() == ["mean", "pillar"]
+
+    @BACKBONES_3D.register("test_voxel_8x_tagged")
+    class Tagged(VoxelBackbone8x):
+        tag = "tagged"
+
+    try:
+        cfg = get_config("centerpoint_fast")
+        det = build_detector(cfg.replace(backbone3d=cfg.backbone3d.replace(type="test_voxel_8x_tagged")))
+        assert det.backbone3d.tag == "tagged"
+        ref = build_detector(cfg)
+        assert list(det.state_dict()) == list(ref.state_dict())
+        with pytest.raises(ValueError, match=r"backbone3d.type must be one of \['test_voxel_8x_tagged', 'voxel_8x'\]"):
+            build_detector(cfg.replace(backbone3d=cfg.backbone3d.replace(type="nope")))
+        with pytest.raises(ValueError, match="registered twice"):
+            BACKBONES_3D.register("voxel_8x")(Tagged)
+    finally:
+        BACKBONES_3D._entries.pop("test_voxel_8x_tagged")
+    old = cfg.to_dict()
+    del old["backbone3d"]["type"], old["backbone2d"]["type"]
+    assert DetectorConfig.from_dict(old) == cfg
+
+
+def test_pruned_widths_read_back_through_the_part_contracts():
+    """The parts' contracts as pruning and export read them: config_with_widths reproduces an
+    unpruned config (pillar VFE, BEV backbone, no 3D backbone), conv_blocks lists the sparse blocks
+    in forward order with their module paths, roi_scales the stage outputs' voxel sizes."""
+    from clean_deploy.compress.prune.pruner import config_from_modules
+
+    for name in ("pointpillars_fast", "voxel_rcnn_fast"):
+        cfg = get_config(name)
+        assert config_from_modules(build_detector(cfg)) == cfg
+    sp = build_detector(get_config("second"))
+    name, block = sp.backbone3d.conv_blocks()[1]
+    assert name == "stages.0.1" and block is sp.backbone3d.stages[0][1]
+    assert [n for n, _ in sp.backbone3d.conv_blocks()][-1] == "conv_out"
+    scales = sp.backbone3d.roi_scales((0.05, 0.05, 0.1))
+    assert scales["x_conv1"] == (sp.backbone3d.stage_channels[0], (0.05, 0.05, 0.1))
+    assert scales["x_conv4"][1] == pytest.approx((0.4, 0.4, 0.8))

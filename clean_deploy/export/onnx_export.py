@@ -91,7 +91,7 @@ def _sparse_graph(det: Detector, opset: int) -> tuple[onnx.ModelProto, int, tupl
     count = 0
     if det.backbone3d is not None:
         shape = list(det.backbone3d.sparse_shape)
-        blocks = [b for stage in det.backbone3d.stages for b in stage] + [det.backbone3d.conv_out]
+        blocks = [b for _, b in det.backbone3d.conv_blocks()]
         for i, block in enumerate(blocks):
             conv, bn = block[0], block[1]
             if not isinstance(block[2], nn.ReLU):

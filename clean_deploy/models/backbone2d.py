@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from clean_deploy.models.config import Backbone2DConfig
+from clean_deploy.models.registry import BEV_BACKBONES
 
 
 def conv_bn_relu(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
@@ -12,8 +13,27 @@ def conv_bn_relu(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
                          nn.BatchNorm2d(c_out, eps=1e-3), nn.ReLU())
 
 
-class BEVBackbone(nn.Module):
-    """OpenPCDet's ``BaseBEVBackbone`` with explicit per-layer widths (so it can be pruned)."""
+class BEVBackbone2D(nn.Module):
+    """Contract of a BEV backbone: ``forward((N, in_channels, H, W)) -> (N, out_channels, H/s, W/s)``
+    with ``out_stride`` s; ``in_channels`` of the BEV map it reads; ``config_with_widths(cfg)``: the
+    config section describing the current (possibly pruned) widths."""
+
+    out_channels: int
+    out_stride: float
+
+    @property
+    def in_channels(self) -> int:
+        raise NotImplementedError
+
+    def config_with_widths(self, cfg: Backbone2DConfig) -> Backbone2DConfig:
+        raise NotImplementedError
+
+
+@BEV_BACKBONES.register("base_bev")
+class BEVBackbone(BEVBackbone2D):
+    """OpenPCDet's ``BaseBEVBackbone`` with explicit per-layer widths (so it can be pruned): blocks of
+    3x3 convs (``blocks.i.j``, conv+BN+ReLU), each brought to the output resolution by a deblock
+    (``deblocks.i``); the deblocks' outputs are concatenated."""
 
     def __init__(self, cfg: Backbone2DConfig, in_channels: int) -> None:
         super().__init__()
@@ -43,6 +63,10 @@ class BEVBackbone(nn.Module):
     def in_channels(self) -> int:
         """Channels of the BEV map it reads (the first conv's input; pruning may change it)."""
         return self.blocks[0][0][0].in_channels
+
+    def config_with_widths(self, cfg: Backbone2DConfig) -> Backbone2DConfig:
+        return cfg.replace(blocks=tuple(tuple(layer[0].out_channels for layer in block) for block in self.blocks),
+                           up_channels=tuple(d[0].out_channels for d in self.deblocks))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         ups = []

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from clean_deploy.models.config import Backbone3DConfig
+from clean_deploy.models.registry import BACKBONES_3D
 from clean_deploy.models.sparse import SparseBlock, SparseConv3d, SubMConv3d, require_spconv, spconv
 
 
@@ -21,7 +22,40 @@ def sparse_conv_block(c_in: int, c_out: int, kernel, stride=1, padding=0, subm: 
     return spconv.SparseSequential(conv, *_bn_relu(c_out))
 
 
-class VoxelBackbone8x(nn.Module):
+class SparseBackbone3D(nn.Module):
+    """Contract of a sparse 3D backbone (what the detector, the RoI head, export and pruning read).
+
+    ``forward(voxel_features (V,C), coords (V,4: b,z,y,x), batch_size)`` -> dict of SparseConvTensors
+    ``x_conv1..`` (one per stage) and ``encoded`` (the input of height compression).
+    ``sparse_shape`` [D, H, W] of the input grid; ``out_channels`` and ``out_shape_z`` of
+    ``encoded``; ``stage_channels``/``stage_strides`` of the stage outputs (BEV stride);
+    ``conv_blocks()``: every conv+BN+ReLU block in forward order with its module path (each block's
+    output feeds the next one; the last feeds the BEV map); ``config_with_widths(cfg)``: the config
+    section describing the current (possibly pruned) widths; ``roi_scales(voxel_size)``: channels and
+    voxel size of each stage output (the RoI head pools them).
+    """
+
+    sparse_shape: list[int]
+    out_channels: int
+    stage_channels: list[int]
+    stage_strides: list[int]
+
+    @property
+    def out_shape_z(self) -> int:
+        raise NotImplementedError
+
+    def conv_blocks(self) -> list[tuple[str, nn.Module]]:
+        raise NotImplementedError
+
+    def config_with_widths(self, cfg: Backbone3DConfig) -> Backbone3DConfig:
+        raise NotImplementedError
+
+    def roi_scales(self, voxel_size) -> dict[str, tuple[int, tuple[float, float, float]]]:
+        raise NotImplementedError
+
+
+@BACKBONES_3D.register("voxel_8x")
+class VoxelBackbone8x(SparseBackbone3D):
     """Sparse backbone. Input: voxel features (V,C), coords (V,4: b,z,y,x). Output dict with
     ``x_conv1..x_conv4`` (SparseConvTensors, strides 1,2,4,8) and ``encoded`` (after the
     z-collapsing conv) and their strides."""
@@ -64,6 +98,25 @@ class VoxelBackbone8x(nn.Module):
         for s, p in zip(self.cfg.strides, self.cfg.paddings):
             d = (d + 2 * p[0] - 3) // s[0] + 1
         return (d - 3) // 2 + 1
+
+    def conv_blocks(self) -> list[tuple[str, nn.Module]]:
+        blocks = [(f"stages.{i}.{j}", block) for i, stage in enumerate(self.stages) for j, block in enumerate(stage)]
+        return blocks + [("conv_out", self.conv_out)]
+
+    def config_with_widths(self, cfg: Backbone3DConfig) -> Backbone3DConfig:
+        return cfg.replace(stages=tuple(tuple(block[0].out_channels for block in stage) for stage in self.stages),
+                           out_channels=self.conv_out[0].out_channels)
+
+    def roi_scales(self, voxel_size) -> dict[str, tuple[int, tuple[float, float, float]]]:
+        vs = voxel_size
+        scales = {}
+        down = [1, 1, 1]  # x, y, z downsampling of each stage
+        for i, ch in enumerate(self.stage_channels):
+            if i > 0:
+                s = self.cfg.strides[i - 1]
+                down = [down[0] * s[2], down[1] * s[1], down[2] * s[0]]
+            scales[f"x_conv{i + 1}"] = (ch, (vs[0] * down[0], vs[1] * down[1], vs[2] * down[2]))
+        return scales
 
     def forward(self, voxel_features: torch.Tensor, coords: torch.Tensor, batch_size: int) -> dict:
         with SparseBlock(voxel_features.device) as blk:

@@ -38,6 +38,8 @@ class Backbone3DConfig(ConfigBase):
     SparseConv3d with kernel (3,1,1), stride (2,1,1).
     """
 
+    #: registered name of the backbone class (models/registry.py BACKBONES_3D)
+    type: str = "voxel_8x"
     stages: tuple[tuple[int, ...], ...] = ((16, 16), (32, 32, 32), (64, 64, 64), (64, 64, 64))
     strides: tuple[tuple[int, int, int], ...] = ((2, 2, 2), (2, 2, 2), (2, 2, 2))
     #: padding of the strided conv of stages 1..3 (z, y, x); OpenPCDet uses (0,1,1) for stage 3
@@ -59,6 +61,8 @@ class Backbone2DConfig(ConfigBase):
     output resolution; outputs are concatenated.
     """
 
+    #: registered name of the backbone class (models/registry.py BEV_BACKBONES)
+    type: str = "base_bev"
     blocks: tuple[tuple[int, ...], ...] = ((128,) * 6, (256,) * 6)
     strides: tuple[int, ...] = (1, 2)
     up_channels: tuple[int, ...] = (256, 256)

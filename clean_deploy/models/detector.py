@@ -1,56 +1,51 @@
-"""A detector composed from its config: VFE -> (sparse 3D backbone -> height compression | pillar
-scatter) -> BEV backbone -> dense head [-> RoI head]; losses and post-processed predictions."""
+"""A detector assembled from registered parts (models/registry.py): VFE -> (sparse 3D backbone ->
+height compression | pillar scatter) -> BEV backbone -> dense head [-> RoI head]; losses and
+post-processed predictions. ``build_detector(cfg)`` builds the parts its config names."""
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from clean_deploy.models.backbone2d import BEVBackbone
-from clean_deploy.models.backbone3d import VoxelBackbone8x
+import clean_deploy.models.backbone2d  # noqa: F401  (registers the BEV backbones)
+import clean_deploy.models.backbone3d  # noqa: F401  (registers the 3D backbones)
+from clean_deploy.models.backbone2d import BEVBackbone2D
+from clean_deploy.models.backbone3d import SparseBackbone3D
 from clean_deploy.models.bev import HeightCompression, PointPillarScatter
 from clean_deploy.models.config import DetectorConfig
 from clean_deploy.models.heads import DenseHead, build_dense_head
 from clean_deploy.models.postprocess import postprocess
+from clean_deploy.models.registry import BACKBONES_3D, BEV_BACKBONES
 from clean_deploy.models.roi.roi_head import RoIHead
-from clean_deploy.models.vfe import build_vfe
+from clean_deploy.models.vfe import VFE, build_vfe
+
+
+def _feature_stride(backbone3d: SparseBackbone3D | None, backbone2d: BEVBackbone2D) -> float:
+    """Cells of the input grid per dense-head output cell."""
+    return (backbone3d.stage_strides[-1] if backbone3d is not None else 1) * backbone2d.out_stride
 
 
 class Detector(nn.Module):
-    """One-stage (SECOND, PointPillars, CenterPoint) or two-stage (Voxel R-CNN) detector.
+    """One-stage (SECOND, PointPillars, CenterPoint) or two-stage (Voxel R-CNN) detector from parts.
 
     ``forward(batch)`` returns a dict of intermediate outputs (what distillation and pruning read):
     ``voxel_features``, ``sparse`` (multi-scale sparse tensors), ``bev`` (BEV input map),
     ``spatial_features_2d`` (BEV backbone output), ``dense`` (raw head outputs), ``roi`` (second
-    stage, teacher only). ``loss(out, batch)`` and ``predict(out)`` consume it.
+    stage, teacher only). ``loss(out, batch)`` and ``predict(out)`` consume it. The module names
+    (``vfe``, ``backbone3d``, ``to_bev``, ``backbone2d``, ``dense_head``, ``roi_head``) are the
+    state-dict prefixes.
     """
 
-    def __init__(self, cfg: DetectorConfig) -> None:
+    def __init__(self, cfg: DetectorConfig, *, vfe: VFE, backbone3d: SparseBackbone3D | None, to_bev: nn.Module,
+                 backbone2d: BEVBackbone2D, dense_head: DenseHead, roi_head: RoIHead | None = None) -> None:
         super().__init__()
         self.cfg = cfg
-        grid = cfg.grid_size
-        self.vfe = build_vfe(cfg.vfe, cfg.voxel_size, cfg.point_cloud_range)
-        if cfg.backbone3d is not None:
-            self.backbone3d = VoxelBackbone8x(cfg.backbone3d, self.vfe.out_channels, grid)
-            self.to_bev = HeightCompression(self.backbone3d.out_channels, self.backbone3d.out_shape_z)
-            bev_stride = self.backbone3d.stage_strides[-1]
-        else:
-            self.backbone3d = None
-            self.to_bev = PointPillarScatter(self.vfe.out_channels, grid)
-            bev_stride = 1
-        self.backbone2d = BEVBackbone(cfg.backbone2d, self.to_bev.out_channels)
-        self.feature_stride = bev_stride * self.backbone2d.out_stride
-        self.dense_head: DenseHead = build_dense_head(cfg, self.backbone2d.out_channels, self.feature_stride)
-        self.roi_head = None
-        if cfg.roi_head is not None:
-            scales = {}
-            vs = cfg.voxel_size
-            down = [1, 1, 1]  # x, y, z downsampling of each stage
-            for i, ch in enumerate(self.backbone3d.stage_channels):
-                if i > 0:
-                    s = cfg.backbone3d.strides[i - 1]
-                    down = [down[0] * s[2], down[1] * s[1], down[2] * s[0]]
-                scales[f"x_conv{i + 1}"] = (ch, (vs[0] * down[0], vs[1] * down[1], vs[2] * down[2]))
-            self.roi_head = RoIHead(cfg.roi_head, scales, cfg.point_cloud_range)
+        self.vfe = vfe
+        self.backbone3d = backbone3d
+        self.to_bev = to_bev
+        self.backbone2d = backbone2d
+        self.dense_head = dense_head
+        self.roi_head = roi_head
+        self.feature_stride = _feature_stride(backbone3d, backbone2d)
 
     @property
     def is_two_stage(self) -> bool:
@@ -98,4 +93,18 @@ class Detector(nn.Module):
 
 
 def build_detector(cfg: DetectorConfig) -> Detector:
-    return Detector(cfg)
+    """The detector of ``cfg``, each part built from the class its section names."""
+    grid = cfg.grid_size
+    vfe = build_vfe(cfg.vfe, cfg.voxel_size, cfg.point_cloud_range)
+    if cfg.backbone3d is not None:
+        backbone3d = BACKBONES_3D.get(cfg.backbone3d.type)(cfg.backbone3d, vfe.out_channels, grid)
+        to_bev: nn.Module = HeightCompression(backbone3d.out_channels, backbone3d.out_shape_z)
+    else:
+        backbone3d = None
+        to_bev = PointPillarScatter(vfe.out_channels, grid)
+    backbone2d = BEV_BACKBONES.get(cfg.backbone2d.type)(cfg.backbone2d, to_bev.out_channels)
+    dense_head = build_dense_head(cfg, backbone2d.out_channels, _feature_stride(backbone3d, backbone2d))
+    roi_head = (RoIHead(cfg.roi_head, backbone3d.roi_scales(cfg.voxel_size), cfg.point_cloud_range)
+                if cfg.roi_head is not None else None)
+    return Detector(cfg, vfe=vfe, backbone3d=backbone3d, to_bev=to_bev, backbone2d=backbone2d,
+                    dense_head=dense_head, roi_head=roi_head)

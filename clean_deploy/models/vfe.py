@@ -5,9 +5,22 @@ import torch
 from torch import nn
 
 from clean_deploy.models.config import VFEConfig
+from clean_deploy.models.registry import VFES
 
 
-class MeanVFE(nn.Module):
+class VFE(nn.Module):
+    """Contract of a voxel feature encoder: ``forward(voxels (V,T,F), num_points (V,), coords (V,4))
+    -> (V, out_channels)``; ``config_with_widths()`` describes the modules' current widths (after
+    pruning) as its config section."""
+
+    out_channels: int
+
+    def config_with_widths(self, cfg: VFEConfig) -> VFEConfig:
+        return cfg
+
+
+@VFES.register("mean")
+class MeanVFE(VFE):
     """Average of the (up to ``max_points``) points of each voxel -> (V, C)."""
 
     def __init__(self, cfg: VFEConfig, voxel_size, point_cloud_range) -> None:
@@ -20,7 +33,8 @@ class MeanVFE(nn.Module):
         return total / n
 
 
-class PillarVFE(nn.Module):
+@VFES.register("pillar")
+class PillarVFE(VFE):
     """PointNet over pillar points augmented with offsets to the points' mean and the pillar
     centre (PointPillars), max-pooled over the points of each pillar."""
 
@@ -37,6 +51,9 @@ class PillarVFE(nn.Module):
         self.out_channels = c_in
         self.register_buffer("voxel_size", torch.tensor(voxel_size, dtype=torch.float32), persistent=False)
         self.register_buffer("pc_min", torch.tensor(point_cloud_range[:3], dtype=torch.float32), persistent=False)
+
+    def config_with_widths(self, cfg: VFEConfig) -> VFEConfig:
+        return cfg.replace(pillar_filters=tuple(layer[0].out_features for layer in self.layers))
 
     def forward(self, voxels: torch.Tensor, num_points: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
         v, p, _ = voxels.shape
@@ -60,8 +77,5 @@ class PillarVFE(nn.Module):
         return x.max(1).values
 
 
-def build_vfe(cfg: VFEConfig, voxel_size, point_cloud_range) -> nn.Module:
-    kinds = {"mean": MeanVFE, "pillar": PillarVFE}
-    if cfg.type not in kinds:
-        raise ValueError(f"vfe.type must be one of {sorted(kinds)}, got {cfg.type!r}")
-    return kinds[cfg.type](cfg, voxel_size, point_cloud_range)
+def build_vfe(cfg: VFEConfig, voxel_size, point_cloud_range) -> VFE:
+    return VFES.get(cfg.type)(cfg, voxel_size, point_cloud_range)

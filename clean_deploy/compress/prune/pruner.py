@@ -216,14 +216,8 @@ def apply_pruning(det: Detector, keep: dict[str, torch.Tensor], bev_shape: tuple
 def config_from_modules(det: Detector):
     """The detector config that describes the (pruned) modules' widths."""
     cfg = det.cfg
-    changes = {}
+    changes = {"vfe": det.vfe.config_with_widths(cfg.vfe),
+               "backbone2d": det.backbone2d.config_with_widths(cfg.backbone2d)}
     if det.backbone3d is not None:
-        stages = tuple(tuple(block[0].out_channels for block in stage) for stage in det.backbone3d.stages)
-        changes["backbone3d"] = cfg.backbone3d.replace(stages=stages, out_channels=det.backbone3d.conv_out[0].out_channels)
-    if cfg.vfe.type == "pillar":
-        changes["vfe"] = cfg.vfe.replace(pillar_filters=tuple(layer[0].out_features for layer in det.vfe.layers))
-    bb = det.backbone2d
-    changes["backbone2d"] = cfg.backbone2d.replace(
-        blocks=tuple(tuple(layer[0].out_channels for layer in block) for block in bb.blocks),
-        up_channels=tuple(d[0].out_channels for d in bb.deblocks))
+        changes["backbone3d"] = det.backbone3d.config_with_widths(cfg.backbone3d)
     return cfg.replace(**changes)

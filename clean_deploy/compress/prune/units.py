@@ -49,11 +49,7 @@ def find_units(det: Detector) -> list[Unit]:
             cons = [f"vfe.layers.{i + 1}.0"] if i + 1 < n else [_first_bev_conv(det)]
             units.append(Unit(f"vfe.layers.{i}", "pillar", layer[2], layer[0], layer[0].out_features, cons))
     if det.backbone3d is not None:
-        seq: list[tuple[str, nn.Module]] = []
-        for i, stage in enumerate(det.backbone3d.stages):
-            for j, block in enumerate(stage):
-                seq.append((f"backbone3d.stages.{i}.{j}", block))
-        seq.append(("backbone3d.conv_out", det.backbone3d.conv_out))
+        seq = [(f"backbone3d.{name}", block) for name, block in det.backbone3d.conv_blocks()]
         for k, (name, block) in enumerate(seq):
             last = k + 1 == len(seq)
             cons = [_first_bev_conv(det)] if last else [seq[k + 1][0] + ".0"]

@@ -143,7 +143,7 @@ class Ablation:
 
     def evaluate(self, ckpt: Path, row: str, seed: int | None, extra: dict) -> dict:
         from clean_deploy.bench.model_info import load_frames, model_summary
-        from clean_deploy.train.checkpoint import load_checkpoint, load_detector
+        from clean_deploy.models.checkpoint import load_checkpoint, load_detector
         from clean_deploy.train.evaluate import evaluate_predictions, mean_moderate_ap, predict_split
 
         model, _ = load_detector(ckpt)
@@ -217,7 +217,7 @@ class Ablation:
         from clean_deploy.compress.distill.run import distill
         from clean_deploy.compress.prune.run import calibration_batches, prune_model
         from clean_deploy.models.config import RedundancyConfig
-        from clean_deploy.train.checkpoint import load_detector, save_checkpoint
+        from clean_deploy.models.checkpoint import load_detector, save_checkpoint
         from clean_deploy.train.loop import train
 
         a = self.args
@@ -424,7 +424,7 @@ def main(argv=None) -> int:
     from clean_deploy.models.zoo import get_config
 
     student = get_config(args.student)
-    if not (student.anchor_head or student.center_head).iou_branch:
+    if not student.dense_head.iou_branch:
         raise SystemExit(f"{args.student}: the ablation needs the IoU-quality branch (append '+iou')")
     protocol = Protocol(args.student, sha256(args.teacher), args.epochs, args.finetune_epochs, args.batch_size,
                         args.lr, args.calib_frames, args.frames, args.val_frames, args.test_frames, args.test_seed)

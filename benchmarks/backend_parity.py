@@ -35,7 +35,7 @@ def run_one(backend: str, seed: int, args) -> dict:
     from clean_deploy.config import TrainConfig
     from clean_deploy.models.sparse import describe_backend, set_sparse_backend
     from clean_deploy.models.zoo import get_config
-    from clean_deploy.train.checkpoint import load_detector
+    from clean_deploy.models.checkpoint import load_detector
     from clean_deploy.train.evaluate import evaluate_predictions, mean_moderate_ap, predict_split
     from clean_deploy.train.loop import train
 

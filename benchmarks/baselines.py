@@ -18,7 +18,7 @@ from pathlib import Path
 from clean_deploy.bench.run import BenchJob, machine_description, run_job
 from clean_deploy.config import TrainConfig
 from clean_deploy.models.zoo import get_config
-from clean_deploy.train.checkpoint import load_checkpoint
+from clean_deploy.models.checkpoint import load_checkpoint
 from clean_deploy.train.loop import train
 
 #: (key, detector config, role)

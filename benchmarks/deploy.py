@@ -18,7 +18,7 @@ from pathlib import Path
 from clean_deploy.bench.run import bench
 from clean_deploy.runtime.check import check_parity
 from clean_deploy.export.onnx_export import export_onnx
-from clean_deploy.train.checkpoint import load_detector
+from clean_deploy.models.checkpoint import load_detector
 from clean_deploy.train.evaluate import mean_moderate_ap
 
 

@@ -27,7 +27,7 @@ def half_copy(src: Path, dst: Path) -> dict:
     import torch
 
     from clean_deploy.models.sparse import describe_backend
-    from clean_deploy.train.checkpoint import load_checkpoint, load_detector, save_checkpoint
+    from clean_deploy.models.checkpoint import load_checkpoint, load_detector, save_checkpoint
 
     model, _ = load_detector(src)
     cfg = model.cfg

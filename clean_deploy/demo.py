@@ -138,7 +138,7 @@ def run_demo(cfg: DemoConfig, echo=print) -> dict:
     if "export" in cfg.stages:
         from clean_deploy.runtime.check import check_parity
         from clean_deploy.export.onnx_export import export_onnx
-        from clean_deploy.train.checkpoint import load_detector
+        from clean_deploy.models.checkpoint import load_detector
 
         echo(f"[export] {compressed} -> {onnx_path} (custom ops: SparseConvolution, IoUAwareRedundancyElimination)")
         model, _ = load_detector(compressed)

@@ -21,7 +21,7 @@ from clean_deploy.data.kitti.reader import KittiReader
 from clean_deploy.config import TrainConfig
 from clean_deploy.models.zoo import get_config, with_iou_branch
 from clean_deploy.stages import Stage, run_stage
-from clean_deploy.train.checkpoint import load_detector, save_checkpoint
+from clean_deploy.models.checkpoint import load_detector, save_checkpoint
 
 
 def _evaluate(ckpt: Path, data, split: str, out_dir: Path, latency_frames: int, threads: int) -> dict:

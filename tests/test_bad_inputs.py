@@ -85,7 +85,7 @@ def test_debug_shows_the_traceback(tmp_path):
 def _student_ckpt(tmp_path: Path, poison: bool = False) -> Path:
     from clean_deploy.models.detector import build_detector
     from clean_deploy.models.zoo import get_config
-    from clean_deploy.train.checkpoint import save_checkpoint
+    from clean_deploy.models.checkpoint import save_checkpoint
 
     cfg = get_config("second_fast@0.25x")
     model = build_detector(cfg)
@@ -114,7 +114,7 @@ def test_checkpoint_of_another_width_is_one_line(tmp_path):
     """Weights of a 0.25x student under a 0.5x config: torch would print one line per tensor."""
     from clean_deploy.models.detector import build_detector
     from clean_deploy.models.zoo import get_config
-    from clean_deploy.train.checkpoint import save_checkpoint
+    from clean_deploy.models.checkpoint import save_checkpoint
 
     model = build_detector(get_config("second_fast@0.25x"))
     path = tmp_path / "other_width.pth"

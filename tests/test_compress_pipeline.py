@@ -10,7 +10,7 @@ from clean_deploy.pipeline import CompressConfig, compress
 from clean_deploy.stages import StageMismatch
 from clean_deploy.models.detector import build_detector
 from clean_deploy.models.zoo import get_config
-from clean_deploy.train.checkpoint import load_detector, save_checkpoint
+from clean_deploy.models.checkpoint import load_detector, save_checkpoint
 
 
 def test_compress_pipeline_end_to_end(synth_data, tmp_path):

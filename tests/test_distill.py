@@ -187,7 +187,7 @@ def test_distill_seed_fixes_the_student_init_as_plain_training_does(pair, tmp_pa
     the ablation), whatever the global RNG did before."""
     from clean_deploy.compress.distill import run as distill_run
     from clean_deploy.config import TrainConfig
-    from clean_deploy.train.checkpoint import save_checkpoint
+    from clean_deploy.models.checkpoint import save_checkpoint
 
     cfg = with_iou_branch(get_config("centerpoint_fast@0.25x"))
     teacher_ckpt = tmp_path / "teacher.pth"

@@ -43,7 +43,7 @@ def test_forward_backward_every_family(name):
 def test_anchor_head_decode_recovers_targets():
     """Predictions equal to the encoded targets decode (through NMS) to exactly the GT boxes."""
     cfg = get_config("second_fast")
-    head = AnchorHead(cfg.anchor_head, 8, cfg.class_names, cfg.point_cloud_range)
+    head = AnchorHead(cfg.dense_head, 8, cfg.class_names, cfg.point_cloud_range)
     h, w = 100, 88
     gt = torch.from_numpy(TOY_BOXES)[None]
     anchors = head.anchors((h, w), "cpu")
@@ -58,7 +58,7 @@ def test_anchor_head_decode_recovers_targets():
     box[0, pos] = head.coder.encode(tg["matched"][0, pos], flat[pos])
     dir_t = torch.zeros(1, flat.shape[0], 2)
     from clean_deploy.models.heads.losses import direction_target
-    dir_t[0, pos, direction_target(tg["matched"][0, pos, 6], cfg.anchor_head.dir_offset, 2)] = 5.0
+    dir_t[0, pos, direction_target(tg["matched"][0, pos, 6], cfg.dense_head.dir_offset, 2)] = 5.0
     preds = {"cls": cls, "box": box, "dir": dir_t, "feature_size": (h, w)}
     res = postprocess(head.decode(preds), PostProcessConfig(score_thresh=0.5, nms_thresh=0.5))[0]
     assert len(res["boxes"]) == len(TOY_BOXES)
@@ -133,19 +133,35 @@ def test_compute_profile_and_width_multiplier():
     assert 0.3 < ph.activation_bytes / pf.activation_bytes < 0.7  # channels halved, head outputs fixed
 
 
-def test_dense_head_sections_and_registry_agree():
-    """Every dense-head section of DetectorConfig has one registry entry and vice versa; a config
-    with none or two sections set is refused with the sections named, once, in the config."""
-    from clean_deploy.models.config import DENSE_HEAD_SECTIONS
+def test_dense_head_section_names_its_head_and_older_configs_load():
+    """DetectorConfig.dense_head is one section whose ``type`` picks the head class; every
+    registered head has a parseable config class; a config stored with the older per-head sections
+    (anchor_head / center_head, the other null) loads to the same config; a bad type is named."""
+    from clean_deploy.models.config import HEAD_CONFIGS, DetectorConfig
     from clean_deploy.models.heads import DENSE_HEADS
 
-    assert sorted(e.config_field for e in DENSE_HEADS.values()) == sorted(DENSE_HEAD_SECTIONS)
-    anchor, center = get_config("second"), get_config("centerpoint")
-    assert anchor.dense_head_section == "anchor_head" and center.dense_head_section == "center_head"
-    with pytest.raises(ValueError, match=r"exactly one dense head of \['anchor_head', 'center_head'\], got \[\]"):
-        anchor.replace(anchor_head=None)
-    with pytest.raises(ValueError, match=r"got \['anchor_head', 'center_head'\]"):
-        center.replace(anchor_head=get_config("second").anchor_head)
+    assert sorted(DENSE_HEADS) == sorted(HEAD_CONFIGS) == ["anchor", "center"]
+    for name in ("second_fast", "centerpoint_fast@0.5x+iou", "voxel_rcnn_fast"):
+        cfg = get_config(name)
+        d = cfg.to_dict()
+        assert DetectorConfig.from_dict(d) == cfg
+        assert type(build_detector(cfg).dense_head) is DENSE_HEADS[cfg.dense_head.type]
+        legacy = {k: v for k, v in d.items() if k != "dense_head"}
+        head = {k: v for k, v in d["dense_head"].items() if k != "type"}
+        legacy["anchor_head"], legacy["center_head"] = ((head, None) if cfg.dense_head.type == "anchor" else (None, head))
+        assert DetectorConfig.from_dict(legacy) == cfg
+    center = get_config("centerpoint_fast")
+    assert center.dense_head.type == "center" and center.dense_head.iou_branch is False
+    assert get_config("centerpoint_fast+iou").dense_head.iou_branch is True
+    bad = center.to_dict()
+    bad["dense_head"]["type"] = "ssd"
+    with pytest.raises(ValueError, match=r"DetectorConfig.dense_head.type must be one of \['anchor', 'center'\], got 'ssd'"):
+        DetectorConfig.from_dict(bad)
+    both = {**{k: v for k, v in bad.items() if k != "dense_head"}, "anchor_head": {}, "center_head": {}}
+    with pytest.raises(ValueError, match="exactly one of"):
+        DetectorConfig.from_dict(both)
+    with pytest.raises(ValueError, match="anchor classes"):
+        get_config("second").replace(class_names=("Car",))
 
 
 def test_parts_come_from_the_registries():

@@ -13,7 +13,7 @@ from clean_deploy.compress.prune.units import find_units
 from clean_deploy.models.detector import build_detector
 from clean_deploy.models.flops import count_params
 from clean_deploy.models.zoo import get_config
-from clean_deploy.train.checkpoint import load_detector, save_checkpoint
+from clean_deploy.models.checkpoint import load_detector, save_checkpoint
 
 from toy import toy_batch
 

@@ -234,7 +234,7 @@ def test_training_loss_curve_matches_spconv(synth_data, tmp_path):
     from clean_deploy.config import AugmentConfig, GTSamplingConfig, TrainConfig
     from clean_deploy.models.detector import build_detector
     from clean_deploy.models.zoo import get_config
-    from clean_deploy.train.checkpoint import load_checkpoint
+    from clean_deploy.models.checkpoint import load_checkpoint
     from clean_deploy.train.loop import Trainer
 
     aug = AugmentConfig(gt_sampling=GTSamplingConfig(enabled=False), random_flip_x=False, global_rotation=None,

@@ -10,7 +10,7 @@ from clean_deploy.config import AugmentConfig, GTSamplingConfig, TrainConfig
 from clean_deploy.data.dataset import collate_batch
 from clean_deploy.models.detector import build_detector
 from clean_deploy.models.zoo import get_config
-from clean_deploy.train.checkpoint import CheckpointError, load_checkpoint, load_detector, save_checkpoint
+from clean_deploy.models.checkpoint import CheckpointError, load_checkpoint, load_detector, save_checkpoint
 from clean_deploy.train.evaluate import evaluate_predictions, predict_split
 from clean_deploy.train.loop import Trainer
 

@@ -26,7 +26,7 @@ def source_model(onnx_path: str | Path) -> Detector | None:
     """The PyTorch checkpoint an exported model came from (its sidecar's ``source_checkpoint``), if
     recorded and still there."""
     from clean_deploy.sidecar import read_sidecar
-    from clean_deploy.train.checkpoint import load_detector
+    from clean_deploy.models.checkpoint import load_detector
 
     src = read_sidecar(Path(onnx_path).with_suffix(".json")).get("source_checkpoint")
     if src and Path(src).is_file():

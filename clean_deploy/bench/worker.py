@@ -11,7 +11,7 @@ import torch
 
 def _torch_session(model_path: str, device: str):
     from clean_deploy.runtime.torch_session import TorchSession
-    from clean_deploy.train.checkpoint import load_detector
+    from clean_deploy.models.checkpoint import load_detector
 
     model, _ = load_detector(model_path)
     return TorchSession(model, device), model

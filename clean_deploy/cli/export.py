@@ -22,7 +22,7 @@ def export_command(
 ) -> None:
     """Export to ONNX with clean_deploy custom ops; --check runs the parity test on ONNX Runtime."""
     from clean_deploy.export.onnx_export import export_onnx
-    from clean_deploy.train.checkpoint import load_detector
+    from clean_deploy.models.checkpoint import load_detector
 
     model, _ = load_detector(ckpt)
     res = export_onnx(model, out, opset, source=ckpt, precision=precision)

@@ -56,7 +56,7 @@ def model_info_command(
     from clean_deploy.data.synth import generate_frame
     from clean_deploy.models.detector import build_detector
     from clean_deploy.models.zoo import get_config
-    from clean_deploy.train.checkpoint import load_detector
+    from clean_deploy.models.checkpoint import load_detector
 
     if data is not None:
         fr = load_frames(data, "val", frames)

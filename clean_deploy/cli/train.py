@@ -54,7 +54,7 @@ def train_command(
 def _test(ckpt: Path, data: Path, split: str, pred_out: Path, json_out: Optional[Path], range_filter: bool,
           batch_size: int = 2, device: str = "auto") -> dict:
     from clean_deploy.eval.files import format_table
-    from clean_deploy.train.checkpoint import load_detector
+    from clean_deploy.models.checkpoint import load_detector
     from clean_deploy.train.distributed import pick_device
     from clean_deploy.train.evaluate import evaluate_predictions, mean_moderate_ap, predict_split
 

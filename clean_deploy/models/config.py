@@ -105,10 +105,57 @@ class LossWeights(ConfigBase):
     iou: float = 1.0
 
 
+#: dense-head config classes by ``type`` (filled by :func:`register_head_config`)
+HEAD_CONFIGS: dict[str, type["HeadConfig"]] = {}
+
+
+class HeadConfig(ConfigBase):
+    """Base of the dense heads' config sections (``DetectorConfig.dense_head``). A subclass is a
+    dataclass whose first field is ``type: str = "<name>"`` (its registered name, the head's
+    registry key in models/heads), registered with :func:`register_head_config`; a dict is parsed
+    into the class its ``type`` names."""
+
+    type: str
+    iou_branch: bool
+
+    @classmethod
+    def from_dict(cls, d: dict, _where: str | None = None):
+        if cls is not HeadConfig:
+            return super().from_dict(d, _where)
+        where = _where or "dense_head"
+        name = d.get("type") if isinstance(d, dict) else None
+        if name not in HEAD_CONFIGS:
+            raise ValueError(f"{where}.type must be one of {sorted(HEAD_CONFIGS)}, got {name!r}")
+        return HEAD_CONFIGS[name].from_dict(d, where)
+
+    def __post_init__(self) -> None:
+        expected = type(self).__dataclass_fields__["type"].default
+        if self.type != expected:
+            raise ValueError(f"dense_head.type of {type(self).__name__} must be {expected!r}, got {self.type!r}")
+
+    def scaled(self, mult: float) -> "HeadConfig":
+        """The head's config at ``mult`` times the width (``scale_width``); default: unchanged."""
+        return self
+
+    def validate(self, det: "DetectorConfig") -> None:
+        """Checks against the rest of the detector's config (raises ValueError)."""
+
+
+def register_head_config(cls):
+    """Class decorator: makes a ``HeadConfig`` dataclass parseable by its ``type``."""
+    name = cls.__dataclass_fields__["type"].default
+    if name in HEAD_CONFIGS and HEAD_CONFIGS[name] is not cls:
+        raise ValueError(f"dense_head.type {name!r} is registered twice")
+    HEAD_CONFIGS[name] = cls
+    return cls
+
+
+@register_head_config
 @dataclass
-class AnchorHeadConfig(ConfigBase):
+class AnchorHeadConfig(HeadConfig):
     """Multi-class anchor head: focal-loss classification, smooth-L1 residuals, direction bins."""
 
+    type: str = "anchor"
     anchors: tuple[AnchorClassConfig, ...] = field(default_factory=kitti_anchor_classes)
     use_direction_classifier: bool = True
     dir_offset: float = 0.78539
@@ -125,22 +172,10 @@ class AnchorHeadConfig(ConfigBase):
     #: IoU-quality branch (predicts the 3D IoU of each decoded box with its target)
     iou_branch: bool = False
 
-
-@dataclass
-class CenterHeadConfig(ConfigBase):
-    """CenterPoint-style head: class heatmaps + regression of offset, z, log size, (cos, sin)."""
-
-    shared_channels: int = 64
-    head_channels: int = 64
-    #: gaussian radius: CenterNet's formula with this min overlap, at least ``min_radius`` cells
-    gaussian_overlap: float = 0.1
-    min_radius: int = 2
-    max_objects: int = 128
-    loss_weights: LossWeights = field(default_factory=lambda: LossWeights(cls=1.0, box=0.25, dir=0.0, iou=1.0))
-    code_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
-    iou_branch: bool = False
-    #: heatmap peaks decoded per frame (Python decode, the exported node's ``top_k``, the C++ decoder)
-    top_k: int = 500
+    def validate(self, det: "DetectorConfig") -> None:
+        names = tuple(a.name for a in self.anchors)
+        if names != tuple(det.class_names):
+            raise ValueError(f"detector {det.name!r}: anchor classes {names} != class_names {det.class_names}")
 
 
 @dataclass
@@ -208,10 +243,6 @@ class PostProcessConfig(ConfigBase):
     redundancy: RedundancyConfig | None = None
 
 
-#: DetectorConfig's dense-head sections; each has one entry in models/heads' DENSE_HEADS
-DENSE_HEAD_SECTIONS: tuple[str, ...] = ("anchor_head", "center_head")
-
-
 @dataclass
 class DetectorConfig(ConfigBase):
     """A whole detector: input geometry, parts and post-processing."""
@@ -227,30 +258,34 @@ class DetectorConfig(ConfigBase):
     #: ``None`` for pillar detectors (PointPillars: VFE -> scatter -> 2D backbone)
     backbone3d: Backbone3DConfig | None = field(default_factory=Backbone3DConfig)
     backbone2d: Backbone2DConfig = field(default_factory=Backbone2DConfig)
-    #: exactly one of the dense heads (the sections named in DENSE_HEAD_SECTIONS)
-    anchor_head: AnchorHeadConfig | None = field(default_factory=AnchorHeadConfig)
-    center_head: CenterHeadConfig | None = None
+    #: the dense head's section; its ``type`` selects the head class (models/heads DENSE_HEADS)
+    dense_head: HeadConfig = field(default_factory=AnchorHeadConfig)
     roi_head: RoIHeadConfig | None = None
     post: PostProcessConfig = field(default_factory=PostProcessConfig)
 
     def __post_init__(self) -> None:
-        self.dense_head_section  # noqa: B018  (validates: exactly one dense-head section is set)
+        if not isinstance(self.dense_head, HeadConfig):
+            raise ValueError(f"detector {self.name!r}: dense_head must be a registered head config "
+                             f"{sorted(HEAD_CONFIGS)}, got {type(self.dense_head).__name__}")
         if self.roi_head is not None and self.backbone3d is None:
             raise ValueError(f"detector {self.name!r}: the RoI head pools sparse 3D features; it needs backbone3d")
-        if self.anchor_head is not None:
-            names = tuple(a.name for a in self.anchor_head.anchors)
-            if names != tuple(self.class_names):
-                raise ValueError(f"detector {self.name!r}: anchor classes {names} != class_names {self.class_names}")
+        self.dense_head.validate(self)
 
-    @property
-    def dense_head_section(self) -> str:
-        """The name of the one dense-head section that is set (``anchor_head`` or ``center_head``);
-        the head registry (``models/heads``) builds the head registered for it."""
-        chosen = [f for f in DENSE_HEAD_SECTIONS if getattr(self, f) is not None]
-        if len(chosen) != 1:
-            raise ValueError(f"detector {self.name!r}: configure exactly one dense head of "
-                             f"{list(DENSE_HEAD_SECTIONS)}, got {chosen}")
-        return chosen[0]
+    @classmethod
+    def from_dict(cls, d: dict, _where: str | None = None) -> "DetectorConfig":
+        """Also reads configs written before ``dense_head`` (one of the sections ``anchor_head`` /
+        ``center_head`` set, the other null), as stored in older checkpoints."""
+        legacy = {"anchor_head": "anchor", "center_head": "center"}
+        if isinstance(d, dict) and set(legacy) & set(d):
+            where = _where or cls.__name__
+            d = dict(d)
+            sections = {k: d.pop(k) for k in legacy if k in d}
+            given = [k for k, v in sections.items() if v is not None]
+            if "dense_head" in d or len(given) != 1:
+                raise ValueError(f"{where}: a config with the older head sections needs exactly one of "
+                                 f"{list(legacy)} set and no dense_head, got {given + (['dense_head'] if 'dense_head' in d else [])}")
+            d["dense_head"] = {"type": legacy[given[0]], **sections[given[0]]}
+        return super().from_dict(d, _where)
 
     @property
     def grid_size(self) -> tuple[int, int, int]:

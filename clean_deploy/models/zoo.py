@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 from typing import Callable
 
-from clean_deploy.models.config import (AnchorHeadConfig, Backbone2DConfig, Backbone3DConfig, CenterHeadConfig,
-                                        DetectorConfig, PostProcessConfig, RoIHeadConfig, VFEConfig)
+from clean_deploy.models.config import (Backbone2DConfig, Backbone3DConfig, DetectorConfig, PostProcessConfig,
+                                        RoIHeadConfig, VFEConfig)
+from clean_deploy.models.heads.center_head import CenterHeadConfig
 
 KITTI_RANGE = (0.0, -40.0, -3.0, 70.4, 40.0, 1.0)
 PILLAR_RANGE = (0.0, -39.68, -3.0, 69.12, 39.68, 1.0)
@@ -31,7 +32,7 @@ def pointpillars() -> DetectorConfig:
 
 def centerpoint() -> DetectorConfig:
     return DetectorConfig(name="centerpoint", point_cloud_range=KITTI_RANGE, voxel_size=(0.05, 0.05, 0.1),
-                          anchor_head=None, center_head=CenterHeadConfig(),
+                          dense_head=CenterHeadConfig(),
                           post=PostProcessConfig(score_thresh=0.1, nms_thresh=0.01))
 
 
@@ -93,12 +94,8 @@ def scale_width(cfg: DetectorConfig, mult: float) -> DetectorConfig:
     """All conv widths of the backbones and the VFE times ``mult`` (heads keep their sizes)."""
     vfe = cfg.vfe.replace(pillar_filters=tuple(max(8, int(round(c * mult / 4) * 4)) for c in cfg.vfe.pillar_filters))
     b3 = cfg.backbone3d.scaled(mult) if cfg.backbone3d is not None else None
-    changes = dict(vfe=vfe, backbone3d=b3, backbone2d=cfg.backbone2d.scaled(mult))
-    if cfg.center_head is not None:
-        ch = cfg.center_head
-        changes["center_head"] = ch.replace(shared_channels=max(16, int(ch.shared_channels * mult)),
-                                            head_channels=max(16, int(ch.head_channels * mult)))
-    return cfg.replace(**changes)
+    return cfg.replace(vfe=vfe, backbone3d=b3, backbone2d=cfg.backbone2d.scaled(mult),
+                       dense_head=cfg.dense_head.scaled(mult))
 
 
 def get_config(name: str) -> DetectorConfig:
@@ -119,6 +116,4 @@ def get_config(name: str) -> DetectorConfig:
 
 def with_iou_branch(cfg: DetectorConfig, on: bool = True) -> DetectorConfig:
     """The same detector with the IoU-quality branch of its dense head switched on/off."""
-    if cfg.anchor_head is not None:
-        return cfg.replace(anchor_head=cfg.anchor_head.replace(iou_branch=on))
-    return cfg.replace(center_head=cfg.center_head.replace(iou_branch=on))
+    return cfg.replace(dense_head=cfg.dense_head.replace(iou_branch=on))

@@ -1,1 +1,1 @@
-"""Training: loop, checkpoints (atomic, resumable), schedule, distributed (torchrun)."""
+"""Training: loop (resumable), schedule, distributed (torchrun); checkpoint I/O is models.checkpoint."""

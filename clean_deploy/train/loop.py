@@ -22,7 +22,7 @@ from clean_deploy.models.config import DetectorConfig
 from clean_deploy.models.detector import Detector, build_detector
 from clean_deploy.models.sparse import describe_backend, sparse_backend
 from clean_deploy.train.run_dir import remove_stale_temp_files
-from clean_deploy.train.checkpoint import load_checkpoint, save_checkpoint
+from clean_deploy.models.checkpoint import load_checkpoint, save_checkpoint
 from clean_deploy.train.sync_bn import convert_sync_batchnorm
 from clean_deploy.train.distributed import DistInfo, EpochSampler, barrier, init_distributed
 

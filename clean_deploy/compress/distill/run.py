@@ -10,7 +10,7 @@ from clean_deploy.compress.distill.cakd import CaKDLoss
 from clean_deploy.config import TrainConfig
 from clean_deploy.models.config import DetectorConfig
 from clean_deploy.models.detector import build_detector
-from clean_deploy.train.checkpoint import load_detector
+from clean_deploy.models.checkpoint import load_detector
 from clean_deploy.train.loop import TrainResult, Trainer
 
 

@@ -16,7 +16,7 @@ from clean_deploy.config import TrainConfig
 from clean_deploy.data.dataset import KittiDetectionDataset, collate_batch
 from clean_deploy.models.detector import Detector
 from clean_deploy.models.flops import ComputeProfile, count_params, profile_compute
-from clean_deploy.train.checkpoint import load_detector, save_checkpoint
+from clean_deploy.models.checkpoint import load_detector, save_checkpoint
 from clean_deploy.train.loop import experiment_for
 
 

@@ -3,17 +3,41 @@ log size and (cos, sin) heading at object centres, with the optional IoU-quality
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from clean_deploy.models.config import CenterHeadConfig
+from clean_deploy.models.config import HeadConfig, LossWeights, register_head_config
 from clean_deploy.models.heads import losses as L
 from clean_deploy.models.heads.base import DenseHead
 from clean_deploy.models.heads.iou_quality import iou_loss, iou_targets
 
 #: regression channels: offset x/y, z, log l/w/h, cos, sin
 REG_CHANNELS = 8
+
+
+@register_head_config
+@dataclass
+class CenterHeadConfig(HeadConfig):
+    """CenterPoint-style head: class heatmaps + regression of offset, z, log size, (cos, sin)."""
+
+    type: str = "center"
+    shared_channels: int = 64
+    head_channels: int = 64
+    #: gaussian radius: CenterNet's formula with this min overlap, at least ``min_radius`` cells
+    gaussian_overlap: float = 0.1
+    min_radius: int = 2
+    max_objects: int = 128
+    loss_weights: LossWeights = field(default_factory=lambda: LossWeights(cls=1.0, box=0.25, dir=0.0, iou=1.0))
+    code_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
+    iou_branch: bool = False
+    #: heatmap peaks decoded per frame (Python decode, the exported node's ``top_k``, the C++ decoder)
+    top_k: int = 500
+
+    def scaled(self, mult: float) -> "CenterHeadConfig":
+        return self.replace(shared_channels=max(16, int(self.shared_channels * mult)),
+                            head_channels=max(16, int(self.head_channels * mult)))
 
 
 def gaussian_radius(height: torch.Tensor, width: torch.Tensor, min_overlap: float) -> torch.Tensor:

@@ -12,10 +12,9 @@ import numpy as np
 
 from clean_deploy.atomic import atomic_write
 from clean_deploy.config import grid_size
+from clean_deploy.op_spec import DOMAIN  # the custom ops' ONNX domain (re-exported)
 
 SIDECAR_VERSION = 1
-#: custom-op domain of the exported graphs
-DOMAIN = "clean_deploy"
 #: graph inputs and outputs of every exported detector
 INPUTS = ("voxels", "voxel_num_points", "voxel_coords")
 OUTPUTS = ("boxes", "scores", "labels", "valid_count")

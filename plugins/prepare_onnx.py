@@ -38,12 +38,19 @@ from pathlib import Path
 import onnx
 from onnx import helper
 
-DOMAIN = "clean_deploy"
+from clean_deploy.op_spec import (DOMAIN, IOU_AWARE_RE_TRT, SPARSE_CONV_GEMM, SPARSE_CONV_INDEX_PAIRS,
+                                  SPARSE_CONVOLUTION_TRT)
+
 GEOMETRY = ("kernel_size", "stride", "padding", "dilation", "subm", "spatial_shape")
 
 
 def _attrs(node: onnx.NodeProto) -> dict:
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _op_attrs(node: onnx.NodeProto) -> dict:
+    """The node's attributes except those the ONNX parser itself reads (plugin lookup)."""
+    return {k: v for k, v in _attrs(node).items() if k not in ("plugin_namespace", "plugin_version")}
 
 
 def _plugin_attrs(node: onnx.NodeProto) -> None:
@@ -151,6 +158,7 @@ def prepare(model: onnx.ModelProto, sparse: str = "split", max_batch: int = 1,
                 if cap:
                     node.attribute.append(helper.make_attribute("max_out_rows", int(cap[0])))
                     node.attribute.append(helper.make_attribute("opt_rows", int(cap[1])))
+                SPARSE_CONVOLUTION_TRT.check_attributes(_op_attrs(node), name)
                 _plugin_attrs(node)
                 new_nodes.append(node)
                 continue
@@ -169,16 +177,15 @@ def prepare(model: onnx.ModelProto, sparse: str = "split", max_batch: int = 1,
             else:
                 nbr = f"{name}.neighbors"
                 outputs = [nbr] if subm else [out_idx, nbr, f"{name}.num_out"]
-                pairs = helper.make_node("SparseConvIndexPairs", [idx], outputs, name=f"{name}.index_pairs",
-                                         domain=DOMAIN, **geo)
+                pairs = SPARSE_CONV_INDEX_PAIRS.make_node([idx], outputs, f"{name}.index_pairs", **geo)
                 _plugin_attrs(pairs)
                 new_nodes.append(pairs)
                 summary["index_pair_nodes"] += 1
                 summary["size_tensor_outputs"] += 0 if subm else 1
                 if subm:
                     shared[key] = nbr
-            gemm = helper.make_node("SparseConvGemm", [feats, nbr, weight] + ([bias] if bias else []), [out_feats],
-                                    name=f"{name}.gemm", domain=DOMAIN, activation=attrs.get("activation", "none"))
+            gemm = SPARSE_CONV_GEMM.make_node([feats, nbr, weight] + ([bias] if bias else []), [out_feats],
+                                              f"{name}.gemm", activation=attrs.get("activation", "none"))
             _plugin_attrs(gemm)
             new_nodes.append(gemm)
             summary["gemm_nodes"] += 1
@@ -196,6 +203,7 @@ def prepare(model: onnx.ModelProto, sparse: str = "split", max_batch: int = 1,
             node.input.extend(n for n in names[:5] if n)
             if "present_inputs" not in {a.name for a in node.attribute}:
                 node.attribute.append(helper.make_attribute("present_inputs", present))
+            IOU_AWARE_RE_TRT.check_attributes(_op_attrs(node), node.name)
             _plugin_attrs(node)
             new_nodes.append(node)
             continue

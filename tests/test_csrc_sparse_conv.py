@@ -240,7 +240,22 @@ def test_error_messages():
     _expect_error(prefix + r"indices rows 0 and 1 are the same site",
                   indices=np.array([[0, 1, 1, 1], [0, 1, 1, 1]], np.int32))
     _expect_error(r"needs stride \(1, 1, 1\)", stride=2)
-    _expect_error(r"activation must be \"relu\" or \"none\"", activation="gelu")
+    # the Python builder refuses it (clean_deploy/op_spec.py); the op must too, for graphs made elsewhere
+    with pytest.raises(ValueError, match=r"'activation' must be one of \['none', 'relu'\], got 'gelu'"):
+        ort_ops.run_sparse_conv(np.zeros((2, 5), np.float32), np.array([[0, 1, 1, 1], [0, 1, 2, 1]], np.int32),
+                                np.zeros((7, 3, 3, 3, 5), np.float32), None, spatial_shape=(4, 4, 4), subm=True,
+                                activation="gelu")
+    import onnxruntime as ort
+    from onnx import helper
+
+    model = ort_ops.make_sparse_conv_model(ort_ops.SparseConvSpec(np.zeros((7, 3, 3, 3, 5), np.float32), None, 1, 1, 1,
+                                                                  True, "relu", (4, 4, 4)))
+    attrs = model.graph.node[0].attribute
+    attrs[[a.name for a in attrs].index("activation")].CopyFrom(helper.make_attribute("activation", "gelu"))
+    with pytest.raises(ort.capi.onnxruntime_pybind11_state.RuntimeException,
+                       match=r"sparse_conv0.\): activation must be \"relu\" or \"none\", got \"gelu\""):
+        ort_ops.sparse_conv_session(model).run(None, {"features": np.zeros((2, 5), np.float32),
+                                                      "indices": np.array([[0, 1, 1, 1], [0, 1, 2, 1]], np.int32)})
 
 
 def test_library_exports_and_no_ort_link():

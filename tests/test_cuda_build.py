@@ -125,12 +125,17 @@ def test_prepare_onnx_rewrites_for_tensorrt(tmp_path):
     import onnx
     from onnx import TensorProto, helper
 
+    from clean_deploy.op_spec import IOU_AWARE_RE
+
     spec = importlib.util.spec_from_file_location("prepare_onnx", REPO / "plugins" / "prepare_onnx.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
 
     geo = dict(kernel_size=[3, 3, 3], padding=[1, 1, 1], dilation=[1, 1, 1], spatial_shape=[8, 16, 16],
                activation="relu")
+    re_attrs = dict(head_type="center", num_classes=1, pc_range=[0, -40, -3, 70.4, 40, 1], cell_size=[0.8, 0.8],
+                    beta=[0.5], min_iou=[0.1], nms_thresh=[0.01], score_thresh=0.1, cross_class_thresh=0.3,
+                    pre_max=100, max_output=50)
     nodes = [
         helper.make_node("SparseConvolution", ["f0", "i0", "w0", "b0"], ["f1", "i1"], name="c0", domain="clean_deploy",
                          stride=[1, 1, 1], subm=1, **geo),
@@ -138,8 +143,7 @@ def test_prepare_onnx_rewrites_for_tensorrt(tmp_path):
                          stride=[1, 1, 1], subm=1, **geo),
         helper.make_node("SparseConvolution", ["f2", "i2", "w2", "b2"], ["f3", "i3"], name="c2", domain="clean_deploy",
                          stride=[2, 2, 2], subm=0, **geo),
-        helper.make_node("IoUAwareRedundancyElimination", ["hm", "reg", "", "", ""], ["boxes", "scores", "labels", "n"],
-                         name="re", domain="clean_deploy", head_type="center"),
+        IOU_AWARE_RE.make_node(["hm", "reg", "", "", ""], ["boxes", "scores", "labels", "n"], "re", **re_attrs),
     ]
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["d0", "d1"])
                                            for n in ("f0", "i0", "w0", "b0", "w1", "b1", "w2", "b2", "hm", "reg")],
@@ -160,6 +164,11 @@ def test_prepare_onnx_rewrites_for_tensorrt(tmp_path):
                if a.name == "plugin_namespace")
     fused, s2 = mod.prepare(onnx.load_from_string(original), "fused")
     assert [len(n.output) for n in fused.graph.node if n.op_type == "SparseConvolution"] == [2, 2, 3]
+    # a node the plugins could not read is refused here, naming it (clean_deploy/op_spec.py)
+    broken = onnx.load_from_string(original)
+    del broken.graph.node[3].attribute[[a.name for a in broken.graph.node[3].attribute].index("max_output")]
+    with pytest.raises(ValueError, match=r"IoUAwareRedundancyElimination node 're': attribute 'max_output' \(int\) is required"):
+        mod.prepare(broken, "split")
 
 
 @needs_nvcc

@@ -1,7 +1,7 @@
 """One-way layers: no module imports (at module level or inside a function) from a layer above its
 own, and no import cycles between modules. Read from the source with ``ast``, so lazy imports count.
 
-    core (geometry, native loader, config schema, sidecar schema, atomic writes) -> models (incl. RE)
+    core (geometry, native loader, config schema, sidecar schema, op spec, atomic writes) -> models (incl. RE)
     -> data -> eval (+ viz) -> train -> compress -> export -> runtime (+ the export parity check)
     -> quantize -> bench -> app (pipeline, demo, CLI)
 """
@@ -15,7 +15,7 @@ PKG = Path(__file__).resolve().parents[1] / "clean_deploy"
 #: module prefix -> layer (the longest matching prefix wins)
 LAYERS = {
     "clean_deploy": 0, "clean_deploy.atomic": 0, "clean_deploy.config": 0, "clean_deploy.kitti": 0, "clean_deploy.sidecar": 0,
-    "clean_deploy.geometry": 0, "clean_deploy.native": 0, "clean_deploy.stages": 0,
+    "clean_deploy.geometry": 0, "clean_deploy.native": 0, "clean_deploy.stages": 0, "clean_deploy.op_spec": 0,
     "clean_deploy.models": 1,
     "clean_deploy.data": 2,
     "clean_deploy.eval": 3, "clean_deploy.viz": 3,

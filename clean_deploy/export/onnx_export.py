@@ -30,6 +30,7 @@ from torch import nn
 from clean_deploy.export.fold import fold_bn_into_sparse_conv, fold_dense_bn
 from clean_deploy.export.sidecar import build_sidecar, redundancy_attributes
 from clean_deploy.models.detector import Detector
+from clean_deploy.op_spec import IOU_AWARE_RE, SPARSE_CONVOLUTION
 from clean_deploy.sidecar import DOMAIN, INPUTS, OUTPUTS, write_sidecar
 
 
@@ -101,9 +102,9 @@ def _sparse_graph(det: Detector, opset: int) -> tuple[onnx.ModelProto, int, tupl
             inits += [numpy_helper.from_array(w.numpy().astype(np.float32), wn),
                       numpy_helper.from_array(b.numpy().astype(np.float32), bname)]
             out_f, out_i = f"sparse{i}.features", f"sparse{i}.indices"
-            nodes.append(helper.make_node(
-                "SparseConvolution", [feats, idx, wn, bname], [out_f, out_i], name=f"SparseConvolution_{i}",
-                domain=DOMAIN, kernel_size=list(conv.kernel_size), stride=list(conv.stride),
+            nodes.append(SPARSE_CONVOLUTION.make_node(
+                [feats, idx, wn, bname], [out_f, out_i], f"SparseConvolution_{i}",
+                kernel_size=list(conv.kernel_size), stride=list(conv.stride),
                 padding=list(conv.padding), dilation=list(conv.dilation), subm=int(conv.subm),
                 spatial_shape=[int(s) for s in shape], activation="relu"))
             shape = _conv_out_shape(shape, conv)
@@ -144,8 +145,7 @@ def _post_graph(det: Detector, feature_size: tuple[int, int], names: list[str], 
     inits = [numpy_helper.from_array(v, k) for k, v in consts.items()]
     ins = [helper.make_tensor_value_info(n, TensorProto.FLOAT, shapes[n]) for n in names]
     m = attrs["max_output"]
-    node = helper.make_node("IoUAwareRedundancyElimination", inputs, list(OUTPUTS), name="IoUAwareRedundancyElimination",
-                            domain=DOMAIN, **attrs)
+    node = IOU_AWARE_RE.make_node(inputs, list(OUTPUTS), "IoUAwareRedundancyElimination", **attrs)
     outs = [helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [1, m, 7]),
             helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, m]),
             helper.make_tensor_value_info("labels", TensorProto.INT32, [1, m]),

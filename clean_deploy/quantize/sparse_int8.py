@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from clean_deploy.op_spec import SPARSE_CONVOLUTION_INT8
 from clean_deploy.quantize.calibrate import Ranges
 
 QMAX = 127  # symmetric int8: [-127, 127] for weights; activations clamp at -128 only on rounding
@@ -93,8 +94,7 @@ def quantize_sparse_convs(model, ranges: Ranges, keep_fp32: set[str] | frozenset
         yq = f"{y}.int8"
         attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
         attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in attrs.items()}
-        new_nodes.append(helper.make_node("SparseConvolutionInt8", ins, [yq, n.output[1]], name=f"{prefix}.int8",
-                                          domain=n.domain, **attrs))
+        new_nodes.append(SPARSE_CONVOLUTION_INT8.make_node(ins, [yq, n.output[1]], f"{prefix}.int8", **attrs))
         int8_of[y] = yq
         if y in graph_outputs or any(c.name not in int8_nodes for c in consumers.get(y, [])):
             new_nodes.append(helper.make_node("DequantizeLinear", [yq, f"{prefix}.y_scale", zp], [y],

@@ -19,6 +19,8 @@ from typing import Sequence
 
 import numpy as np
 
+from clean_deploy.op_spec import DOMAIN, SPARSE_CONVOLUTION, SPARSE_CONVOLUTION_INT8
+
 __all__ = [
     "DOMAIN",
     "LIBRARY_ENV",
@@ -36,7 +38,6 @@ __all__ = [
     "make_sparse_conv_int8_model",
 ]
 
-DOMAIN = "clean_deploy"
 LIBRARY_NAME = "libclean_deploy_ort.so"
 #: environment variable that points at a library built elsewhere
 LIBRARY_ENV = "CLEAN_DEPLOY_ORT_LIB"
@@ -153,8 +154,8 @@ def make_sparse_conv_model(layers: SparseConvSpec | Sequence[SparseConvSpec], op
             inputs.append(f"{name}.bias")
             inits.append(numpy_helper.from_array(np.ascontiguousarray(spec.bias, dtype=np.float32), f"{name}.bias"))
         outs = ["out_features", "out_indices"] if last else [f"{name}.features", f"{name}.indices"]
-        nodes.append(helper.make_node(
-            "SparseConvolution", inputs, outs, name=name, domain=DOMAIN,
+        nodes.append(SPARSE_CONVOLUTION.make_node(
+            inputs, outs, name,
             kernel_size=spec.kernel_size, stride=_triple(spec.stride, "stride"),
             padding=_triple(spec.padding, "padding"), dilation=_triple(spec.dilation, "dilation"),
             subm=int(bool(spec.subm)), spatial_shape=shape, activation=str(spec.activation)))
@@ -272,11 +273,11 @@ def make_sparse_conv_int8_model(weight, w_scale, x_scale: float, y_scale: float,
     if bias is not None:
         inits.append(numpy_helper.from_array(np.ascontiguousarray(bias, np.int32), "bias"))
         inputs.append("bias")
-    node = helper.make_node("SparseConvolutionInt8", inputs, ["out_features", "out_indices"], name="sparse_conv_int8",
-                            domain=DOMAIN, kernel_size=list(w.shape[1:4]), stride=_triple(stride, "stride"),
-                            padding=_triple(padding, "padding"), dilation=_triple(dilation, "dilation"),
-                            subm=int(bool(subm)), spatial_shape=[int(v) for v in spatial_shape],
-                            activation=str(activation))
+    node = SPARSE_CONVOLUTION_INT8.make_node(inputs, ["out_features", "out_indices"], "sparse_conv_int8",
+                                             kernel_size=list(w.shape[1:4]), stride=_triple(stride, "stride"),
+                                             padding=_triple(padding, "padding"),
+                                             dilation=_triple(dilation, "dilation"), subm=int(bool(subm)),
+                                             spatial_shape=[int(v) for v in spatial_shape], activation=str(activation))
     graph = helper.make_graph(
         [node], "clean_deploy_sparse_conv_int8",
         [helper.make_tensor_value_info("features", TensorProto.INT8, ["N", "Cin"]),

@@ -72,6 +72,43 @@ std::string string_attr(const Ort::ConstKernelInfo& info, const char* name, cons
   return s;
 }
 
+std::vector<int64_t> ints_attr(const Ort::ConstKernelInfo& info, const op_spec::Attr& a, const std::string& prefix) {
+  const std::vector<int64_t> fallback(a.ints, a.ints + a.count);
+  return ints_attr(info, a.name, static_cast<size_t>(a.count), prefix, a.required ? nullptr : &fallback);
+}
+
+int64_t int_attr(const Ort::ConstKernelInfo& info, const op_spec::Attr& a, const std::string& prefix) {
+  const int64_t fallback = a.ints[0];
+  return int_attr(info, a.name, prefix, a.required ? nullptr : &fallback);
+}
+
+std::string string_attr(const Ort::ConstKernelInfo& info, const op_spec::Attr& a, const std::string& prefix) {
+  return string_attr(info, a.name, prefix, a.required ? nullptr : a.str);
+}
+
+float float_attr(const Ort::ConstKernelInfo& info, const op_spec::Attr& a, const std::string& prefix) {
+  try {
+    return info.GetAttribute<float>(a.name);
+  } catch (const Ort::Exception&) {
+    if (!a.required) return static_cast<float>(a.real);
+    fail(prefix, std::string("missing float attribute '") + a.name + "'");
+  }
+}
+
+std::vector<float> floats_attr(const Ort::ConstKernelInfo& info, const op_spec::Attr& a, size_t count,
+                               const std::string& prefix) {
+  std::vector<float> v;
+  try {
+    v = info.GetAttributes<float>(a.name);
+  } catch (const Ort::Exception&) {
+    fail(prefix, std::string("missing floats attribute '") + a.name + "' (" + std::to_string(count) + " values)");
+  }
+  if (v.size() != count)
+    fail(prefix, std::string("attribute '") + a.name + "' needs " + std::to_string(count) + " values, got " +
+                     std::to_string(v.size()));
+  return v;
+}
+
 void OrtExecutor::run(int64_t n, TaskFn fn, void* ctx) const {
   if (n <= 0) return;
   if (n == 1) {

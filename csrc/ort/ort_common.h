@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "clean_deploy/op_spec.h"
 #include "clean_deploy/parallel.h"
 
 namespace clean_deploy {
@@ -35,6 +36,16 @@ std::vector<int64_t> ints_attr(const Ort::ConstKernelInfo& info, const char* nam
 int64_t int_attr(const Ort::ConstKernelInfo& info, const char* name, const std::string& prefix, const int64_t* fallback);
 std::string string_attr(const Ort::ConstKernelInfo& info, const char* name, const std::string& prefix,
                         const char* fallback);
+
+// The same, by the attribute's specification (clean_deploy/op_spec.h, generated from
+// clean_deploy/op_spec.py): its name, its length (ints with a fixed count) and its default (none:
+// required). `count` overrides the length of a list whose length another attribute gives.
+std::vector<int64_t> ints_attr(const Ort::ConstKernelInfo& info, const op_spec::Attr& a, const std::string& prefix);
+int64_t int_attr(const Ort::ConstKernelInfo& info, const op_spec::Attr& a, const std::string& prefix);
+std::string string_attr(const Ort::ConstKernelInfo& info, const op_spec::Attr& a, const std::string& prefix);
+float float_attr(const Ort::ConstKernelInfo& info, const op_spec::Attr& a, const std::string& prefix);
+std::vector<float> floats_attr(const Ort::ConstKernelInfo& info, const op_spec::Attr& a, size_t count,
+                               const std::string& prefix);
 
 // "clean_deploy::<op> (node '<name>')" for error messages.
 std::string op_prefix(const char* op_name, const Ort::ConstKernelInfo& info);

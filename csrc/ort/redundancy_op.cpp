@@ -14,29 +14,6 @@ namespace ort {
 
 namespace {
 
-float float_attr(const Ort::ConstKernelInfo& info, const char* name, const std::string& prefix, const float* fallback) {
-  try {
-    return info.GetAttribute<float>(name);
-  } catch (const Ort::Exception&) {
-    if (fallback) return *fallback;
-    fail(prefix, std::string("missing float attribute '") + name + "'");
-  }
-}
-
-std::vector<float> floats_attr(const Ort::ConstKernelInfo& info, const char* name, size_t count,
-                               const std::string& prefix) {
-  std::vector<float> v;
-  try {
-    v = info.GetAttributes<float>(name);
-  } catch (const Ort::Exception&) {
-    fail(prefix, std::string("missing floats attribute '") + name + "' (" + std::to_string(count) + " values)");
-  }
-  if (v.size() != count)
-    fail(prefix, std::string("attribute '") + name + "' needs " + std::to_string(count) + " values, got " +
-                     std::to_string(v.size()));
-  return v;
-}
-
 bool present(const Ort::ConstValue& v) { return static_cast<const OrtValue*>(v) != nullptr; }
 
 }  // namespace
@@ -46,34 +23,33 @@ class RedundancyKernel {
   explicit RedundancyKernel(const OrtKernelInfo* info_ptr) {
     const Ort::ConstKernelInfo info(info_ptr);
     prefix_ = op_prefix("IoUAwareRedundancyElimination", info);
-    const std::string head = string_attr(info, "head_type", prefix_, nullptr);
+    namespace spec = op_spec::iou_aware_re;
+    const std::string head = string_attr(info, spec::head_type, prefix_);
     if (head != "anchor" && head != "center") fail(prefix_, "attribute 'head_type' must be 'anchor' or 'center', got '" + head + "'");
     dp_.head = head == "anchor" ? HeadType::kAnchor : HeadType::kCenter;
-    const int64_t nc = int_attr(info, "num_classes", prefix_, nullptr);
+    const int64_t nc = int_attr(info, spec::num_classes, prefix_);
     if (nc < 1) fail(prefix_, "attribute 'num_classes' must be >= 1");
     dp_.num_classes = static_cast<int>(nc);
-    const int64_t zero = 0, one = 1, two = 2, k500 = 500;
-    const float fzero = 0.0f, foffset = 0.78539f;
     if (dp_.head == HeadType::kAnchor) {
-      dp_.code_sincos = int_attr(info, "code_sincos", prefix_, &zero) != 0;
-      dp_.use_dir = int_attr(info, "use_dir", prefix_, &one) != 0;
-      dp_.num_dir_bins = static_cast<int>(int_attr(info, "num_dir_bins", prefix_, &two));
-      dp_.dir_offset = float_attr(info, "dir_offset", prefix_, &foffset);
-      dp_.dir_limit_offset = float_attr(info, "dir_limit_offset", prefix_, &fzero);
+      dp_.code_sincos = int_attr(info, spec::code_sincos, prefix_) != 0;
+      dp_.use_dir = int_attr(info, spec::use_dir, prefix_) != 0;
+      dp_.num_dir_bins = static_cast<int>(int_attr(info, spec::num_dir_bins, prefix_));
+      dp_.dir_offset = float_attr(info, spec::dir_offset, prefix_);
+      dp_.dir_limit_offset = float_attr(info, spec::dir_limit_offset, prefix_);
     } else {
-      dp_.top_k = static_cast<int>(int_attr(info, "top_k", prefix_, &k500));
-      const auto pcr = floats_attr(info, "pc_range", 6, prefix_);
-      const auto cell = floats_attr(info, "cell_size", 2, prefix_);
+      dp_.top_k = static_cast<int>(int_attr(info, spec::top_k, prefix_));
+      const auto pcr = floats_attr(info, spec::pc_range, spec::pc_range.count, prefix_);
+      const auto cell = floats_attr(info, spec::cell_size, spec::cell_size.count, prefix_);
       std::copy(pcr.begin(), pcr.end(), dp_.pc_range);
       std::copy(cell.begin(), cell.end(), dp_.cell_size);
     }
-    ep_.beta = floats_attr(info, "beta", nc, prefix_);
-    ep_.min_iou = floats_attr(info, "min_iou", nc, prefix_);
-    ep_.nms_thresh = floats_attr(info, "nms_thresh", nc, prefix_);
-    ep_.score_thresh = float_attr(info, "score_thresh", prefix_, nullptr);
-    ep_.cross_class_thresh = float_attr(info, "cross_class_thresh", prefix_, nullptr);
-    ep_.pre_max = static_cast<int>(int_attr(info, "pre_max", prefix_, nullptr));
-    ep_.max_output = static_cast<int>(int_attr(info, "max_output", prefix_, nullptr));
+    ep_.beta = floats_attr(info, spec::beta, nc, prefix_);
+    ep_.min_iou = floats_attr(info, spec::min_iou, nc, prefix_);
+    ep_.nms_thresh = floats_attr(info, spec::nms_thresh, nc, prefix_);
+    ep_.score_thresh = float_attr(info, spec::score_thresh, prefix_);
+    ep_.cross_class_thresh = float_attr(info, spec::cross_class_thresh, prefix_);
+    ep_.pre_max = static_cast<int>(int_attr(info, spec::pre_max, prefix_));
+    ep_.max_output = static_cast<int>(int_attr(info, spec::max_output, prefix_));
     if (ep_.pre_max < 1 || ep_.max_output < 1) fail(prefix_, "attributes 'pre_max' and 'max_output' must be >= 1");
   }
 

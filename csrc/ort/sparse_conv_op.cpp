@@ -15,8 +15,6 @@ namespace ort {
 
 namespace {
 
-const std::vector<int64_t> kOnes{1, 1, 1};
-const std::vector<int64_t> kZeros{0, 0, 0};
 
 std::array<int64_t, 3> to3(const std::vector<int64_t>& v) { return {v[0], v[1], v[2]}; }
 
@@ -72,17 +70,19 @@ Ort::UnownedValue allocate_outputs(const Ort::KernelContext& ctx, const Rulebook
 ConvGeometry read_conv_attributes(const Ort::ConstKernelInfo& info, const std::string& prefix,
                                   Activation* activation) {
   ConvGeometry g;
-  g.kernel = to3(ints_attr(info, "kernel_size", 3, prefix, nullptr));
-  g.stride = to3(ints_attr(info, "stride", 3, prefix, &kOnes));
-  g.padding = to3(ints_attr(info, "padding", 3, prefix, &kZeros));
-  g.dilation = to3(ints_attr(info, "dilation", 3, prefix, &kOnes));
-  g.in_shape = to3(ints_attr(info, "spatial_shape", 3, prefix, nullptr));
-  const int64_t subm = int_attr(info, "subm", prefix, nullptr);
+  // SparseConvolution and SparseConvolutionInt8 have the same attributes (tests/test_op_spec.py)
+  namespace spec = op_spec::sparse_convolution;
+  g.kernel = to3(ints_attr(info, spec::kernel_size, prefix));
+  g.stride = to3(ints_attr(info, spec::stride, prefix));
+  g.padding = to3(ints_attr(info, spec::padding, prefix));
+  g.dilation = to3(ints_attr(info, spec::dilation, prefix));
+  g.in_shape = to3(ints_attr(info, spec::spatial_shape, prefix));
+  const int64_t subm = int_attr(info, spec::subm, prefix);
   if (subm != 0 && subm != 1) fail(prefix, "attribute 'subm' must be 0 or 1, got " + std::to_string(subm));
   g.subm = subm == 1;
   try {
     g.validate();
-    *activation = parse_activation(string_attr(info, "activation", prefix, "none"));
+    *activation = parse_activation(string_attr(info, spec::activation, prefix));
   } catch (const std::invalid_argument& e) {
     fail(prefix, e.what());
   }

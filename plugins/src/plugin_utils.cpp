@@ -148,6 +148,24 @@ std::string Fields::str(const std::string& name, const std::string* fallback) co
   return it->second;
 }
 
+std::vector<int64_t> Fields::ints(const clean_deploy::op_spec::Attr& a) const {
+  const std::vector<int64_t> fallback(a.ints, a.ints + (a.count > 0 ? a.count : 0));
+  return ints(a.name, a.count > 0 ? static_cast<size_t>(a.count) : 0, a.required ? nullptr : &fallback);
+}
+
+int64_t Fields::int1(const clean_deploy::op_spec::Attr& a) const {
+  return int1(a.name, a.required ? nullptr : &a.ints[0]);
+}
+
+double Fields::float1(const clean_deploy::op_spec::Attr& a) const {
+  return float1(a.name, a.required ? nullptr : &a.real);
+}
+
+std::string Fields::str(const clean_deploy::op_spec::Attr& a) const {
+  const std::string fallback = a.str ? a.str : "";
+  return str(a.name, a.required ? nullptr : &fallback);
+}
+
 void FieldWriter::add_ints(const char* name, const std::vector<int32_t>& values) {
   auto blob = std::make_unique<std::vector<char>>(values.size() * sizeof(int32_t));
   if (!values.empty()) std::memcpy(blob->data(), values.data(), blob->size());
@@ -171,6 +189,15 @@ void FieldWriter::add_string(const char* name, const std::string& value) {
 
 void FieldWriter::declare(const char* name, nvinfer1::PluginFieldType type, int32_t length) {
   fields_.emplace_back(name, nullptr, type, length);
+}
+
+void FieldWriter::declare(const clean_deploy::op_spec::Attr& a) {
+  using clean_deploy::op_spec::Kind;
+  const int32_t length = a.kind == Kind::kString || a.count < 0 ? 0 : a.count;
+  const nvinfer1::PluginFieldType type = a.kind == Kind::kString                       ? nvinfer1::PluginFieldType::kCHAR
+                                         : a.kind == Kind::kInt || a.kind == Kind::kInts ? nvinfer1::PluginFieldType::kINT32
+                                                                                         : nvinfer1::PluginFieldType::kFLOAT32;
+  declare(a.name, type, length);
 }
 
 const nvinfer1::PluginFieldCollection* FieldWriter::collection() {

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "clean_deploy/op_spec.h"
 #include "clean_deploy_cuda.h"
 
 namespace clean_deploy_trt {
@@ -52,6 +53,16 @@ class Fields {
   std::vector<double> floats(const std::string& name, size_t min_length, const std::vector<double>* fallback) const;
   double float1(const std::string& name, const double* fallback) const;
   std::string str(const std::string& name, const std::string* fallback) const;
+  // By the attribute's specification (clean_deploy/op_spec.h): name, fixed length, default.
+  bool has(const clean_deploy::op_spec::Attr& a) const { return has(a.name); }
+  std::vector<int64_t> ints(const clean_deploy::op_spec::Attr& a) const;
+  int64_t int1(const clean_deploy::op_spec::Attr& a) const;
+  double float1(const clean_deploy::op_spec::Attr& a) const;
+  std::string str(const clean_deploy::op_spec::Attr& a) const;
+  std::vector<double> floats(const clean_deploy::op_spec::Attr& a, size_t min_length,
+                             const std::vector<double>* fallback) const {
+    return floats(a.name, min_length, fallback);
+  }
   void set_owner(std::string owner) { owner_ = std::move(owner); }
 
  private:
@@ -67,8 +78,17 @@ class FieldWriter {
   void add_ints(const char* name, const std::vector<int32_t>& values);
   void add_floats(const char* name, const std::vector<float>& values);
   void add_string(const char* name, const std::string& value);
+  void add_ints(const clean_deploy::op_spec::Attr& a, const std::vector<int32_t>& values) { add_ints(a.name, values); }
+  void add_floats(const clean_deploy::op_spec::Attr& a, const std::vector<float>& values) { add_floats(a.name, values); }
+  void add_string(const clean_deploy::op_spec::Attr& a, const std::string& value) { add_string(a.name, value); }
   // Declarations only (getFieldNames): name, type and length, no data.
   void declare(const char* name, nvinfer1::PluginFieldType type, int32_t length);
+  // ... of an attribute: its spec's type and fixed length (0: variable, strings)
+  void declare(const clean_deploy::op_spec::Attr& a);
+  template <size_t N>
+  void declare(const clean_deploy::op_spec::Attr* const (&attrs)[N]) {
+    for (const auto* a : attrs) declare(*a);
+  }
   const nvinfer1::PluginFieldCollection* collection();
 
  private:

@@ -39,67 +39,68 @@ struct ReAttrs {
   }
 
   void parse(const Fields& f) {
-    const std::string head = f.str("head_type", nullptr);
+    namespace spec = clean_deploy::op_spec::iou_aware_re_trt;
+    const std::string head = f.str(spec::head_type);
     if (head != "anchor" && head != "center")
       throw std::invalid_argument("attribute 'head_type' must be 'anchor' or 'center', got '" + head + "'");
     p.head_type = head == "anchor" ? CD_HEAD_ANCHOR : CD_HEAD_CENTER;
-    const int64_t nc = f.int1("num_classes", nullptr);
+    const int64_t nc = f.int1(spec::num_classes);
     if (nc < 1 || nc > CD_RE_MAX_CLASSES)
       throw std::invalid_argument("attribute 'num_classes' must be in [1, " + std::to_string(CD_RE_MAX_CLASSES) + "]");
     p.num_classes = static_cast<int32_t>(nc);
-    const int64_t zero = 0, one = 1, two = 2, k500 = 500;
-    const double fzero = 0.0, foffset = 0.78539;
-    p.code_sincos = static_cast<int32_t>(f.int1("code_sincos", &zero) != 0);
+    p.code_sincos = static_cast<int32_t>(f.int1(spec::code_sincos) != 0);
     p.code_size = p.code_sincos ? 8 : 7;
-    p.use_dir = static_cast<int32_t>(f.int1("use_dir", &one) != 0);
-    p.num_dir_bins = static_cast<int32_t>(f.int1("num_dir_bins", &two));
-    p.dir_offset = static_cast<float>(f.float1("dir_offset", &foffset));
-    p.dir_limit_offset = static_cast<float>(f.float1("dir_limit_offset", &fzero));
-    p.top_k = static_cast<int32_t>(f.int1("top_k", &k500));
+    p.use_dir = static_cast<int32_t>(f.int1(spec::use_dir) != 0);
+    p.num_dir_bins = static_cast<int32_t>(f.int1(spec::num_dir_bins));
+    p.dir_offset = static_cast<float>(f.float1(spec::dir_offset));
+    p.dir_limit_offset = static_cast<float>(f.float1(spec::dir_limit_offset));
+    p.top_k = static_cast<int32_t>(f.int1(spec::top_k));
+    // required for centre heads; an anchor head does not read them (serialised as zeros)
     const std::vector<double> zeros6(6, 0.0), zeros2(2, 0.0);
-    const auto pcr = f.floats("pc_range", 6, p.head_type == CD_HEAD_CENTER ? nullptr : &zeros6);
-    const auto cell = f.floats("cell_size", 2, p.head_type == CD_HEAD_CENTER ? nullptr : &zeros2);
+    const auto pcr = f.floats(spec::pc_range, spec::pc_range.count, p.head_type == CD_HEAD_CENTER ? nullptr : &zeros6);
+    const auto cell = f.floats(spec::cell_size, spec::cell_size.count, p.head_type == CD_HEAD_CENTER ? nullptr : &zeros2);
     for (int i = 0; i < 6; ++i) p.pc_range[i] = static_cast<float>(pcr[i]);
     for (int i = 0; i < 2; ++i) p.cell_size[i] = static_cast<float>(cell[i]);
-    const auto beta = f.floats("beta", nc, nullptr), min_iou = f.floats("min_iou", nc, nullptr),
-               nms = f.floats("nms_thresh", nc, nullptr);
+    const auto beta = f.floats(spec::beta, nc, nullptr), min_iou = f.floats(spec::min_iou, nc, nullptr),
+               nms = f.floats(spec::nms_thresh, nc, nullptr);
     for (int64_t c = 0; c < nc; ++c) {
       p.beta[c] = static_cast<float>(beta[c]);
       p.min_iou[c] = static_cast<float>(min_iou[c]);
       p.nms_thresh[c] = static_cast<float>(nms[c]);
     }
-    p.score_thresh = static_cast<float>(f.float1("score_thresh", nullptr));
-    p.cross_class_thresh = static_cast<float>(f.float1("cross_class_thresh", nullptr));
-    p.pre_max = static_cast<int32_t>(f.int1("pre_max", nullptr));
-    p.max_output = static_cast<int32_t>(f.int1("max_output", nullptr));
+    p.score_thresh = static_cast<float>(f.float1(spec::score_thresh));
+    p.cross_class_thresh = static_cast<float>(f.float1(spec::cross_class_thresh));
+    p.pre_max = static_cast<int32_t>(f.int1(spec::pre_max));
+    p.max_output = static_cast<int32_t>(f.int1(spec::max_output));
     if (p.pre_max < 1 || p.max_output < 1) throw std::invalid_argument("attributes 'pre_max' and 'max_output' must be >= 1");
-    if (f.has("present_inputs")) {
-      const auto pr = f.ints("present_inputs", kSlots, nullptr);
+    if (f.has(spec::present_inputs)) {
+      const auto pr = f.ints(spec::present_inputs);
       for (int s = 0; s < kSlots; ++s) present[s] = pr[s] != 0;
       present_given = true;
     }
   }
 
   void write(FieldWriter& w) const {
+    namespace spec = clean_deploy::op_spec::iou_aware_re_trt;
     const int nc = p.num_classes;
-    w.add_string("head_type", p.head_type == CD_HEAD_ANCHOR ? "anchor" : "center");
-    w.add_ints("num_classes", {p.num_classes});
-    w.add_ints("code_sincos", {p.code_sincos});
-    w.add_ints("use_dir", {p.use_dir});
-    w.add_ints("num_dir_bins", {p.num_dir_bins});
-    w.add_floats("dir_offset", {p.dir_offset});
-    w.add_floats("dir_limit_offset", {p.dir_limit_offset});
-    w.add_ints("top_k", {p.top_k});
-    w.add_floats("pc_range", std::vector<float>(p.pc_range, p.pc_range + 6));
-    w.add_floats("cell_size", std::vector<float>(p.cell_size, p.cell_size + 2));
-    w.add_floats("beta", std::vector<float>(p.beta, p.beta + nc));
-    w.add_floats("min_iou", std::vector<float>(p.min_iou, p.min_iou + nc));
-    w.add_floats("nms_thresh", std::vector<float>(p.nms_thresh, p.nms_thresh + nc));
-    w.add_floats("score_thresh", {p.score_thresh});
-    w.add_floats("cross_class_thresh", {p.cross_class_thresh});
-    w.add_ints("pre_max", {p.pre_max});
-    w.add_ints("max_output", {p.max_output});
-    if (present_given) w.add_ints("present_inputs", present);
+    w.add_string(spec::head_type, p.head_type == CD_HEAD_ANCHOR ? "anchor" : "center");
+    w.add_ints(spec::num_classes, {p.num_classes});
+    w.add_ints(spec::code_sincos, {p.code_sincos});
+    w.add_ints(spec::use_dir, {p.use_dir});
+    w.add_ints(spec::num_dir_bins, {p.num_dir_bins});
+    w.add_floats(spec::dir_offset, {p.dir_offset});
+    w.add_floats(spec::dir_limit_offset, {p.dir_limit_offset});
+    w.add_ints(spec::top_k, {p.top_k});
+    w.add_floats(spec::pc_range, std::vector<float>(p.pc_range, p.pc_range + 6));
+    w.add_floats(spec::cell_size, std::vector<float>(p.cell_size, p.cell_size + 2));
+    w.add_floats(spec::beta, std::vector<float>(p.beta, p.beta + nc));
+    w.add_floats(spec::min_iou, std::vector<float>(p.min_iou, p.min_iou + nc));
+    w.add_floats(spec::nms_thresh, std::vector<float>(p.nms_thresh, p.nms_thresh + nc));
+    w.add_floats(spec::score_thresh, {p.score_thresh});
+    w.add_floats(spec::cross_class_thresh, {p.cross_class_thresh});
+    w.add_ints(spec::pre_max, {p.pre_max});
+    w.add_ints(spec::max_output, {p.max_output});
+    if (present_given) w.add_ints(spec::present_inputs, present);
   }
 };
 
@@ -266,24 +267,7 @@ class RedundancyPlugin final : public PluginBase {
 class RedundancyCreator final : public CreatorBase {
  public:
   RedundancyCreator() {
-    declared_.declare("head_type", PluginFieldType::kCHAR, 0);
-    declared_.declare("num_classes", PluginFieldType::kINT32, 1);
-    declared_.declare("code_sincos", PluginFieldType::kINT32, 1);
-    declared_.declare("use_dir", PluginFieldType::kINT32, 1);
-    declared_.declare("num_dir_bins", PluginFieldType::kINT32, 1);
-    declared_.declare("dir_offset", PluginFieldType::kFLOAT32, 1);
-    declared_.declare("dir_limit_offset", PluginFieldType::kFLOAT32, 1);
-    declared_.declare("top_k", PluginFieldType::kINT32, 1);
-    declared_.declare("pc_range", PluginFieldType::kFLOAT32, 6);
-    declared_.declare("cell_size", PluginFieldType::kFLOAT32, 2);
-    declared_.declare("beta", PluginFieldType::kFLOAT32, 0);
-    declared_.declare("min_iou", PluginFieldType::kFLOAT32, 0);
-    declared_.declare("nms_thresh", PluginFieldType::kFLOAT32, 0);
-    declared_.declare("score_thresh", PluginFieldType::kFLOAT32, 1);
-    declared_.declare("cross_class_thresh", PluginFieldType::kFLOAT32, 1);
-    declared_.declare("pre_max", PluginFieldType::kINT32, 1);
-    declared_.declare("max_output", PluginFieldType::kINT32, 1);
-    declared_.declare("present_inputs", PluginFieldType::kINT32, 5);
+    declared_.declare(clean_deploy::op_spec::iou_aware_re_trt::kAttrs);
   }
   const char* getPluginName() const noexcept override { return "IoUAwareRedundancyElimination"; }
   nvinfer1::IPluginV3* createPlugin(const char* name, const nvinfer1::PluginFieldCollection* fc,

@@ -95,9 +95,9 @@ struct ConvAttrs {
   }
 
   void parse_geometry(const Fields& f) {
-    const std::vector<int64_t> ones{1, 1, 1}, zeros{0, 0, 0};
-    const auto k = f.ints("kernel_size", 3, nullptr), sp = f.ints("spatial_shape", 3, nullptr);
-    const auto s = f.ints("stride", 3, &ones), p = f.ints("padding", 3, &zeros), d = f.ints("dilation", 3, &ones);
+    namespace spec = clean_deploy::op_spec::sparse_convolution_trt;
+    const auto k = f.ints(spec::kernel_size), sp = f.ints(spec::spatial_shape);
+    const auto s = f.ints(spec::stride), p = f.ints(spec::padding), d = f.ints(spec::dilation);
     for (int a = 0; a < 3; ++a) {
       g.kernel[a] = static_cast<int32_t>(k[a]);
       g.stride[a] = static_cast<int32_t>(s[a]);
@@ -105,11 +105,10 @@ struct ConvAttrs {
       g.dilation[a] = static_cast<int32_t>(d[a]);
       g.in_shape[a] = static_cast<int32_t>(sp[a]);
     }
-    g.subm = f.int1("subm", nullptr) ? 1 : 0;
-    const int64_t zero = 0;
-    g.max_batch = static_cast<int32_t>(f.int1("max_batch", &zero));
-    max_out_rows = f.int1("max_out_rows", &zero);
-    opt_rows = f.int1("opt_rows", &zero);
+    g.subm = f.int1(spec::subm) ? 1 : 0;
+    g.max_batch = static_cast<int32_t>(f.int1(spec::max_batch));
+    max_out_rows = f.int1(spec::max_out_rows);
+    opt_rows = f.int1(spec::opt_rows);
     if (max_out_rows < 0 || opt_rows < 0 || g.max_batch < 0)
       throw std::invalid_argument("max_batch, max_out_rows and opt_rows must be >= 0");
     if (max_out_rows > INT32_MAX || opt_rows > INT32_MAX)  // serialised as int32 fields
@@ -117,35 +116,23 @@ struct ConvAttrs {
     if (cdSparseConvCheckGeometry(&g) != CD_CUDA_OK) throw std::invalid_argument(cdCudaLastError());
   }
   void parse_activation(const Fields& f) {
-    const std::string none = "none";
-    activation = f.str("activation", &none);
+    activation = f.str(clean_deploy::op_spec::sparse_convolution_trt::activation);
     if (activation != "none" && activation != "relu")
       throw std::invalid_argument("activation must be \"relu\" or \"none\", got \"" + activation + "\"");
   }
   void write_geometry(FieldWriter& w) const {
-    w.add_ints("kernel_size", {g.kernel[0], g.kernel[1], g.kernel[2]});
-    w.add_ints("stride", {g.stride[0], g.stride[1], g.stride[2]});
-    w.add_ints("padding", {g.padding[0], g.padding[1], g.padding[2]});
-    w.add_ints("dilation", {g.dilation[0], g.dilation[1], g.dilation[2]});
-    w.add_ints("subm", {g.subm});
-    w.add_ints("spatial_shape", {g.in_shape[0], g.in_shape[1], g.in_shape[2]});
-    w.add_ints("max_batch", {g.max_batch});
-    w.add_ints("max_out_rows", {static_cast<int32_t>(max_out_rows)});
-    w.add_ints("opt_rows", {static_cast<int32_t>(opt_rows)});
+    namespace spec = clean_deploy::op_spec::sparse_convolution_trt;
+    w.add_ints(spec::kernel_size, {g.kernel[0], g.kernel[1], g.kernel[2]});
+    w.add_ints(spec::stride, {g.stride[0], g.stride[1], g.stride[2]});
+    w.add_ints(spec::padding, {g.padding[0], g.padding[1], g.padding[2]});
+    w.add_ints(spec::dilation, {g.dilation[0], g.dilation[1], g.dilation[2]});
+    w.add_ints(spec::subm, {g.subm});
+    w.add_ints(spec::spatial_shape, {g.in_shape[0], g.in_shape[1], g.in_shape[2]});
+    w.add_ints(spec::max_batch, {g.max_batch});
+    w.add_ints(spec::max_out_rows, {static_cast<int32_t>(max_out_rows)});
+    w.add_ints(spec::opt_rows, {static_cast<int32_t>(opt_rows)});
   }
 };
-
-void declare_geometry(FieldWriter& w) {
-  w.declare("kernel_size", PluginFieldType::kINT32, 3);
-  w.declare("stride", PluginFieldType::kINT32, 3);
-  w.declare("padding", PluginFieldType::kINT32, 3);
-  w.declare("dilation", PluginFieldType::kINT32, 3);
-  w.declare("subm", PluginFieldType::kINT32, 1);
-  w.declare("spatial_shape", PluginFieldType::kINT32, 3);
-  w.declare("max_batch", PluginFieldType::kINT32, 1);
-  w.declare("max_out_rows", PluginFieldType::kINT32, 1);
-  w.declare("opt_rows", PluginFieldType::kINT32, 1);
-}
 
 bool is_float(const PluginTensorDesc& d) { return d.type == DataType::kFLOAT || d.type == DataType::kHALF; }
 bool linear(const PluginTensorDesc& d) { return d.format == TensorFormat::kLINEAR; }
@@ -346,7 +333,7 @@ class SparseConvolutionPlugin final : public PluginBase {
   const nvinfer1::PluginFieldCollection* getFieldsToSerialize() noexcept override {
     serial_ = FieldWriter();
     a_.write_geometry(serial_);
-    serial_.add_string("activation", a_.activation);
+    serial_.add_string(clean_deploy::op_spec::sparse_convolution_trt::activation, a_.activation);
     serial_.add_ints("num_inputs", {num_inputs_});
     return serial_.collection();
   }
@@ -547,7 +534,7 @@ class GemmPlugin final : public PluginBase {
 
   const nvinfer1::PluginFieldCollection* getFieldsToSerialize() noexcept override {
     serial_ = FieldWriter();
-    serial_.add_string("activation", activation_);
+    serial_.add_string(clean_deploy::op_spec::sparse_conv_gemm::activation, activation_);
     serial_.add_ints("num_inputs", {num_inputs_});
     return serial_.collection();
   }
@@ -572,10 +559,7 @@ nvinfer1::IPluginV3* create_guarded(const char* plugin, const char* name, Make m
 
 class SparseConvolutionCreator final : public CreatorBase {
  public:
-  SparseConvolutionCreator() {
-    declare_geometry(declared_);
-    declared_.declare("activation", PluginFieldType::kCHAR, 0);
-  }
+  SparseConvolutionCreator() { declared_.declare(clean_deploy::op_spec::sparse_convolution_trt::kAttrs); }
   const char* getPluginName() const noexcept override { return "SparseConvolution"; }
   nvinfer1::IPluginV3* createPlugin(const char* name, const nvinfer1::PluginFieldCollection* fc,
                                     nvinfer1::TensorRTPhase phase) noexcept override {
@@ -592,7 +576,7 @@ class SparseConvolutionCreator final : public CreatorBase {
 
 class IndexPairsCreator final : public CreatorBase {
  public:
-  IndexPairsCreator() { declare_geometry(declared_); }
+  IndexPairsCreator() { declared_.declare(clean_deploy::op_spec::sparse_conv_index_pairs::kAttrs); }
   const char* getPluginName() const noexcept override { return "SparseConvIndexPairs"; }
   nvinfer1::IPluginV3* createPlugin(const char* name, const nvinfer1::PluginFieldCollection* fc,
                                     nvinfer1::TensorRTPhase phase) noexcept override {
@@ -607,7 +591,7 @@ class IndexPairsCreator final : public CreatorBase {
 
 class GemmCreator final : public CreatorBase {
  public:
-  GemmCreator() { declared_.declare("activation", PluginFieldType::kCHAR, 0); }
+  GemmCreator() { declared_.declare(clean_deploy::op_spec::sparse_conv_gemm::kAttrs); }
   const char* getPluginName() const noexcept override { return "SparseConvGemm"; }
   nvinfer1::IPluginV3* createPlugin(const char* name, const nvinfer1::PluginFieldCollection* fc,
                                     nvinfer1::TensorRTPhase phase) noexcept override {

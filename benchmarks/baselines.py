@@ -15,6 +15,7 @@ import time
 from datetime import date
 from pathlib import Path
 
+from clean_deploy.bench.results import Latency
 from clean_deploy.bench.run import BenchJob, machine_description, run_job
 from clean_deploy.config import TrainConfig
 from clean_deploy.models.zoo import get_config
@@ -69,8 +70,8 @@ def markdown(rows: list[dict], header: str) -> str:
              "|---" * (8 + len(CLASSES)) + "|"]
     for r in rows:
         aps = " | ".join("/".join(f"{r['ap'][c]['3d'][d]:.1f}" for d in ("easy", "moderate", "hard")) for c in CLASSES)
-        st = r["latency"]["stages_ms"]
-        lat = f"{st['total']['p50']:.0f} ({st['pre']['p50']:.0f}/{st['net']['p50']:.0f}/{st['post']['p50']:.0f})"
+        st = Latency.from_dict(r["latency"])
+        lat = f"{st.p50():.0f} ({st.p50('pre'):.0f}/{st.p50('net'):.0f}/{st.p50('post'):.0f})"
         tmin = f"{r['train_seconds'] / 60:.0f}" if r.get("train_seconds") else "-"
         lines.append(f"| {r['key']} | `{r['config']}` | {aps} | {r['mean_moderate_3d']:.2f} | {r['params'] / 1e6:.2f} "
                      f"| {r['gmacs']:.2f} | {lat} | {r['memory']['peak_inference_mb']:.0f} | {tmin} |")

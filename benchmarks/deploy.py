@@ -15,6 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
+from clean_deploy.bench.results import BenchResult
 from clean_deploy.bench.run import bench
 from clean_deploy.runtime.check import check_parity
 from clean_deploy.export.onnx_export import export_onnx
@@ -26,11 +27,12 @@ def targets(doc: dict, labels: dict[str, str]) -> list[tuple[str, float, float, 
     """(target, value, threshold, unit) rows for the issue's ratios; met when value >= threshold."""
     by = {r["label"]: r for r in doc["results"]}
     t, s_t, s_o = by[labels["teacher"]], by[labels["student_torch"]], by[labels["student_onnx"]]
-    lat = lambda r: r["latency"]["stages_ms"]["total"]["p50"]  # noqa: E731
-    mem = lambda r: max(r["memory"]["peak_inference_mb"], 1e-3)  # noqa: E731
+    t, s_t, s_o = (BenchResult.from_dict(r) for r in (t, s_t, s_o))
+    lat = lambda r: r.latency.p50()  # noqa: E731
+    mem = lambda r: max(r.peak_memory_mb, 1e-3)  # noqa: E731
     return [
-        ("student AP - teacher AP >= 0 (mean moderate 3D)", s_o["mean_moderate_3d"] - t["mean_moderate_3d"], 0.0, " AP"),
-        (">= 5x fewer parameters", t["params"] / s_t["params"], 5.0, "x"),
+        ("student AP - teacher AP >= 0 (mean moderate 3D)", s_o.mean_moderate_3d - t.mean_moderate_3d, 0.0, " AP"),
+        (">= 5x fewer parameters", t.params / s_t.params, 5.0, "x"),
         (">= 5x lower peak inference memory (ORT student vs teacher)", mem(t) / mem(s_o), 5.0, "x"),
         (">= 4x lower latency, ONNX Runtime CPU student vs teacher", lat(t) / lat(s_o), 4.0, "x"),
         ("ONNX Runtime student >= 1.5x faster than eager PyTorch student", lat(s_t) / lat(s_o), 1.5, "x"),

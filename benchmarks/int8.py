@@ -137,19 +137,21 @@ def latency(args) -> dict:
                     threads=args.threads, cpp=True, echo=lambda s: None)
         runs.append(doc)
         print(f"[int8] latency run {k + 1}/{args.repeats} done")
+    from clean_deploy.bench.results import BenchResult
+
     rows = {}
     for r in runs[0]["results"]:
         label = r["label"]
-        per = [next(x for x in d["results"] if x["label"] == label) for d in runs]
+        per = [BenchResult.from_dict(next(x for x in d["results"] if x["label"] == label)) for d in runs]
         stat = lambda f: {"median": statistics.median(f(x) for x in per), "min": min(f(x) for x in per),  # noqa: E731
                           "max": max(f(x) for x in per)}
         rows[label] = {
-            "net_p50": stat(lambda x: x["latency"]["stages_ms"]["net"]["p50"]),
-            "net_p90": stat(lambda x: x["latency"]["stages_ms"]["net"]["p90"]),
-            "net_p99": stat(lambda x: x["latency"]["stages_ms"]["net"]["p99"]),
-            "total_p50": stat(lambda x: x["latency"]["stages_ms"]["total"]["p50"]),
-            "peak_mem_mb": stat(lambda x: x["memory"]["peak_inference_mb"] or 0.0),
-            "weight_mb": per[0]["weight_mb"], "mean_moderate_3d": per[0]["mean_moderate_3d"]}
+            "net_p50": stat(lambda x: x.latency.stage("net").p50),
+            "net_p90": stat(lambda x: x.latency.stage("net").p90),
+            "net_p99": stat(lambda x: x.latency.stage("net").p99),
+            "total_p50": stat(lambda x: x.latency.p50()),
+            "peak_mem_mb": stat(lambda x: x.peak_memory_mb or 0.0),
+            "weight_mb": per[0].weight_mb, "mean_moderate_3d": per[0].mean_moderate_3d}
     return {"machine": runs[0]["machine"], "date": runs[0]["date"], "threads": args.threads, "frames": args.frames,
             "repeats": args.repeats, "rows": rows, "fp32_stem": args.onnx.stem, "int8_stem": final.stem,
             "int8_all_stem": "student.int8_all",

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from clean_deploy.bench.results import BenchResult
 from clean_deploy.config import ConfigBase
 
 
@@ -178,8 +179,8 @@ def final_table(doc: dict) -> str:
             return f"{a / b:.1f}" if a is not None and b else "-"
         lines.append(f"| {r['label']} | {r['mean_moderate_3d']:.2f} | {r['mean_moderate_3d'] - t['mean_moderate_3d']:+.2f} | "
                      f"{ratio(lambda x: x['params'])} | {ratio(lambda x: x['gmacs'])} | "
-                     f"{ratio(lambda x: x['latency']['stages_ms']['total']['p50'])} | "
-                     f"{ratio(lambda x: _at_least(x['memory']['peak_inference_mb'], 1e-3))} |")
+                     f"{ratio(lambda x: BenchResult.from_dict(x).latency.p50())} | "
+                     f"{ratio(lambda x: _at_least(BenchResult.from_dict(x).peak_memory_mb, 1e-3))} |")
     return "\n".join(lines) + "\n"
 
 

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from clean_deploy.bench.plots import accuracy_latency_plot
+from clean_deploy.bench.results import BenchResult
 from clean_deploy.bench.run import BenchJob, run_job_cached
 from clean_deploy.compress.config import CompressConfig
 from clean_deploy.data.augment.gt_sampling import dataset_fingerprint
@@ -29,7 +30,7 @@ def _evaluate(ckpt: Path, data, split: str, out_dir: Path, latency_frames: int, 
     bench`` worker in its own process (cached in ``out_dir`` while the checkpoint is unchanged)."""
     res = run_job_cached(BenchJob(str(ckpt), "torch"), Path(data), split, latency_frames, 2, threads, out_dir,
                          out_dir / "result.json")
-    return {"checkpoint": str(ckpt), **res, "latency_ms": res["latency"]["stages_ms"]["total"]["p50"]}
+    return {"checkpoint": str(ckpt), **res, "latency_ms": BenchResult.from_dict(res).latency.p50()}
 
 
 def compress(teacher_ckpt: str | Path, data_root: str | Path, run_dir: str | Path, cfg: CompressConfig,

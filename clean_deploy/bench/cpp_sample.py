@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clean_deploy.bench.latency import percentiles
+from clean_deploy.bench.results import Latency, Percentiles
 
 SAMPLE_ENV = "CLEAN_DEPLOY_INFER"
 BUILD_COMMAND = "bash scripts/build_sample.sh"
@@ -100,9 +100,8 @@ def run_cpp_job(model: str, data: str | Path, split: str, frames: int, warmup: i
     net = np.array([r["net_ms"] for r in rows])
     stages = {"pre": pre, "net": net, "post": np.zeros_like(pre), "total": pre + net,
               "load": np.array([r["load_ms"] for r in rows]), "write": np.array([r["write_ms"] for r in rows])}
-    latency = {"frames": len(rows), "warmup": len(warm_ids),
-               "stages_ms": {k: percentiles(v) for k, v in stages.items()},
-               "throughput_fps": len(rows) / (float(stages["total"].sum()) / 1e3)}
+    latency = Latency(len(rows), len(warm_ids), {k: Percentiles.of(v) for k, v in stages.items()},
+                      len(rows) / (float(stages["total"].sum()) / 1e3)).to_dict()
     # 2. accuracy: the whole split under the real frame ids
     velo, calib = _link_frames(reader, ids, ids, work_dir / "split_frames")
     pred = work_dir / "pred"

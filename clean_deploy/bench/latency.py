@@ -5,14 +5,9 @@ from __future__ import annotations
 import time
 from typing import Callable, Sequence
 
-import numpy as np
 from tqdm import tqdm
 
-
-def percentiles(values: Sequence[float]) -> dict[str, float]:
-    v = np.asarray(values, dtype=np.float64)
-    return {"mean": float(v.mean()), "p50": float(np.percentile(v, 50)), "p90": float(np.percentile(v, 90)),
-            "p99": float(np.percentile(v, 99))}
+from clean_deploy.bench.results import Latency, Percentiles
 
 
 def benchmark_session(session: Callable, frames: Sequence[tuple], warmup: int = 3, desc: str = "bench",
@@ -32,5 +27,4 @@ def benchmark_session(session: Callable, frames: Sequence[tuple], warmup: int = 
         for k, v in res.timings_ms.items():
             stages.setdefault(k, []).append(v)
     wall = time.perf_counter() - t0
-    return {"frames": len(frames), "warmup": warmup, "stages_ms": {k: percentiles(v) for k, v in stages.items()},
-            "throughput_fps": len(frames) / wall}
+    return Latency(len(frames), warmup, {k: Percentiles.of(v) for k, v in stages.items()}, len(frames) / wall).to_dict()

@@ -20,6 +20,7 @@ import torch
 from tqdm import tqdm
 
 from clean_deploy.bench.plots import accuracy_latency_plot, latency_breakdown_plot
+from clean_deploy.bench.results import BenchResult, markdown_table
 
 
 @dataclass
@@ -104,34 +105,33 @@ def bench(models: list[str], data: str | Path, out_dir: str | Path, device: str 
     (out_dir / "bench.json").write_text(json.dumps(doc, indent=2) + "\n")
     md = bench_markdown(doc)
     (out_dir / "bench.md").write_text(md)
-    rows = [{"label": r["label"], "latency_ms": r["latency"]["stages_ms"]["total"]["p50"],
-             "accuracy": r["mean_moderate_3d"], "params_m": r["params"] / 1e6} for r in results]
+    typed = [BenchResult.from_dict(r) for r in results]
+    rows = [{"label": r.label, "latency_ms": r.latency.p50(), "accuracy": r.mean_moderate_3d, "params_m": r.params / 1e6}
+            for r in typed]
     accuracy_latency_plot(rows, out_dir / "accuracy_vs_latency.png", f"accuracy vs latency ({device}, {threads} threads)")
-    latency_breakdown_plot([{"label": r["label"], "stages": {k: v["p50"] for k, v in r["latency"]["stages_ms"].items()
-                                                             if k != "total"}} for r in results],
-                           out_dir / "latency_breakdown.png", "latency per stage (p50)")
+    latency_breakdown_plot([{"label": r.label, "stages": {k: v.p50 for k, v in r.latency.stages_ms.items() if k != "total"}}
+                            for r in typed], out_dir / "latency_breakdown.png", "latency per stage (p50)")
     echo(md)
     return doc
 
 
 def bench_markdown(doc: dict) -> str:
     lines = [f"{doc['date']}, {doc['machine']}; {doc['threads']} threads; {doc['frames']} {doc['split']} frames "
-             f"after {doc['warmup']} warm-up.", "",
-             "| model [backend] | mean mod 3D AP | params (M) | GMACs | weights (MB) | activations (MB) "
-             "| p50 ms (pre/net/post) | p90 ms | p99 ms | frames/s | peak mem (MB) |", "|---" * 11 + "|"]
+             f"after {doc['warmup']} warm-up.", ""]
     lines[0] += (" Peak mem = weights + the peak growth while running frames (CPU: process RSS with freed pages "
                  "returned to the OS, ONNX Runtime without its arena; CUDA: max_memory_allocated). Activations = "
                  "bytes of all conv/linear layer outputs of a frame (the largest single one in brackets), "
                  "from the PyTorch model (an exported model: its source checkpoint). [cpp]: the C++ sample "
                  "(clean_deploy_infer, pre-processing in C++, ONNX Runtime C++ API); memory not measured there.")
-    for r in doc["results"]:
-        st = r["latency"]["stages_ms"]
-        mem = r["memory"]["peak_inference_mb"]
-        mem = "-" if mem is None else f"{mem:.0f}"
-        act = (f"{r['activation_mb']:.1f} ({r['max_layer_activation_mb']:.1f})" if r.get("activation_mb")
+    rows = []
+    for r in (BenchResult.from_dict(x) for x in doc["results"]):
+        lat = r.latency
+        act = (f"{r.extra['activation_mb']:.1f} ({r.extra['max_layer_activation_mb']:.1f})" if r.extra.get("activation_mb")
                else "-")
-        lines.append(f"| {r['label']} | {r['mean_moderate_3d']:.2f} | {r['params'] / 1e6:.3f} | {r['gmacs']:.2f} | "
-                     f"{r['weight_mb']:.2f} | {act} | {st['total']['p50']:.1f} ({st['pre']['p50']:.1f}/{st['net']['p50']:.1f}/"
-                     f"{st['post']['p50']:.1f}) | {st['total']['p90']:.1f} | {st['total']['p99']:.1f} | "
-                     f"{r['latency']['throughput_fps']:.2f} | {mem} |")
+        rows.append([r.label, f"{r.mean_moderate_3d:.2f}", f"{r.params / 1e6:.3f}", f"{r.gmacs:.2f}", f"{r.weight_mb:.2f}",
+                     act, f"{lat.p50():.1f} ({lat.p50('pre'):.1f}/{lat.p50('net'):.1f}/{lat.p50('post'):.1f})",
+                     f"{lat.stage().p90:.1f}", f"{lat.stage().p99:.1f}", f"{lat.throughput_fps:.2f}",
+                     "-" if r.peak_memory_mb is None else f"{r.peak_memory_mb:.0f}"])
+    lines += markdown_table(["model [backend]", "mean mod 3D AP", "params (M)", "GMACs", "weights (MB)", "activations (MB)",
+                             "p50 ms (pre/net/post)", "p90 ms", "p99 ms", "frames/s", "peak mem (MB)"], rows)
     return "\n".join(lines) + "\n"

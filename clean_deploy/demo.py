@@ -100,6 +100,14 @@ def run_demo(cfg: DemoConfig, echo=print) -> dict:
     if _dataset_ready(data, cfg):
         echo(f"[data] reusing the synthetic benchmark in {data}")
     else:
+        made = sorted(str(p.relative_to(out)) for p in out.rglob("*.stage.json"))
+        if (data / "synth_meta.json").is_file() and made:
+            # regenerating would replace the data those stages were made from; refuse before touching it
+            from clean_deploy.stages import StageMismatch
+
+            raise StageMismatch(f"{data} was synthesised with other settings (frames, seed or azimuth resolution) and "
+                                f"{out} holds stages made from it ({', '.join(made[:3])}{', ...' if len(made) > 3 else ''}); "
+                                "use a new --out")
         echo(f"[data] synthesising {cfg.frames}+{cfg.val_frames} ray-cast LiDAR frames into {data}")
         generate_dataset(data, cfg.frames, cfg.val_frames, seed=cfg.seed, workers=cfg.workers,
                          azimuth_res=cfg.azimuth_res)

@@ -3,11 +3,10 @@
 Every config round-trips through plain dicts/JSON (``to_dict``/``from_dict``/``to_json``/
 ``from_json``) because checkpoints store their config as JSON. Sections so far:
 
-* data       -- :class:`DataConfig` (dataset root, classes, range, FOV, label filters)
+* data       -- :class:`DataConfig` (dataset root, splits, FOV, label filters)
 * augment    -- :class:`AugmentConfig` with :class:`GTSamplingConfig`
-* voxel      -- :class:`VoxelConfig`
-* experiment -- :class:`ExperimentConfig` bundling the sections, built from a detector's config
-  (range, voxels, classes) by :func:`clean_deploy.train.loop.experiment_for`
+* experiment -- :class:`ExperimentConfig` bundling the two; the geometry (range, voxels, classes)
+  is the detector's (``clean_deploy.models.config.DetectorConfig``) and nowhere else
 * train      -- :class:`TrainConfig`
 
 ``from_dict`` is strict: unknown keys raise ``ValueError`` naming the key and the section, so a
@@ -23,12 +22,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from clean_deploy.kitti import KITTI_CLASSES
-
 T = TypeVar("T", bound="ConfigBase")
-
-#: OpenPCDet's KITTI range ``x_min y_min z_min x_max y_max z_max`` (LiDAR frame, metres)
-KITTI_POINT_CLOUD_RANGE: tuple[float, ...] = (0.0, -40.0, -3.0, 70.4, 40.0, 1.0)
 
 
 # ----------------------------------------------------------------------------- base
@@ -102,11 +96,10 @@ class ConfigBase:
 # ----------------------------------------------------------------------------- data
 @dataclass
 class DataConfig(ConfigBase):
-    """Where the KITTI-format data lives and which labels/points the detectors see."""
+    """Where the KITTI-format data lives, its splits and the label/point filters. The geometry (range,
+    voxels, classes) is the detector's (``DetectorConfig``): the dataset takes it from there."""
 
     root: str = "data/kitti"
-    class_names: tuple[str, ...] = KITTI_CLASSES
-    point_cloud_range: tuple[float, ...] = KITTI_POINT_CLOUD_RANGE
     train_split: str = "train"
     val_split: str = "val"
     #: keep only points projecting into camera 2's image with positive depth (OpenPCDet's
@@ -125,15 +118,8 @@ class DataConfig(ConfigBase):
     gt_database_path: str | None = None
 
     def __post_init__(self) -> None:
-        if len(self.point_cloud_range) != 6:
-            raise ValueError(f"point_cloud_range needs 6 numbers, got {self.point_cloud_range}")
-        lo, hi = self.point_cloud_range[:3], self.point_cloud_range[3:]
-        if any(a >= b for a, b in zip(lo, hi)):
-            raise ValueError(f"point_cloud_range min must be < max: {self.point_cloud_range}")
         if self.nan_policy not in ("raise", "drop"):
             raise ValueError(f"nan_policy must be 'raise' or 'drop', got {self.nan_policy!r}")
-        if len(set(self.class_names)) != len(self.class_names) or not self.class_names:
-            raise ValueError(f"class_names must be unique and non-empty: {self.class_names}")
 
 
 # -------------------------------------------------------------------------- augment
@@ -166,20 +152,6 @@ class AugmentConfig(ConfigBase):
     global_scaling: tuple[float, float] | None = (0.95, 1.05)
 
 
-# ---------------------------------------------------------------------------- voxel
-@dataclass
-class VoxelConfig(ConfigBase):
-    """Voxelisation (spconv ``PointToVoxel``)."""
-
-    voxel_size: tuple[float, float, float] = (0.05, 0.05, 0.1)
-    max_points_per_voxel: int = 5
-    max_voxels_train: int = 16000
-    max_voxels_test: int = 40000
-
-    def max_voxels(self, training: bool) -> int:
-        return self.max_voxels_train if training else self.max_voxels_test
-
-
 # ---------------------------------------------------------------------------- train
 @dataclass
 class TrainConfig(ConfigBase):
@@ -206,14 +178,13 @@ class TrainConfig(ConfigBase):
 # ----------------------------------------------------------------------- experiment
 @dataclass
 class ExperimentConfig(ConfigBase):
-    """The data side of a run. Training builds it from the detector's config
-    (:func:`clean_deploy.train.loop.experiment_for`): range, voxel size and classes are the
-    detector's, so they exist once."""
+    """The data side of a run: where the data is and how training augments it. Range, voxels and
+    classes are the detector's (``DetectorConfig``, given to the dataset beside this), so they
+    exist once."""
 
     name: str = "kitti"
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-    voxel: VoxelConfig = field(default_factory=VoxelConfig)
 
 
 # ------------------------------------------------------------------------------ grid

@@ -12,6 +12,8 @@ import numpy as np
 
 #: the three classes of the KITTI 3D benchmark, in the order every model here predicts them
 KITTI_CLASSES: tuple[str, ...] = ("Car", "Pedestrian", "Cyclist")
+#: OpenPCDet's KITTI range ``x_min y_min z_min x_max y_max z_max`` (LiDAR frame, metres)
+KITTI_POINT_CLOUD_RANGE: tuple[float, ...] = (0.0, -40.0, -3.0, 70.4, 40.0, 1.0)
 DIFFICULTY_NAMES: tuple[str, ...] = ("easy", "moderate", "hard")
 #: per difficulty (easy, moderate, hard): minimum 2D box height (px), maximum occlusion and truncation
 MIN_HEIGHT: tuple[float, ...] = (40.0, 25.0, 25.0)

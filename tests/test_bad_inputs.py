@@ -186,7 +186,7 @@ def test_gt_database_of_other_data_is_rebuilt(synth_data, tmp_path, capsys):
 
     db_path = tmp_path / "gt_database.npz"
     cfg = get_config("second_fast@0.25x")
-    first = KittiDetectionDataset(experiment_for(cfg, synth_data, None, str(db_path)), split="train", training=True)
+    first = KittiDetectionDataset(experiment_for(cfg, synth_data, None, str(db_path)), cfg, split="train", training=True)
     n_first = len(first.sampler.database)
     assert n_first > 0 and db_path.is_file()
     other = tmp_path / "other"
@@ -194,11 +194,11 @@ def test_gt_database_of_other_data_is_rebuilt(synth_data, tmp_path, capsys):
     for f in (other / "training" / "label_2").glob("*.txt"):
         f.write_text("")  # the same clouds, no objects
     capsys.readouterr()
-    second = KittiDetectionDataset(experiment_for(cfg, other, None, str(db_path)), split="train", training=True)
+    second = KittiDetectionDataset(experiment_for(cfg, other, None, str(db_path)), cfg, split="train", training=True)
     assert len(second.sampler.database) == 0
     assert "built from other data" in capsys.readouterr().out
     assert len(GTDatabase.load(db_path)) == 0
-    again = KittiDetectionDataset(experiment_for(cfg, other, None, str(db_path)), split="train", training=True)
+    again = KittiDetectionDataset(experiment_for(cfg, other, None, str(db_path)), cfg, split="train", training=True)
     assert len(again.sampler.database) == 0 and "built from other data" not in capsys.readouterr().out
 
 

@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from clean_deploy.config import (AugmentConfig, DataConfig, ExperimentConfig, GTSamplingConfig,
-                                 VoxelConfig, grid_size)
+from clean_deploy.config import AugmentConfig, DataConfig, ExperimentConfig, GTSamplingConfig, grid_size
 from clean_deploy.data.augment.gt_sampling import GTDatabase, build_gt_database
 from clean_deploy.data.dataset import KittiDetectionDataset, collate_batch
 from clean_deploy.data.kitti.label import KittiObject, LabelError, to_arrays
@@ -24,6 +23,7 @@ from clean_deploy.geometry.boxes import (boxes_camera_to_lidar, boxes_lidar_to_c
                                          boxes_to_image, alpha_from_ry, limit_period,
                                          points_in_boxes_mask)
 from clean_deploy.geometry.calib import CalibError, kitti_default_calibration
+from clean_deploy.models.config import DetectorConfig
 
 CALIB = kitti_default_calibration()
 
@@ -116,9 +116,11 @@ def _cfg(root: Path, **augment) -> ExperimentConfig:
     aug = AugmentConfig(gt_sampling=GTSamplingConfig(sample_counts={"Car": 4, "Pedestrian": 2,
                                                                     "Cyclist": 2}, min_points=5,
                                                      drop_difficulties=()), **augment)
-    return ExperimentConfig(data=DataConfig(root=str(root)), augment=aug,
-                            voxel=VoxelConfig(voxel_size=(0.1, 0.1, 0.2), max_voxels_train=4000,
-                                              max_voxels_test=8000))
+    return ExperimentConfig(data=DataConfig(root=str(root)), augment=aug)
+
+
+#: the geometry the dataset tests use (the detector owns range, voxels and classes)
+DET = DetectorConfig(voxel_size=(0.1, 0.1, 0.2), max_voxels_train=4000, max_voxels_test=8000)
 
 
 # ----------------------------------------------------------------------------- reader
@@ -272,7 +274,7 @@ def test_difficulty_and_label_filters():
 
 
 # ---------------------------------------------------------------------------- configs
-def test_config_round_trip():
+def test_config_round_trip(tmp_path):
     from clean_deploy.models.zoo import get_config
     from clean_deploy.train.loop import experiment_for
 
@@ -280,27 +282,26 @@ def test_config_round_trip():
     for cfg in (ExperimentConfig(), fast, experiment_for(get_config("second"), "/x")):
         text = cfg.to_json()
         back = ExperimentConfig.from_json(text)
-        assert back == cfg and isinstance(back.data.point_cloud_range, tuple)
+        assert back == cfg
         assert json.loads(text) == cfg.to_dict()
     d = ExperimentConfig().to_dict()
-    assert d["data"]["point_cloud_range"] == [0.0, -40.0, -3.0, 70.4, 40.0, 1.0]
     assert d["augment"]["gt_sampling"]["sample_counts"] == {"Car": 15, "Pedestrian": 10, "Cyclist": 10}
-    assert d["voxel"] == {"voxel_size": [0.05, 0.05, 0.1], "max_points_per_voxel": 5,
-                          "max_voxels_train": 16000, "max_voxels_test": 40000}
     d["augment"]["global_rotation"] = None
     assert ExperimentConfig.from_dict(d).augment.global_rotation is None
     d["data"]["typo_key"] = 1
     with pytest.raises(ValueError, match=r"ExperimentConfig\.data: unknown config keys \['typo_key'\]"):
         ExperimentConfig.from_dict(d)
-    with pytest.raises(ValueError, match="point_cloud_range"):
-        DataConfig(point_cloud_range=(0, 0, 0, -1, 1, 1))
     assert grid_size((0, -40, -3, 70.4, 40, 1), (0.05, 0.05, 0.1)) == (1408, 1600, 40)
-    # the data side of a run takes the detector's geometry: one source for range and voxels
-    assert fast.data.point_cloud_range == get_config("centerpoint_fast").point_cloud_range
-    assert grid_size(fast.data.point_cloud_range, fast.voxel.voxel_size) == get_config("centerpoint_fast").grid_size
+    # one config tree: the data side holds no geometry (range, voxels and classes are the detector's)
+    assert set(d) == {"name", "data", "augment"}
+    assert not {"class_names", "point_cloud_range", "voxel_size"} & set(d["data"])
+    with pytest.raises(ValueError, match=r"unknown config keys \['point_cloud_range'\]"):
+        ExperimentConfig.from_dict({"data": {"point_cloud_range": [0, -40, -3, 70.4, 40, 1]}})
+    ds = KittiDetectionDataset(ExperimentConfig(data=DataConfig(root=str(make_kitti(tmp_path / "k")))),
+                               get_config("centerpoint_fast"), training=False)
+    assert tuple(ds.voxelizer.grid_size) == get_config("centerpoint_fast").grid_size
+    assert ds.class_names == get_config("centerpoint_fast").class_names
 
-
-# ---------------------------------------------------------------------- gt database
 def test_build_gt_database(kitti, tmp_path):
     r = KittiReader(kitti, "train")
     db = build_gt_database(r, ("Car", "Pedestrian", "Cyclist"), out_path=tmp_path / "db.npz")
@@ -333,7 +334,7 @@ def test_build_gt_database(kitti, tmp_path):
 # ---------------------------------------------------------------------------- dataset
 def test_dataset_training_sample(kitti):
     cfg = _cfg(kitti)
-    ds = KittiDetectionDataset(cfg, training=True, seed=3)
+    ds = KittiDetectionDataset(cfg, DET, training=True, seed=3)
     assert len(ds) == 3 and ds.sampler is not None
     s = ds[0]
     assert set(s) >= {"frame_id", "points", "gt_boxes", "gt_names", "voxels", "voxel_coords",
@@ -342,12 +343,12 @@ def test_dataset_training_sample(kitti):
     gt = s["gt_boxes"]
     assert gt.shape[1] == 8 and gt.dtype == np.float32
     assert set(gt[:, 7].astype(int).tolist()) <= {1, 2, 3}
-    assert (class_indices(s["gt_names"], cfg.data.class_names) == gt[:, 7]).all()
+    assert (class_indices(s["gt_names"], DET.class_names) == gt[:, 7]).all()
     assert "Van" not in s["gt_names"].tolist() and "DontCare" not in s["gt_names"].tolist()
     assert (np.abs(gt[:, 6]) <= math.pi + 1e-6).all()
     # sampled up to 4 cars: the frame had 1 car, the database 3 cars from other frames (+ own)
     assert (s["gt_names"] == "Car").sum() >= 2
-    assert points_in_range_mask(s["points"], cfg.data.point_cloud_range).all()
+    assert points_in_range_mask(s["points"], DET.point_cloud_range).all()
     # voxels agree with points: every voxel's points floor to its coordinate
     assert s["voxels"].shape[1:] == (5, 4) and s["voxel_coords"].dtype == np.int32
     assert s["voxel_num_points"].sum() <= len(s["points"])
@@ -356,18 +357,18 @@ def test_dataset_training_sample(kitti):
     assert np.array_equal(again["points"], s["points"]) and np.array_equal(again["gt_boxes"], gt)
     ds.set_epoch(1)
     assert not np.array_equal(ds[0]["points"], s["points"])
-    other = KittiDetectionDataset(cfg, training=True, seed=4, gt_database=ds.sampler.database)
+    other = KittiDetectionDataset(cfg, DET, training=True, seed=4, gt_database=ds.sampler.database)
     assert not np.array_equal(other[0]["points"], s["points"])
 
 
 def test_dataset_eval_mode_is_plain(kitti):
     cfg = _cfg(kitti)
-    ds = KittiDetectionDataset(cfg, training=False)
+    ds = KittiDetectionDataset(cfg, DET, training=False)
     assert ds.sampler is None and ds.voxelizer.max_voxels == 8000
     s = ds[0]
     f = KittiReader(kitti, "val").get_frame("000000")
     pts = f.points[fov_mask(f.points, f.calib, f.image_shape)]
-    pts = pts[points_in_range_mask(pts, cfg.data.point_cloud_range)]
+    pts = pts[points_in_range_mask(pts, DET.point_cloud_range)]
     assert np.array_equal(s["points"], pts)  # no augmentation, no shuffle: same order
     assert s["gt_names"].tolist() == ["Car", "Pedestrian", "Cyclist"]
     assert np.allclose(s["gt_boxes"][:, :7], f.gt_boxes[:3]) and s["gt_boxes"][:, 7].tolist() == [1, 2, 3]
@@ -383,7 +384,7 @@ def test_empty_point_cloud_through_pipeline(kitti):
     no_sampling = _cfg(kitti)
     no_sampling.augment.gt_sampling.enabled = False
     for cfg, training in ((_cfg(kitti), True), (no_sampling, True), (_cfg(kitti), False)):
-        ds = KittiDetectionDataset(cfg, training=training, seed=0)
+        ds = KittiDetectionDataset(cfg, DET, training=training, seed=0)
         s = ds[2]
         if ds.sampler is None:  # nothing pasted: the frame stays empty
             assert s["points"].shape == (0, 4) and s["gt_boxes"].shape == (0, 8)
@@ -402,7 +403,7 @@ def test_empty_point_cloud_through_pipeline(kitti):
 
 
 def test_collate_batch(kitti):
-    ds = KittiDetectionDataset(_cfg(kitti), training=False)
+    ds = KittiDetectionDataset(_cfg(kitti), DET, training=False)
     samples = [ds[0], ds[1], ds[2]]
     b = collate_batch(samples)
     assert b["batch_size"] == 3 and b["frame_id"].tolist() == ["000000", "000001", "000002"]
@@ -426,7 +427,7 @@ def test_collate_batch(kitti):
 
 
 def test_dataloader_workers_match_serial(kitti):
-    ds = KittiDetectionDataset(_cfg(kitti), training=True, seed=11)
+    ds = KittiDetectionDataset(_cfg(kitti), DET, training=True, seed=11)
     serial = [ds[i] for i in range(len(ds))]
     loader = torch.utils.data.DataLoader(ds, batch_size=1, num_workers=2, collate_fn=collate_batch)
     for s, b in zip(serial, loader):
@@ -443,22 +444,22 @@ def test_dataset_label_filters_and_database_file(kitti, tmp_path):
     cfg.augment.gt_sampling.enabled = False
     cfg.augment.global_rotation = None
     cfg.augment.global_scaling = None
-    base = KittiDetectionDataset(cfg, training=True)[1]
+    base = KittiDetectionDataset(cfg, DET, training=True)[1]
     assert len(base["gt_boxes"]) == 2  # two cars of 120 and 50 points
     cfg.data.min_points_in_gt = 60
-    s = KittiDetectionDataset(cfg, training=True)[1]
+    s = KittiDetectionDataset(cfg, DET, training=True)[1]
     assert len(s["gt_boxes"]) == 1 and np.allclose(np.abs(s["gt_boxes"][0, :2]), [12.0, 4.0], atol=0.01)
     cfg.data.min_points_in_gt = 0
     cfg.data.drop_difficulties = (0,)  # the near car is easy, the far one (35 m) moderate
-    s = KittiDetectionDataset(cfg, training=True)[1]
+    s = KittiDetectionDataset(cfg, DET, training=True)[1]
     assert len(s["gt_boxes"]) == 1 and np.allclose(np.abs(s["gt_boxes"][0, :2]), [35.0, 8.0], atol=0.01)
     cfg.data.drop_difficulties = (0, 1, 2)
-    assert KittiDetectionDataset(cfg, training=True)[1]["gt_boxes"].shape == (0, 8)
+    assert KittiDetectionDataset(cfg, DET, training=True)[1]["gt_boxes"].shape == (0, 8)
     # the ground-truth database is built once into gt_database_path, then loaded
     cfg = _cfg(kitti)
     cfg.data.gt_database_path = str(tmp_path / "db" / "gt.npz")
-    ds = KittiDetectionDataset(cfg, training=True)
+    ds = KittiDetectionDataset(cfg, DET, training=True)
     assert (tmp_path / "db" / "gt.npz").is_file() and len(ds.sampler.database) == 5
-    again = KittiDetectionDataset(cfg, training=True)
+    again = KittiDetectionDataset(cfg, DET, training=True)
     assert np.array_equal(again.sampler.database.points, ds.sampler.database.points)
     assert np.array_equal(again[0]["points"], ds[0]["points"])

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from clean_deploy.config import VoxelConfig
+from clean_deploy.models.config import DetectorConfig
 from clean_deploy.data.voxelize import Voxelizer
 
 RANGE = (0.0, -8.0, -3.0, 12.8, 8.0, 1.0)
@@ -85,9 +85,9 @@ def test_max_voxels_keeps_first_voxels_and_is_deterministic():
 
 
 def test_empty_torch_pickle_and_config():
-    vox = Voxelizer.from_config(VoxelConfig(voxel_size=SIZE, max_points_per_voxel=4,
-                                            max_voxels_train=10, max_voxels_test=20), RANGE,
-                                training=False)
+    det = DetectorConfig(voxel_size=SIZE, point_cloud_range=RANGE, max_points_per_voxel=4, max_voxels_train=10,
+                         max_voxels_test=20)
+    vox = Voxelizer.from_config(det, training=False)
     assert vox.max_voxels == 20 and vox.max_points_per_voxel == 4
     v, c, n = vox(np.zeros((0, 4), np.float32))
     assert v.shape == (0, 4, 4) and c.shape == (0, 3) and n.shape == (0,)

@@ -6,8 +6,8 @@ Pipeline of ``dataset[i]`` (OpenPCDet's ``KittiDataset`` + ``DatasetTemplate.pre
 1. read the frame; keep points in camera 2's FOV (``DataConfig.fov_only``); drop DontCare labels.
 2. training only, in this order: GT sampling (collisions checked against *all* remaining labels,
    Van/Truck/... included), random flip along x, global rotation, global scaling.
-3. points cropped to ``point_cloud_range`` (``min <= p < max``). Training: labels kept when their
-   class is in ``class_names``, their centre is in range, their KITTI difficulty is not in
+3. points cropped to the detector's ``point_cloud_range`` (``min <= p < max``). Training: labels kept when their
+   class is in the detector's ``class_names``, their centre is in range, their KITTI difficulty is not in
    ``drop_difficulties`` and (if ``min_points_in_gt > 0``) they hold that many points; then the
    points are shuffled. Eval: labels of ``class_names`` only (no range/point filters, as
    OpenPCDet's test mode). Frames left without boxes are returned as they are (``(0, 8)``).
@@ -39,6 +39,7 @@ from clean_deploy.data.preprocess import (boxes_in_range_mask, class_indices, co
                                           points_in_range_mask)
 from clean_deploy.data.voxelize import Voxelizer
 from clean_deploy.geometry.boxes import limit_period
+from clean_deploy.models.config import DetectorConfig
 
 __all__ = ["KittiDetectionDataset", "collate_batch", "sample_rng"]
 
@@ -51,20 +52,22 @@ def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
 class KittiDetectionDataset(Dataset):
     """Frames of one split as voxelised training/eval samples (see the module docstring)."""
 
-    def __init__(self, cfg: ExperimentConfig, split: str | None = None, training: bool = True,
+    def __init__(self, cfg: ExperimentConfig, detector: DetectorConfig, split: str | None = None, training: bool = True,
                  seed: int = 0, gt_database: GTDatabase | str | Path | None = None,
                  reader: KittiReader | None = None) -> None:
+        """``cfg``: data and augmentation; ``detector``: the geometry (classes, range, voxels)."""
         self.cfg = cfg
+        self.detector = detector
         self.training = bool(training)
         self.seed = int(seed)
         self.epoch = 0
         d = cfg.data
-        self.class_names: tuple[str, ...] = tuple(d.class_names)
-        self.point_cloud_range = np.asarray(d.point_cloud_range, dtype=np.float32)
+        self.class_names: tuple[str, ...] = tuple(detector.class_names)
+        self.point_cloud_range = np.asarray(detector.point_cloud_range, dtype=np.float32)
         self.split = split or (d.train_split if training else d.val_split)
         self.reader = reader or KittiReader(d.root, self.split, nan_policy=d.nan_policy,
                                             default_image_shape=d.default_image_shape)
-        self.voxelizer = Voxelizer.from_config(cfg.voxel, d.point_cloud_range, self.training)
+        self.voxelizer = Voxelizer.from_config(detector, self.training)
         self.grid_size = self.voxelizer.grid_size
         self.sampler: GTSampler | None = None
         if self.training and cfg.augment.gt_sampling.enabled:

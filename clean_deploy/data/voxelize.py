@@ -19,7 +19,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from clean_deploy.config import VoxelConfig, grid_size as _grid_size
+from clean_deploy.config import grid_size as _grid_size
+from clean_deploy.models.config import DetectorConfig
 from clean_deploy.models.sparse import PointToVoxel, require_spconv
 
 __all__ = ["Voxelizer"]
@@ -47,10 +48,11 @@ class Voxelizer:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_config(cls, cfg: VoxelConfig, point_cloud_range: Sequence[float], training: bool,
-                    num_point_features: int = 4, device: torch.device | str = "cpu") -> "Voxelizer":
-        return cls(cfg.voxel_size, point_cloud_range, cfg.max_points_per_voxel,
-                   cfg.max_voxels(training), num_point_features, device)
+    def from_config(cls, det: DetectorConfig, training: bool, num_point_features: int = 4,
+                    device: torch.device | str = "cpu") -> "Voxelizer":
+        """The voxeliser of a detector (its range, voxel size, points per voxel, voxel cap)."""
+        return cls(det.voxel_size, det.point_cloud_range, det.max_points_per_voxel,
+                   det.max_voxels_train if training else det.max_voxels_test, num_point_features, device)
 
     def __repr__(self) -> str:
         return (f"Voxelizer(voxel_size={self.voxel_size}, range={self.point_cloud_range}, "

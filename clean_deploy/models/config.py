@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass, field
 
 from clean_deploy.config import ConfigBase
-from clean_deploy.kitti import KITTI_CLASSES
+from clean_deploy.kitti import KITTI_CLASSES, KITTI_POINT_CLOUD_RANGE
 
 
 def _scale(c: int, mult: float, divisor: int = 4, minimum: int = 4) -> int:
@@ -249,7 +249,7 @@ class DetectorConfig(ConfigBase):
 
     name: str = "second"
     class_names: tuple[str, ...] = KITTI_CLASSES
-    point_cloud_range: tuple[float, ...] = (0.0, -40.0, -3.0, 70.4, 40.0, 1.0)
+    point_cloud_range: tuple[float, ...] = KITTI_POINT_CLOUD_RANGE
     voxel_size: tuple[float, float, float] = (0.05, 0.05, 0.1)
     max_points_per_voxel: int = 5
     max_voxels_train: int = 16000

@@ -7,9 +7,10 @@ from typing import Callable
 
 from clean_deploy.models.config import (Backbone2DConfig, Backbone3DConfig, DetectorConfig, PostProcessConfig,
                                         RoIHeadConfig, VFEConfig)
+from clean_deploy.kitti import KITTI_POINT_CLOUD_RANGE
 from clean_deploy.models.heads.center_head import CenterHeadConfig
 
-KITTI_RANGE = (0.0, -40.0, -3.0, 70.4, 40.0, 1.0)
+KITTI_RANGE = KITTI_POINT_CLOUD_RANGE
 PILLAR_RANGE = (0.0, -39.68, -3.0, 69.12, 39.68, 1.0)
 #: synthetic-fast: the KITTI range at coarser voxels (0.1 x 0.1 x 0.2 m); the camera FOV covers it
 FAST_RANGE = (0.0, -40.0, -3.0, 70.4, 40.0, 1.0)

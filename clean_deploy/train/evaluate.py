@@ -36,7 +36,7 @@ def predict_split(model: Detector, data_root: str | Path, split: str = "val", ba
     """Predictions of ``model`` on every frame of ``split``; KITTI result files go to ``pred_dir``."""
     cfg = model.cfg
     exp = experiment_for(cfg, data_root)
-    ds = KittiDetectionDataset(exp, split=split, training=False)
+    ds = KittiDetectionDataset(exp, cfg, split=split, training=False)
     loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False, collate_fn=collate_batch,
                                          num_workers=num_workers)
     model.eval().to(device)

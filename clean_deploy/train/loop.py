@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from clean_deploy.config import AugmentConfig, DataConfig, ExperimentConfig, TrainConfig, VoxelConfig
+from clean_deploy.config import AugmentConfig, DataConfig, ExperimentConfig, TrainConfig
 from clean_deploy.data.dataset import KittiDetectionDataset, collate_batch
 from clean_deploy.models.config import DetectorConfig
 from clean_deploy.models.detector import Detector, build_detector
@@ -34,15 +34,9 @@ LossFn = Callable[[nn.Module, dict], "tuple[torch.Tensor, dict[str, float]]"]
 
 def experiment_for(det: DetectorConfig, data_root: str | Path, augment: AugmentConfig | None = None,
                    gt_database_path: str | None = None) -> ExperimentConfig:
-    """The dataset configuration a detector needs (its range, classes and voxelisation)."""
-    return ExperimentConfig(
-        name=det.name,
-        data=DataConfig(root=str(data_root), class_names=tuple(det.class_names),
-                        point_cloud_range=tuple(det.point_cloud_range), gt_database_path=gt_database_path),
-        augment=augment or AugmentConfig(),
-        voxel=VoxelConfig(voxel_size=tuple(det.voxel_size), max_points_per_voxel=det.max_points_per_voxel,
-                          max_voxels_train=det.max_voxels_train, max_voxels_test=det.max_voxels_test),
-    )
+    """The data side of a run of ``det`` (its dataset is ``KittiDetectionDataset(exp, det, ...)``)."""
+    return ExperimentConfig(name=det.name, data=DataConfig(root=str(data_root), gt_database_path=gt_database_path),
+                            augment=augment or AugmentConfig())
 
 
 def batch_to_device(batch: dict, device: torch.device) -> dict:
@@ -109,7 +103,7 @@ class Trainer:
         # rank 0 builds the GT-sampling database (when missing) before the other ranks load it
         if not self.dist.is_main:
             barrier(self.dist)
-        self.dataset = KittiDetectionDataset(exp, split=exp.data.train_split, training=True, seed=train_cfg.seed)
+        self.dataset = KittiDetectionDataset(exp, det_cfg, split=exp.data.train_split, training=True, seed=train_cfg.seed)
         if self.dist.is_main:
             barrier(self.dist)
         self.sampler = EpochSampler(len(self.dataset), train_cfg.batch_size, train_cfg.seed,

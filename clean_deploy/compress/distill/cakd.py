@@ -39,7 +39,7 @@ class CaKDLoss:
         self._teacher_voxelizer = None
         if not _same_voxels(teacher.cfg, student.cfg):
             t = teacher.cfg
-            self._teacher_voxelizer = Voxelizer(t.voxel_size, t.point_cloud_range, t.max_points_per_voxel, t.max_voxels_test)
+            self._teacher_voxelizer = Voxelizer.from_config(t, training=False)
 
     def extra_modules(self) -> dict[str, nn.Module]:
         return {"kd_adapter": self.adapter} if self.adapter is not None else {}

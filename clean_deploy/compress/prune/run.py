@@ -22,7 +22,7 @@ from clean_deploy.train.loop import experiment_for
 
 def calibration_batches(det: Detector, data_root, frames: int, batch_size: int, split: str = "train") -> list[dict]:
     """The first ``frames`` frames of ``split`` preprocessed as for evaluation (no augmentation)."""
-    ds = KittiDetectionDataset(experiment_for(det.cfg, data_root), split=split, training=False)
+    ds = KittiDetectionDataset(experiment_for(det.cfg, data_root), det.cfg, split=split, training=False)
     idx = list(range(min(frames, len(ds))))
     return [collate_batch([ds[i] for i in idx[s:s + batch_size]]) for s in range(0, len(idx), batch_size)]
 

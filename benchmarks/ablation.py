@@ -40,6 +40,7 @@ from datetime import date
 from pathlib import Path
 
 from clean_deploy.atomic import atomic_write
+from clean_deploy.bench.results import markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ("Car", "Pedestrian", "Cyclist")
@@ -344,10 +345,9 @@ def render(doc: dict) -> str:
              f"pruned architecture {p['epochs'] + p['finetune_epochs']} epochs. Train: {p['frames']} synthetic frames "
              f"(data seed 0). **Test**: {p['test_frames']} frames of data seed {p['test_seed']}, never used for a "
              f"choice; val: {p['val_frames']} frames of data seed 0. Mean moderate 3D AP_R40 (%), KITTI protocol, "
-             f"objects inside the student's point-cloud range. Teacher checkpoint sha256 {p['teacher_sha']}.", "",
-             "| row | what | seeds | **test** mean mod 3D | per seed (test) | val mean mod 3D | Car / Ped / Cyc mod 3D (test, mean) "
-             "| params (M) | GMACs |", "|---" * 9 + "|"]
+             f"objects inside the student's point-cloud range. Teacher checkpoint sha256 {p['teacher_sha']}.", ""]
     units = doc["units"]
+    rows = []
     for name in doc["row_order"]:
         r = doc["summary"]["rows"].get(name)
         if r is None:
@@ -357,21 +357,24 @@ def render(doc: dict) -> str:
         t, v = r["test"], r["val"]
         sd = lambda x: "" if math.isnan(x["std"]) else f" +- {x['std']:.2f}"  # noqa: E731
         per = ", ".join(f"{x:.2f}" for x in t["values"])
-        lines.append(f"| {name} | {r['description']} | {t['n']} | **{t['mean']:.2f}{sd(t)}** | {per} | "
-                     f"{v['mean']:.2f}{sd(v)} | {cls} | {r['params'] / 1e6:.3f} | {r['gmacs']:.2f} |")
+        rows.append([name, r["description"], t["n"], f"**{t['mean']:.2f}{sd(t)}**", per, f"{v['mean']:.2f}{sd(v)}", cls,
+                     f"{r['params'] / 1e6:.3f}", f"{r['gmacs']:.2f}"])
+    lines += markdown_table(["row", "what", "seeds", "**test** mean mod 3D", "per seed (test)", "val mean mod 3D",
+                             "Car / Ped / Cyc mod 3D (test, mean)", "params (M)", "GMACs"], rows)
     comps = doc["summary"]["comparisons"]
     if comps:
-        lines += ["", "## Comparisons on the test split (paired by seed: b - a)", "",
-                  "| comparison | b - a (AP) | SE | paired t p | seeds | goal | met |", "|---|---|---|---|---|---|---|"]
+        lines += ["", "## Comparisons on the test split (paired by seed: b - a)", ""]
+        rows = []
         for name, c in comps.items():
             if "seeds" not in c:
-                lines.append(f"| {name} | {c['mean']:+.2f} | | | | <= {c['goal_ap_at_most']:.0f} AP gap | "
-                             f"{'yes' if c['met'] else 'no'} |")
+                rows.append([name, f"{c['mean']:+.2f}", "", "", "", f"<= {c['goal_ap_at_most']:.0f} AP gap",
+                             "yes" if c["met"] else "no"])
                 continue
             goal = "-" if c["goal_ap"] is None else f">= {c['goal_ap']:+.0f} AP" + (" and > 2 SE" if c["goal_ap"] > 0 else "")
             met = "-" if c["met"] is None else ("yes" if c["met"] else "**no**")
-            lines.append(f"| {name} | {c['mean']:+.2f} | {c['standard_error']:.2f} | {c['p_paired_t']:.3f} | "
-                         f"{len(c['seeds'])} | {goal} | {met} |")
+            rows.append([name, f"{c['mean']:+.2f}", f"{c['standard_error']:.2f}", f"{c['p_paired_t']:.3f}",
+                         len(c["seeds"]), goal, met])
+        lines += markdown_table(["comparison", "b - a (AP)", "SE", "paired t p", "seeds", "goal", "met"], rows)
     curves = [(u["row"], u["seed"], u["finetune_loss_per_epoch"]) for u in units if u.get("finetune_loss_per_epoch")]
     if curves:
         lines += ["", "## Fine-tuning loss per epoch (pruned students)", ""]

@@ -87,20 +87,19 @@ def summarise(rows: list[dict], backends: list[str]) -> dict:
 
 
 def render(summary: dict, rows: list[dict], args, backends: list[str]) -> str:
+    from clean_deploy.bench.results import markdown_table
     from clean_deploy.bench.run import machine_description
 
     lines = ["# Sparse conv backends: AP end to end", "",
              f"{date.today().isoformat()}, {machine_description()}. `{CONFIG}` trained {args.epochs} epochs on "
              f"{args.frames} synthetic train frames (seed {args.data_seed}), evaluated on {args.val_frames} val frames: "
              "mean moderate 3D AP_R40 (%), KITTI protocol. Train times are wall times of runs that shared the "
-             "machine with other work (not timing evidence: see train_speed.md).", "",
-             "| backend | seeds | mean moderate 3D AP (mean +- std) | per seed | train time (min, mean) |",
-             "|---|---|---|---|---|"]
-    for b in backends:
-        if b in summary:
-            x = summary[b]
-            per = ", ".join(f"{v:.2f}" for v in x["values"])
-            lines.append(f"| {b} | {x['n']} | {x['mean']:.2f} +- {x['std']:.2f} | {per} | {x['train_min']:.1f} |")
+             "machine with other work (not timing evidence: see train_speed.md).", ""]
+    lines += markdown_table(
+        ["backend", "seeds", "mean moderate 3D AP (mean +- std)", "per seed", "train time (min, mean)"],
+        [[b, summary[b]["n"], f"{summary[b]['mean']:.2f} +- {summary[b]['std']:.2f}",
+          ", ".join(f"{v:.2f}" for v in summary[b]["values"]), f"{summary[b]['train_min']:.1f}"]
+         for b in backends if b in summary])
     if "difference" in summary:
         d = summary["difference"]
         lines += ["", f"Difference ({backends[1]} - {backends[0]}): {d['value']:+.2f} AP, standard error "

@@ -15,7 +15,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-from clean_deploy.bench.results import Latency
+from clean_deploy.bench.results import Latency, markdown_table
 from clean_deploy.bench.run import BenchJob, machine_description, run_job
 from clean_deploy.config import TrainConfig
 from clean_deploy.models.zoo import get_config
@@ -64,17 +64,17 @@ def run_model(key: str, cfg_name: str, args) -> dict:
 
 
 def markdown(rows: list[dict], header: str) -> str:
-    lines = [header, "",
-             "| model | config | " + " | ".join(f"{c} 3D e/m/h" for c in CLASSES)
-             + " | mean mod 3D | params (M) | GMACs | CPU latency p50 ms (pre/net/post) | peak mem (MB) | train (min) |",
-             "|---" * (8 + len(CLASSES)) + "|"]
+    table = []
     for r in rows:
-        aps = " | ".join("/".join(f"{r['ap'][c]['3d'][d]:.1f}" for d in ("easy", "moderate", "hard")) for c in CLASSES)
+        aps = ["/".join(f"{r['ap'][c]['3d'][d]:.1f}" for d in ("easy", "moderate", "hard")) for c in CLASSES]
         st = Latency.from_dict(r["latency"])
         lat = f"{st.p50():.0f} ({st.p50('pre'):.0f}/{st.p50('net'):.0f}/{st.p50('post'):.0f})"
         tmin = f"{r['train_seconds'] / 60:.0f}" if r.get("train_seconds") else "-"
-        lines.append(f"| {r['key']} | `{r['config']}` | {aps} | {r['mean_moderate_3d']:.2f} | {r['params'] / 1e6:.2f} "
-                     f"| {r['gmacs']:.2f} | {lat} | {r['memory']['peak_inference_mb']:.0f} | {tmin} |")
+        table.append([r["key"], f"`{r['config']}`", *aps, f"{r['mean_moderate_3d']:.2f}", f"{r['params'] / 1e6:.2f}",
+                      f"{r['gmacs']:.2f}", lat, f"{r['memory']['peak_inference_mb']:.0f}", tmin])
+    lines = [header, ""] + markdown_table(
+        ["model", "config", *(f"{c} 3D e/m/h" for c in CLASSES), "mean mod 3D", "params (M)", "GMACs",
+         "CPU latency p50 ms (pre/net/post)", "peak mem (MB)", "train (min)"], table)
     return "\n".join(lines) + "\n"
 
 

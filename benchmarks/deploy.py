@@ -15,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-from clean_deploy.bench.results import BenchResult
+from clean_deploy.bench.results import BenchResult, markdown_table
 from clean_deploy.bench.run import bench
 from clean_deploy.runtime.check import check_parity
 from clean_deploy.export.onnx_export import export_onnx
@@ -92,10 +92,10 @@ def main() -> None:
     (args.out / "bench.json").write_text(json.dumps(doc, indent=2) + "\n")
     fmt = lambda t, v: f"{v:+.2f}{t['unit']}" if t["unit"] == " AP" else f"{v:.2f}{t['unit']}"  # noqa: E731
     md = [f"Median over {args.repeats} back-to-back runs (range in brackets; bench.json holds every run); the other "
-          "tables of bench.json are its last run.", "",
-          "| target | median [range] | met (median) |", "|---|---|---|"]
-    md += [f"| {t['target']} | {fmt(t, t['median'])} [{fmt(t, t['min'])} .. {fmt(t, t['max'])}] | "
-           f"{'yes' if t['met'] else 'no'} |" for t in doc["targets"]]
+          "tables of bench.json are its last run.", ""]
+    md += markdown_table(["target", "median [range]", "met (median)"],
+                         [[t["target"], f"{fmt(t, t['median'])} [{fmt(t, t['min'])} .. {fmt(t, t['max'])}]",
+                           "yes" if t["met"] else "no"] for t in doc["targets"]])
     md += ["", f"ONNX Runtime vs PyTorch parity on the val split: {rep.summary()}; mean moderate 3D AP "
                 f"{parity['ap_torch']:.2f} (PyTorch) vs {parity['ap_onnx']:.2f} (ONNX Runtime)."]
     (args.out / "targets.md").write_text("\n".join(md) + "\n")

@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from baselines import ensure_data  # noqa: E402
 
 from clean_deploy.atomic import atomic_write  # noqa: E402
+from clean_deploy.bench.results import markdown_table  # noqa: E402
 
 METHODS = ("minmax", "percentile", "entropy")
 
@@ -234,25 +235,25 @@ def markdown(doc: dict) -> str:
              f"Source: `{p['onnx']}` (float32, the deployed CLEAN student). Calibration: first {p['calib_frames']} "
              f"train frames; choices on the first {p['val_frames']} val frames (data seed 0); report on "
              f"{t['frames']} test frames (data seed {p['test_seed']}), which no choice looked at.", "",
-             "## Choices on val (mean moderate 3D AP)", "",
-             "| model | val AP |", "|---|---|", f"| float32 | {a['fp32_val']:.2f} |"]
-    lines += [f"| all int8, {m} calibration | {v:.2f} |" for m, v in a["methods_val"].items()]
+             "## Choices on val (mean moderate 3D AP)", ""]
+    lines += markdown_table(["model", "val AP"], [["float32", f"{a['fp32_val']:.2f}"]]
+                            + [[f"all int8, {m} calibration", f"{v:.2f}"] for m, v in a["methods_val"].items()])
     lines += ["", f"Chosen: **{a['method']}**. Sensitivity profile (one layer int8 at a time): float32 "
                   f"{a['profile']['fp32']:.2f}, all int8 {a['profile']['int8_all']:.2f}; kept float32 "
                   f"(drop > {p['threshold']} AP): {', '.join(f'`{k}`' for k in a['keep_fp32']) or 'none'}. "
                   "![sensitivity](sensitivity.png)", "",
-              "## Test split", "",
-              "| model | mean mod 3D AP | Car | Ped | Cyc | boxes matched to float32 (score >= 0.3) | median abs score diff | file MB |",
-              "|---|---|---|---|---|---|---|---|"]
+              "## Test split", ""]
+    rows = []
     for name in ("fp32", "int8", "int8_all_layers"):
         r = t[name]
         cls = [r["ap"][c]["3d"]["moderate"] if c in r["ap"] else float("nan") for c in ("Car", "Pedestrian", "Cyclist")]
         par = r.get("parity", {}).get("0.3")
         size = a["file_bytes"].get(name)
-        match = f"{par['matched_share_ref']:.1%} | {par['abs_score_diff']['median']:.4f}" if par else "- | -"
+        match = [f"{par['matched_share_ref']:.1%}", f"{par['abs_score_diff']['median']:.4f}"] if par else ["-", "-"]
         mb = f"{size / 2**20:.2f}" if size else "-"
-        lines.append(f"| {name} | {r['mean_moderate_3d']:.2f} | " + " | ".join(f"{c:.2f}" for c in cls)
-                     + f" | {match} | {mb} |")
+        rows.append([name, f"{r['mean_moderate_3d']:.2f}", *(f"{c:.2f}" for c in cls), *match, mb])
+    lines += markdown_table(["model", "mean mod 3D AP", "Car", "Ped", "Cyc", "boxes matched to float32 (score >= 0.3)",
+                             "median abs score diff", "file MB"], rows)
     d = t["int8"]["mean_moderate_3d"] - t["fp32"]["mean_moderate_3d"]
     lines += ["", f"INT8 - float32 on test: **{d:+.2f} AP** (goal: within -1.0; CUDA-CenterPoint's PTQ drop is 0.5). "
                   f"File {a['file_bytes']['fp32'] / a['file_bytes']['int8']:.2f}x smaller."]
@@ -260,13 +261,13 @@ def markdown(doc: dict) -> str:
     if lat:
         lines += ["", "## Latency", "",
                   f"{lat['date']}, {lat['machine']}; {lat['threads']} threads; {lat['frames']} test frames after "
-                  f"warm-up; median [range] over {lat['repeats']} back-to-back runs of `clean-deploy bench`.", "",
-                  "| model [backend] | net p50 ms | net p90 ms | net p99 ms | total p50 ms | peak mem MB | AP (test) |",
-                  "|---|---|---|---|---|---|---|"]
+                  f"warm-up; median [range] over {lat['repeats']} back-to-back runs of `clean-deploy bench`.", ""]
         f = lambda s: f"{s['median']:.1f} [{s['min']:.1f}..{s['max']:.1f}]"  # noqa: E731
-        for label, r in lat["rows"].items():
-            lines.append(f"| {label} | {f(r['net_p50'])} | {f(r['net_p90'])} | {f(r['net_p99'])} | {f(r['total_p50'])} | "
-                         f"{'-' if not r['peak_mem_mb']['median'] else f(r['peak_mem_mb'])} | {r['mean_moderate_3d']:.2f} |")
+        lines += markdown_table(
+            ["model [backend]", "net p50 ms", "net p90 ms", "net p99 ms", "total p50 ms", "peak mem MB", "AP (test)"],
+            [[label, f(r["net_p50"]), f(r["net_p90"]), f(r["net_p99"]), f(r["total_p50"]),
+              "-" if not r["peak_mem_mb"]["median"] else f(r["peak_mem_mb"]), f"{r['mean_moderate_3d']:.2f}"]
+             for label, r in lat["rows"].items()])
         for backend in ("onnxruntime", "cpp"):
             k32 = f"{lat['fp32_stem']} [{backend}]"
             for stem, what in ((lat["int8_stem"], "final int8"), (lat.get("int8_all_stem"), "all-layers int8")):
@@ -279,9 +280,10 @@ def markdown(doc: dict) -> str:
         if k:
             lines += ["", f"Sparse conv alone (one submanifold 3x3x3 layer, Cin = Cout = width, {k['rows'][0]['sites']} "
                           f"sites of a test frame, 1 thread, median of {k['reps']} interleaved calls; int8 kernel "
-                          f"`{k['isa']}`):", "", "| width | float32 ms | int8 ms | speed-up |", "|---|---|---|---|"]
-            lines += [f"| {r['width']} | {r['fp32_ms']:.2f} | {r['int8_ms']:.2f} | {r['speedup']:.2f}x |"
-                      for r in k["rows"]]
+                          f"`{k['isa']}`):", ""]
+            lines += markdown_table(["width", "float32 ms", "int8 ms", "speed-up"],
+                                    [[r["width"], f"{r['fp32_ms']:.2f}", f"{r['int8_ms']:.2f}", f"{r['speedup']:.2f}x"]
+                                     for r in k["rows"]])
     return "\n".join(lines) + "\n"
 
 

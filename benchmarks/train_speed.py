@@ -200,6 +200,8 @@ def loadavg() -> float:
 
 
 def render(results: dict, meta: dict, sweep: dict | None = None) -> str:
+    from clean_deploy.bench.results import markdown_table
+
     backends = meta["columns"]
     lines = [f"# Training step profile (CPU)", "",
              f"{meta['date']}, {meta['machine']}, {meta['threads']} torch threads, DataLoader workers "
@@ -214,8 +216,8 @@ def render(results: dict, meta: dict, sweep: dict | None = None) -> str:
     for kind, title in KINDS.items():
         if not any((b, kind) in results for b in backends):
             continue
-        lines += [f"## {title}", "", "| part | " + " | ".join(backends) + " | speed-up |",
-                  "|---|" + "---|" * (len(backends) + 1)]
+        lines += [f"## {title}", ""]
+        rows = []
         for part in PARTS:
             vals = [results.get((b, kind), {}).get("median_ms", {}).get(part) for b in backends]
             if all(v is None for v in vals):
@@ -224,7 +226,8 @@ def render(results: dict, meta: dict, sweep: dict | None = None) -> str:
             cells = ["-" if v is None else f"{v:.0f}" for v in vals]
             sp = (f"{vals[0] / vals[-1]:.2f}x" if len(vals) > 1 and vals[0] and vals[-1] and vals[-1] > 0.5
                   else "")
-            lines.append(f"| {name} | " + " | ".join(cells) + f" | {sp} |")
+            rows.append([name, *cells, sp])
+        lines += markdown_table(["part", *backends, "speed-up"], rows)
         loads = [results[(b, kind)].get("load_before") for b in backends if (b, kind) in results]
         lines += ["", "load average (1 min) before each run: " + ", ".join(f"{x:.2f}" for x in loads if x is not None),
                   ""]
@@ -234,11 +237,10 @@ def render(results: dict, meta: dict, sweep: dict | None = None) -> str:
     if ratio:
         lines += ["CaKD step / plain student step: " + ", ".join(ratio), ""]
     if sweep:
-        lines += ["## DataLoader workers (plain student step, clean_deploy backend)", "",
-                  "| workers | step total ms | waiting for data ms | load before |", "|---|---|---|---|"]
-        for w in sorted(sweep, key=int):
-            x = sweep[w]
-            lines.append(f"| {w} | {x['step_total_ms']:.0f} | {x['data_ms']:.0f} | {x['load_before']:.2f} |")
+        lines += ["## DataLoader workers (plain student step, clean_deploy backend)", ""]
+        lines += markdown_table(["workers", "step total ms", "waiting for data ms", "load before"],
+                                [[w, f"{sweep[w]['step_total_ms']:.0f}", f"{sweep[w]['data_ms']:.0f}",
+                                  f"{sweep[w]['load_before']:.2f}"] for w in sorted(sweep, key=int)])
         lines += ["", "With workers, data is loaded in other processes that share the same two cores with the "
                       "step's threads; `waiting for data` is the time the step waited for its batch.", ""]
     return "\n".join(lines) + "\n"

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from clean_deploy.bench.results import BenchResult
+from clean_deploy.bench.results import BenchResult, markdown_table
 from clean_deploy.config import ConfigBase
 
 
@@ -179,16 +179,17 @@ def final_table(doc: dict) -> str:
     """Teacher vs each student: AP, size, FLOPs, latency and memory ratios."""
     res = doc["results"]
     t = res[0]
-    lines = ["", "| model [backend] | mean mod 3D AP | AP vs teacher | params x fewer | FLOPs x fewer | "
-             "latency x faster | peak mem x lower |", "|---|---|---|---|---|---|---|"]
-    for r in res:
+    t = BenchResult.from_dict(t)
+    rows = []
+    for r in (BenchResult.from_dict(x) for x in res):
         def ratio(key_fn):
             a, b = key_fn(t), key_fn(r)
             return f"{a / b:.1f}" if a is not None and b else "-"
-        lines.append(f"| {r['label']} | {r['mean_moderate_3d']:.2f} | {r['mean_moderate_3d'] - t['mean_moderate_3d']:+.2f} | "
-                     f"{ratio(lambda x: x['params'])} | {ratio(lambda x: x['gmacs'])} | "
-                     f"{ratio(lambda x: BenchResult.from_dict(x).latency.p50())} | "
-                     f"{ratio(lambda x: _at_least(BenchResult.from_dict(x).peak_memory_mb, 1e-3))} |")
+        rows.append([r.label, f"{r.mean_moderate_3d:.2f}", f"{r.mean_moderate_3d - t.mean_moderate_3d:+.2f}",
+                     ratio(lambda x: x.params), ratio(lambda x: x.gmacs), ratio(lambda x: x.latency.p50()),
+                     ratio(lambda x: _at_least(x.peak_memory_mb, 1e-3))])
+    lines = [""] + markdown_table(["model [backend]", "mean mod 3D AP", "AP vs teacher", "params x fewer", "FLOPs x fewer",
+                                   "latency x faster", "peak mem x lower"], rows)
     return "\n".join(lines) + "\n"
 
 

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from clean_deploy.bench.plots import accuracy_latency_plot
-from clean_deploy.bench.results import BenchResult
+from clean_deploy.bench.results import BenchResult, markdown_table
 from clean_deploy.bench.run import BenchJob, run_job_cached
 from clean_deploy.compress.config import CompressConfig
 from clean_deploy.data.augment.gt_sampling import dataset_fingerprint
@@ -110,7 +110,7 @@ def compress(teacher_ckpt: str | Path, data_root: str | Path, run_dir: str | Pat
     t, s = results["teacher"], results["compressed (+RE)"]
     report["ratios"] = {"ap": s["mean_moderate_3d"] - t["mean_moderate_3d"], "params": t["params"] / s["params"],
                         "flops": t["gmacs"] / max(s["gmacs"], 1e-9), "latency": t["latency_ms"] / s["latency_ms"],
-                        "memory": t["memory"]["peak_inference_mb"] / max(s["memory"]["peak_inference_mb"], 1e-3)}
+                        "memory": BenchResult.from_dict(t).peak_memory_mb / max(BenchResult.from_dict(s).peak_memory_mb, 1e-3)}
     (run / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     rows = [{"label": k, "latency_ms": v["latency_ms"], "accuracy": v["mean_moderate_3d"], "params_m": v["params"] / 1e6}
             for k, v in results.items()]
@@ -124,13 +124,11 @@ def report_markdown(report: dict) -> str:
     """Per-class moderate 3D AP (whatever classes the detector has), size, compute, latency, memory."""
     results = report["results"]
     classes = [c for c in next(iter(results.values()))["ap"] if not c.startswith("_")]  # "_R11": the 11-point APs
-    lines = ["| model | " + " | ".join(f"{c} 3D mod" for c in classes)
-             + " | mean mod 3D | params (M) | GMACs | CPU p50 ms | peak mem (MB) |",
-             "|---" * (len(classes) + 6) + "|"]
-    for k, v in results.items():
-        aps = " | ".join(f"{v['ap'][c]['3d']['moderate']:.2f}" for c in classes)
-        lines.append(f"| {k} | {aps} | {v['mean_moderate_3d']:.2f} | {v['params'] / 1e6:.3f} | {v['gmacs']:.2f} | "
-                     f"{v['latency_ms']:.0f} | {v['memory']['peak_inference_mb']:.0f} |")
+    lines = markdown_table(
+        ["model", *(f"{c} 3D mod" for c in classes), "mean mod 3D", "params (M)", "GMACs", "CPU p50 ms", "peak mem (MB)"],
+        [[k, *(f"{v['ap'][c]['3d']['moderate']:.2f}" for c in classes), f"{v['mean_moderate_3d']:.2f}",
+          f"{v['params'] / 1e6:.3f}", f"{v['gmacs']:.2f}", f"{v['latency_ms']:.0f}",
+          f"{BenchResult.from_dict(v).peak_memory_mb:.0f}"] for k, v in results.items()])
     r = report["ratios"]
     lines.append("")
     lines.append(f"compressed vs teacher: mean moderate 3D AP {r['ap']:+.2f}, {r['params']:.1f}x fewer parameters, "

@@ -54,15 +54,19 @@ def re_params(attrs: dict) -> REParams:
     """The plugin's attribute parsing (plugins/src/redundancy_plugin.cpp), center heads only here."""
     if attrs["head_type"] != "center":
         raise SystemExit(f"gpu_student: head_type {attrs['head_type']!r}: only center-head students are handled")
+    from clean_deploy.op_spec import IOU_AWARE_RE
+
+    attrs = IOU_AWARE_RE.check_attributes(attrs, "post")
+    attrs = {**{a.name: a.default for a in IOU_AWARE_RE.attrs if a.default is not None}, **attrs}  # the spec's defaults
     p = REParams()
     p.head_type, p.num_classes = 1, int(attrs["num_classes"])
-    p.code_sincos = int(attrs.get("code_sincos", 0))
+    p.code_sincos = int(attrs["code_sincos"])
     p.code_size = 8 if p.code_sincos else 7
-    p.use_dir = int(attrs.get("use_dir", 1))
-    p.num_dir_bins = int(attrs.get("num_dir_bins", 2))
-    p.dir_offset = float(attrs.get("dir_offset", 0.78539))
-    p.dir_limit_offset = float(attrs.get("dir_limit_offset", 0.0))
-    p.top_k = int(attrs.get("top_k", 500))
+    p.use_dir = int(attrs["use_dir"])
+    p.num_dir_bins = int(attrs["num_dir_bins"])
+    p.dir_offset = float(attrs["dir_offset"])
+    p.dir_limit_offset = float(attrs["dir_limit_offset"])
+    p.top_k = int(attrs["top_k"])
     for i, v in enumerate(attrs["pc_range"]):
         p.pc_range[i] = float(v)
     for i, v in enumerate(attrs["cell_size"]):

@@ -42,14 +42,15 @@ class Stage:
         return self.output.with_name(self.output.name + ".stage.json")
 
 
-_SHA_CACHE: dict[tuple[str, int, int, int], str] = {}
+_SHA_CACHE: dict[tuple[str, int, int, int, int], str] = {}
 
 
 def file_sha256(path: Path) -> str:
-    """SHA-256 of a file's contents; within one process a file whose path, inode, size and mtime are
-    unchanged is not read again (a teacher checkpoint that several stages key on is hashed once)."""
+    """SHA-256 of a file's contents; within one process a file whose path, inode, size, mtime and ctime
+    are unchanged is not read again (a teacher checkpoint that several stages key on is hashed once).
+    ctime changes on every write, also when the mtime is set back (``cp -p``, ``touch -r``)."""
     st = os.stat(path)
-    key = (str(Path(path).resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
+    key = (str(Path(path).resolve()), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     if key not in _SHA_CACHE:
         h = hashlib.sha256()
         with open(path, "rb") as f:

@@ -26,7 +26,9 @@ change (the plugins are in ``libclean_deploy_trt_plugins.so``, see docs/tensorrt
     python plugins/prepare_onnx.py student.onnx student_trt.onnx [--sparse split|fused] [--max-batch 1]
         [--calibration data/kitti --split val --calibration-frames 64 --row-margin 1.5]
 
-Only ``onnx`` is needed (``--calibration`` needs onnxruntime and clean_deploy). The output is for TensorRT only (ONNX Runtime has no ``SparseConvGemm``):
+Needs ``onnx`` and the ``clean_deploy`` package (its op specification, ``clean_deploy/op_spec.py``, checks
+and builds the nodes; ``--calibration`` also needs onnxruntime). The output is for TensorRT only (ONNX Runtime
+has no ``SparseConvGemm``):
 compare against the original model (docs/tensorrt.md shows the polygraphy commands).
 """
 from __future__ import annotations

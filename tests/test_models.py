@@ -212,3 +212,18 @@ def test_pruned_widths_read_back_through_the_part_contracts():
     scales = sp.backbone3d.roi_scales((0.05, 0.05, 0.1))
     assert scales["x_conv1"] == (sp.backbone3d.stage_channels[0], (0.05, 0.05, 0.1))
     assert scales["x_conv4"][1] == pytest.approx((0.4, 0.4, 0.8))
+
+
+def test_detector_geometry_is_validated():
+    """The detector owns range, voxels and classes, so it checks them (the data config no longer has them)."""
+    from clean_deploy.models.config import DetectorConfig
+
+    with pytest.raises(ValueError, match=r"point_cloud_range needs 6 numbers .* min < max"):
+        DetectorConfig(point_cloud_range=(0, 0, 0, -1, 1, 1))
+    with pytest.raises(ValueError, match="voxel_size needs 3 positive numbers"):
+        DetectorConfig(voxel_size=(0.1, 0.0, 0.2))
+    center = get_config("centerpoint")
+    with pytest.raises(ValueError, match="class_names must be unique and non-empty"):
+        center.replace(class_names=("Car", "Car"))
+    with pytest.raises(ValueError, match="class_names must be unique and non-empty"):
+        center.replace(class_names=())

@@ -80,3 +80,15 @@ def test_input_hashed_once_per_process_and_rehashed_when_changed(tmp_path, monke
     assert opened == [str(f)]
     f.write_bytes(b"b" * 1001)  # other contents: read again
     assert file_sha256(f) == hashlib.sha256(b"b" * 1001).hexdigest() and len(opened) == 2
+    # same size, rewritten in place with the mtime set back (cp -p, touch -r): read again
+    import os
+    import time
+
+    st = os.stat(f)
+    time.sleep(0.01)
+    with open(f, "r+b") as h:
+        h.write(b"c" * 1001)
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert os.stat(f).st_mtime_ns == st.st_mtime_ns and os.stat(f).st_size == st.st_size
+    n = len(opened)  # the rewrite above went through the patched open too
+    assert file_sha256(f) == hashlib.sha256(b"c" * 1001).hexdigest() and len(opened) == n + 1

@@ -56,6 +56,9 @@ class KittiDetectionDataset(Dataset):
                  seed: int = 0, gt_database: GTDatabase | str | Path | None = None,
                  reader: KittiReader | None = None) -> None:
         """``cfg``: data and augmentation; ``detector``: the geometry (classes, range, voxels)."""
+        if not isinstance(detector, DetectorConfig):
+            raise TypeError(f"KittiDetectionDataset(cfg, detector, ...): detector must be the DetectorConfig whose "
+                            f"range, voxels and classes the samples use, got {type(detector).__name__}")
         self.cfg = cfg
         self.detector = detector
         self.training = bool(training)

@@ -264,6 +264,14 @@ class DetectorConfig(ConfigBase):
     post: PostProcessConfig = field(default_factory=PostProcessConfig)
 
     def __post_init__(self) -> None:
+        pcr = self.point_cloud_range
+        if len(pcr) != 6 or any(a >= b for a, b in zip(pcr[:3], pcr[3:])):
+            raise ValueError(f"detector {self.name!r}: point_cloud_range needs 6 numbers (x y z min, then max) with "
+                             f"min < max, got {tuple(pcr)}")
+        if len(self.voxel_size) != 3 or any(v <= 0 for v in self.voxel_size):
+            raise ValueError(f"detector {self.name!r}: voxel_size needs 3 positive numbers, got {tuple(self.voxel_size)}")
+        if not self.class_names or len(set(self.class_names)) != len(self.class_names):
+            raise ValueError(f"detector {self.name!r}: class_names must be unique and non-empty, got {self.class_names}")
         if not isinstance(self.dense_head, HeadConfig):
             raise ValueError(f"detector {self.name!r}: dense_head must be a registered head config "
                              f"{sorted(HEAD_CONFIGS)}, got {type(self.dense_head).__name__}")

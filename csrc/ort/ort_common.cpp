@@ -73,6 +73,7 @@ std::string string_attr(const Ort::ConstKernelInfo& info, const char* name, cons
 }
 
 std::vector<int64_t> ints_attr(const Ort::ConstKernelInfo& info, const op_spec::Attr& a, const std::string& prefix) {
+  if (a.count < 0) fail(prefix, std::string("attribute '") + a.name + "': its length is not fixed by the spec");
   const std::vector<int64_t> fallback(a.ints, a.ints + a.count);
   return ints_attr(info, a.name, static_cast<size_t>(a.count), prefix, a.required ? nullptr : &fallback);
 }

@@ -58,9 +58,6 @@ class OpSpec:
     #: allowed numbers of outputs (empty: exactly len(outputs))
     output_counts: tuple[int, ...] = ()
 
-    def attr(self, name: str) -> Attr:
-        return next(a for a in self.attrs if a.name == name)
-
     def check_attributes(self, attrs: dict[str, Any], where: str = "") -> dict[str, Any]:
         """``attrs`` validated and normalised (ints/floats as lists of Python numbers); raises
         ValueError naming the op, the node and the attribute."""
@@ -80,9 +77,7 @@ class OpSpec:
                 continue
             v = attrs[a.name]
             if a.kind == "int":
-                if isinstance(v, bool) or not isinstance(v, (int,)) and not hasattr(v, "__index__"):
-                    v = _as_int(v, who, a.name)
-                out[a.name] = int(v)
+                out[a.name] = _as_int(v, who, a.name)
             elif a.kind == "float":
                 out[a.name] = float(v)
             elif a.kind == "string":

@@ -140,7 +140,7 @@ def test_dense_head_section_names_its_head_and_older_configs_load():
     from clean_deploy.models.config import HEAD_CONFIGS, DetectorConfig
     from clean_deploy.models.heads import DENSE_HEADS
 
-    assert sorted(DENSE_HEADS) == sorted(HEAD_CONFIGS) == ["anchor", "center"]
+    assert sorted(DENSE_HEADS) == HEAD_CONFIGS.names() == ["anchor", "center"]
     for name in ("second_fast", "centerpoint_fast@0.5x+iou", "voxel_rcnn_fast"):
         cfg = get_config(name)
         d = cfg.to_dict()

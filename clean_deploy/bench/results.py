@@ -12,9 +12,6 @@ from typing import Any, Sequence
 
 import numpy as np
 
-STAGES = ("pre", "net", "post", "total")
-
-
 @dataclass(frozen=True)
 class Percentiles:
     mean: float

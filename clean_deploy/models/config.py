@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from clean_deploy.config import ConfigBase
 from clean_deploy.kitti import KITTI_CLASSES, KITTI_POINT_CLOUD_RANGE
+from clean_deploy.models.registry import Registry
 
 
 def _scale(c: int, mult: float, divisor: int = 4, minimum: int = 4) -> int:
@@ -106,7 +107,7 @@ class LossWeights(ConfigBase):
 
 
 #: dense-head config classes by ``type`` (filled by :func:`register_head_config`)
-HEAD_CONFIGS: dict[str, type["HeadConfig"]] = {}
+HEAD_CONFIGS: Registry = Registry("dense_head.type")
 
 
 class HeadConfig(ConfigBase):
@@ -124,9 +125,9 @@ class HeadConfig(ConfigBase):
             return super().from_dict(d, _where)
         where = _where or "dense_head"
         name = d.get("type") if isinstance(d, dict) else None
-        if name not in HEAD_CONFIGS:
-            raise ValueError(f"{where}.type must be one of {sorted(HEAD_CONFIGS)}, got {name!r}")
-        return HEAD_CONFIGS[name].from_dict(d, where)
+        if name not in HEAD_CONFIGS.names():
+            raise ValueError(f"{where}.type must be one of {HEAD_CONFIGS.names()}, got {name!r}")
+        return HEAD_CONFIGS.get(name).from_dict(d, where)
 
     def __post_init__(self) -> None:
         expected = type(self).__dataclass_fields__["type"].default
@@ -143,11 +144,7 @@ class HeadConfig(ConfigBase):
 
 def register_head_config(cls):
     """Class decorator: makes a ``HeadConfig`` dataclass parseable by its ``type``."""
-    name = cls.__dataclass_fields__["type"].default
-    if name in HEAD_CONFIGS and HEAD_CONFIGS[name] is not cls:
-        raise ValueError(f"dense_head.type {name!r} is registered twice")
-    HEAD_CONFIGS[name] = cls
-    return cls
+    return HEAD_CONFIGS.register(cls.__dataclass_fields__["type"].default)(cls)
 
 
 @register_head_config
@@ -274,7 +271,7 @@ class DetectorConfig(ConfigBase):
             raise ValueError(f"detector {self.name!r}: class_names must be unique and non-empty, got {self.class_names}")
         if not isinstance(self.dense_head, HeadConfig):
             raise ValueError(f"detector {self.name!r}: dense_head must be a registered head config "
-                             f"{sorted(HEAD_CONFIGS)}, got {type(self.dense_head).__name__}")
+                             f"{HEAD_CONFIGS.names()}, got {type(self.dense_head).__name__}")
         if self.roi_head is not None and self.backbone3d is None:
             raise ValueError(f"detector {self.name!r}: the RoI head pools sparse 3D features; it needs backbone3d")
         self.dense_head.validate(self)

@@ -6,10 +6,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-import clean_deploy.models.backbone2d  # noqa: F401  (registers the BEV backbones)
-import clean_deploy.models.backbone3d  # noqa: F401  (registers the 3D backbones)
-from clean_deploy.models.backbone2d import BEVBackbone2D
-from clean_deploy.models.backbone3d import SparseBackbone3D
+from clean_deploy.models.backbone2d import BEVBackbone2D  # importing it registers the BEV backbones
+from clean_deploy.models.backbone3d import SparseBackbone3D  # ... and this the 3D backbones
 from clean_deploy.models.bev import HeightCompression, PointPillarScatter
 from clean_deploy.models.config import DetectorConfig
 from clean_deploy.models.heads import DenseHead, build_dense_head

@@ -4,7 +4,8 @@ part's ``type``; ``build_detector`` looks the class up here and assembles the de
     VFES          "mean" (SECOND), "pillar" (PointPillars)             models/vfe.py
     BACKBONES_3D  "voxel_8x" (SECOND's sparse VoxelBackBone8x)         models/backbone3d.py
     BEV_BACKBONES "base_bev" (OpenPCDet's BaseBEVBackbone)             models/backbone2d.py
-    dense heads   models/heads (DENSE_HEADS, keyed by DetectorConfig.dense_head.type)
+    dense heads   models/heads (DENSE_HEADS, keyed by DetectorConfig.dense_head.type); their config
+                  classes: models/config.py HEAD_CONFIGS, a Registry filled by register_head_config
 
 Adding a part: a class implementing its contract (the base class in the part's module), registered
 with ``@REGISTRY.register("name")``; its config section selects it with ``type: name``.

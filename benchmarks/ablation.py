@@ -213,10 +213,25 @@ class Ablation:
             ck, _ = self.train_unit(row, seed)
         return ck
 
-    def train_unit(self, row: str, seed: int) -> tuple[Path, dict]:
-        from clean_deploy.compress.config import DistillConfig, PruneConfig
-        from clean_deploy.compress.distill.run import distill
+    def pruned(self, method: str, t: str, seed: int) -> Path:
+        """The CaKD student of ``seed`` pruned to budget ``t`` (e.g. "0.5x") with ``method``
+        importance, before fine-tuning; pruned when missing."""
+        from clean_deploy.compress.config import PruneConfig
         from clean_deploy.compress.prune.run import calibration_batches, prune_model
+        from clean_deploy.models.checkpoint import load_detector, save_checkpoint
+
+        path = self.runs / f"prune_{method}_{t}_s{seed}" / "pruned.pth"
+        if not path.is_file():
+            det, _ = load_detector(self.model_of("cakd", seed))
+            batches = calibration_batches(det, self.args.data, self.args.calib_frames, 4)
+            target = float(t.rstrip("x"))
+            pruned, rep = prune_model(det, batches, PruneConfig(method=method, target=target, seed=seed))
+            save_checkpoint(path, pruned, pruned.cfg, meta={"kind": "pruned", "prune_report": rep})
+        return path
+
+    def train_unit(self, row: str, seed: int) -> tuple[Path, dict]:
+        from clean_deploy.compress.config import DistillConfig
+        from clean_deploy.compress.distill.run import distill
         from clean_deploy.models.config import RedundancyConfig
         from clean_deploy.models.checkpoint import load_detector, save_checkpoint
         from clean_deploy.train.loop import train
@@ -239,13 +254,7 @@ class Ablation:
                 atomic_write(self.kept(row, seed), lambda f: f.write(ck.read_bytes()))
         elif row.startswith("prune_"):
             _, method, t = row.split("_")
-            target = float(t.rstrip("x"))
-            pruned_path = d / "pruned.pth"
-            if not pruned_path.is_file():
-                det, _ = load_detector(self.model_of("cakd", seed))
-                batches = calibration_batches(det, a.data, a.calib_frames, 4)
-                pruned, rep = prune_model(det, batches, PruneConfig(method=method, target=target, seed=seed))
-                save_checkpoint(pruned_path, pruned, pruned.cfg, meta={"kind": "pruned", "prune_report": rep})
+            pruned_path = self.pruned(method, t, seed)
             if not ck.is_file():
                 pruned, _ = load_detector(pruned_path)
                 distill(self.teacher, pruned.cfg, a.data, d, self.tcfg(a.finetune_epochs, seed, a.lr / 2),
@@ -254,7 +263,8 @@ class Ablation:
         elif row.startswith("scratch_"):
             t = row.split("_")[1]
             if not ck.is_file():
-                arch, _ = load_detector(self.model_of(f"prune_masked_{t}", seed).parent / "pruned.pth")
+                # only the pruned architecture is needed, not its fine-tuned weights
+                arch, _ = load_detector(self.pruned("masked", t, seed))
                 # equal steps: the KD student's epochs plus the fine-tuning epochs
                 train(arch.cfg, a.data, d, self.tcfg(a.epochs + a.finetune_epochs, seed), resume=True,
                       model=self.fresh_student(seed, arch.cfg))

@@ -430,6 +430,9 @@ def main(argv=None) -> int:
     ap.add_argument("--calib-frames", type=int, default=8, help="train frames that score the filters")
     ap.add_argument("--workers", type=int, default=0, help="DataLoader workers (0 is fastest on 2 cores)")
     ap.add_argument("--report", action="store_true", help="only rebuild the table from the stored units")
+    ap.add_argument("--checkpoints", nargs="+", metavar="ROW:SEED", default=None,
+                    help="only make sure these final checkpoints exist (training them and what they start from "
+                         "when missing, e.g. after a fresh checkout) and print their paths; for benchmarks/deploy.py")
     args = ap.parse_args(argv)
     if not args.teacher.is_file():
         raise SystemExit(f"{args.teacher}: teacher checkpoint missing (run benchmarks/teacher.py)")
@@ -447,6 +450,17 @@ def main(argv=None) -> int:
     if unknown:
         raise SystemExit(f"--rows: unknown {unknown}; rows are {order}")
     abl = Ablation(args, protocol, args.teacher)
+    if args.checkpoints:
+        wanted_ck = []
+        for item in args.checkpoints:
+            row, _, seed = item.partition(":")
+            if row not in order or row == "teacher" or not seed.isdigit():
+                raise SystemExit(f"--checkpoints: {item!r} is not ROW:SEED with ROW one of {order[1:]}")
+            wanted_ck.append((row, int(seed)))
+        ensure_data(args.data, args.frames, args.val_frames, 0)
+        for row, seed in wanted_ck:
+            print(f"{row}:{seed} {abl.model_of(row, seed).resolve()}", flush=True)
+        return 0
     t0 = time.time()
     if not args.report:
         ensure_data(args.data, args.frames, args.val_frames, 0)

@@ -4,7 +4,9 @@ teacher (PyTorch eager), the plain student and the compressed student (PyTorch e
 Runtime with our custom-op library, from Python and from the C++ sample) on the same frames and
 threads, and check the project's target ratios.
 
-    .venv/bin/python benchmarks/deploy.py      # after baselines.py and ablation.py
+    # the plain and the CLEAN student of the ablation's seed 0 (trained when missing, ~25 min on 2 cores)
+    .venv/bin/python benchmarks/ablation.py --checkpoints plain:0 clean_0.5x:0
+    .venv/bin/python benchmarks/deploy.py --plain PLAIN.pth --compressed CLEAN.pth
 
 Writes benchmarks/results/deploy/{bench.json,bench.md,targets.md,accuracy_vs_latency.png,
 latency_breakdown.png}.
@@ -55,22 +57,22 @@ def summarise(per_run: list[list[tuple[str, float, float, str]]]) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=Path("benchmarks/data/synth"))
-    ap.add_argument("--runs", type=Path, default=Path("benchmarks/runs"))
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/deploy"))
-    ap.add_argument("--compressed", type=Path, default=None,
-                    help="default: RUNS/ablation/clean_0.5x_s0/compressed.pth (benchmarks/ablation.py, seed 0)")
+    ap.add_argument("--teacher", type=Path, default=Path("benchmarks/checkpoints/teacher_voxel_rcnn_fast.pth"))
+    ap.add_argument("--plain", type=Path, required=True,
+                    help="the plain student (benchmarks/ablation.py --checkpoints plain:0 prints its path)")
+    ap.add_argument("--compressed", type=Path, required=True,
+                    help="the CLEAN student (benchmarks/ablation.py --checkpoints clean_0.5x:0 prints its path)")
     ap.add_argument("--repeats", type=int, default=5, help="benchmark runs; the table reports their median and range")
     ap.add_argument("--frames", type=int, default=50)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     if args.repeats < 1:
         raise SystemExit(f"--repeats must be >= 1, got {args.repeats}")
-    teacher = args.runs / "teacher" / "model.pth"
-    plain = args.runs / "centerpoint" / "model.pth"
-    compressed = args.compressed or args.runs / "ablation" / "clean_0.5x_s0" / "compressed.pth"
+    teacher, plain, compressed = args.teacher, args.plain, args.compressed
     for p in (teacher, plain, compressed):
         if not p.is_file():
-            raise SystemExit(f"{p} missing: run benchmarks/baselines.py and benchmarks/ablation.py first")
+            raise SystemExit(f"{p} missing: see `benchmarks/deploy.py --help` for how each checkpoint is made")
     args.out.mkdir(parents=True, exist_ok=True)
     onnx_path = args.out / "compressed.onnx"
     model, _ = load_detector(compressed)

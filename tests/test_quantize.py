@@ -162,6 +162,68 @@ def test_tensorrt_target_is_symmetric_and_keep_fp32(exported, synth_data, tmp_pa
     assert len(relu) == 1 and relu[0].input[0] == next(n.output[0] for n in model.graph.node if n.name == first_conv)
 
 
+def test_kept_layers_int8_weights(exported, synth_data, tmp_path):
+    """--kept-weights int8: the kept layers compute in float32 from int8-stored weights. Reference:
+    the float-kept model with those weights replaced by NumPy's dequantised values gives the same
+    boxes; the file loses 3 of every 4 weight bytes of the kept layers."""
+    from clean_deploy.quantize.weight_only import WEIGHT_INPUTS
+
+    model = onnx.load(str(exported))
+    kept = ([next(n.name for n in model.graph.node if n.op_type == "SparseConvolution")]
+            + [n.name for n in model.graph.node if n.op_type in ("Conv", "ConvTranspose")][:1]
+            + [n.name for n in model.graph.node if n.op_type == "ConvTranspose"][:1])
+    assert len(set(kept)) == len(kept) >= 2
+    f32, w8 = tmp_path / "kept_f32.onnx", tmp_path / "kept_w8.onnx"
+    ranges = collect_ranges(model, json.loads(exported.with_suffix(".json").read_text()), synth_data,
+                            QuantizeConfig(calib_frames=4), 1)
+    rep32 = quantize_onnx(exported, f32, synth_data, QuantizeConfig(calib_frames=4, keep_fp32=tuple(kept)), 1,
+                          ranges=ranges)
+    rep8 = quantize_onnx(exported, w8, synth_data,
+                         QuantizeConfig(calib_frames=4, keep_fp32=tuple(kept), kept_weights="int8"), 1, ranges=ranges)
+    assert rep8["fp32_layers"] == rep32["fp32_layers"] == sorted(kept)
+    assert sorted(r["layer"] for r in rep8["int8_weight_only_layers"]) == sorted(kept)
+    g8 = onnx.load(str(w8)).graph
+    inits8 = {i.name: numpy_helper.to_array(i) for i in g8.initializer}
+    producer = {o: n for n in g8.node for o in n.output}
+    # the reference: the float-kept model, kept weights replaced by q * scale computed here
+    ref = onnx.load(str(f32))
+    ref_inits = {i.name: i for i in ref.graph.initializer}
+    saved = 0
+    for name in kept:
+        node8 = next(n for n in g8.node if n.name == name)
+        node32 = next(n for n in ref.graph.node if n.name == name)
+        idx, axis = WEIGHT_INPUTS[node32.op_type]
+        w = numpy_helper.to_array(ref_inits[node32.input[idx]])
+        assert node8.op_type == node32.op_type  # still the float op
+        dq = producer[node8.input[idx]]
+        assert dq.op_type == "DequantizeLinear" and next(a.i for a in dq.attribute if a.name == "axis") == axis
+        q_ref, s_ref = weight_per_channel(np.moveaxis(w, axis, 0))
+        assert np.array_equal(inits8[dq.input[0]], np.moveaxis(q_ref, 0, axis)) and inits8[dq.input[0]].dtype == np.int8
+        assert np.array_equal(inits8[dq.input[1]], s_ref) and not inits8[dq.input[2]].any()
+        assert node32.input[idx] not in inits8  # no float copy left in the file
+        deq = np.moveaxis(q_ref.astype(np.float32) * s_ref.reshape(-1, *([1] * (w.ndim - 1))), 0, axis)
+        assert 0 < np.abs(deq - w).max() <= s_ref.max() / 2 + 1e-7
+        ref_inits[node32.input[idx]].CopyFrom(numpy_helper.from_array(deq.astype(np.float32), node32.input[idx]))
+        saved += w.nbytes
+    ref_path = tmp_path / "kept_ref.onnx"
+    onnx.save(ref, str(ref_path))
+    ref_path.with_suffix(".json").write_text(f32.with_suffix(".json").read_text())
+    sizes = (f32.stat().st_size, w8.stat().st_size)
+    assert sizes[0] - sizes[1] > 0.6 * saved, (sizes, saved)
+    d_ref, a_ref = run_split(ref_path, synth_data, "val", 4, threads=1)
+    d_w8, a_w8 = run_split(w8, synth_data, "val", 4, threads=1)
+    assert sum(len(d.boxes) for d in d_ref) > 0
+    for a, b in zip(d_ref, d_w8):
+        np.testing.assert_allclose(b.boxes, a.boxes, atol=1e-5)
+        np.testing.assert_allclose(b.scores, a.scores, atol=1e-6)
+        assert np.array_equal(a.labels, b.labels)
+    assert json.loads(w8.with_suffix(".json").read_text())["quantization"]["kept_weights"] == "int8"
+    with pytest.raises(ValueError, match="kept_weights int8 with target tensorrt"):
+        QuantizeConfig(target="tensorrt", kept_weights="int8")
+    with pytest.raises(ValueError, match="kept_weights must be one of"):
+        QuantizeConfig(kept_weights="int4")
+
+
 def test_cli_errors_are_one_line(exported, synth_data, tmp_path):
     def run(*args):
         return subprocess.run([sys.executable, "-m", "clean_deploy", "quantize", "--onnx", str(exported), "--data",

@@ -25,6 +25,9 @@ def quantize_command(
                                              "tensorrt (symmetric int8 everywhere)")] = _D.target,
     keep_fp32: Annotated[Optional[list[str]], typer.Option("--keep-fp32", help="ONNX node name of a layer to leave "
                                                                                 "in float32 (repeatable)")] = None,
+    kept_weights: Annotated[str, typer.Option(help="storage of the float32 layers' weights: float32 | int8 "
+                                                   "(weight-only, per output channel, behind a DequantizeLinear: "
+                                                   "the layer computes in float32, the file shrinks)")] = _D.kept_weights,
     auto_keep: Annotated[Optional[float], typer.Option(help="also keep in float32 every layer whose own int8 "
                                                             "quantisation drops the AP on --sensitivity-split by more "
                                                             "than this (AP points); runs the sensitivity profile")] = None,
@@ -46,7 +49,7 @@ def quantize_command(
     from clean_deploy.quantize.sensitivity import auto_keep as pick, sensitivity_profile
 
     cfg = QuantizeConfig(target=target, method=method, percentile=percentile, calib_frames=calib_frames,
-                         calib_split=calib_split, keep_fp32=tuple(keep_fp32 or ()))
+                         calib_split=calib_split, keep_fp32=tuple(keep_fp32 or ()), kept_weights=kept_weights)
     if not onnx_path.is_file():
         raise FileNotFoundError(f"--onnx {onnx_path}: no such file")
     if not data.is_dir():
@@ -72,7 +75,7 @@ def quantize_command(
     sizes = rep["file_bytes"]
     typer.echo(f"wrote {out} ({sizes['int8'] / 2**20:.2f} MB, float32 {sizes['fp32'] / 2**20:.2f} MB): "
                f"{len(rep['int8_sparse_layers'])} sparse + {len(rep['int8_dense_layers'])} dense layers in int8, "
-               f"{len(rep['fp32_layers'])} in float32; calibration {cfg.method} on {rep['calibration']['frames']} "
+               f"{len(rep['fp32_layers'])} in float32 (weights {cfg.kept_weights}); calibration {cfg.method} on {rep['calibration']['frames']} "
                f"{cfg.calib_split} frames")
     if eval_split:
         from clean_deploy.quantize.evaluate import box_parity, run_split

@@ -11,6 +11,7 @@ CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 #: conv). Weights are per-channel symmetric int8; the ONNX Runtime target's sparse convs are
 #: symmetric int8 (SparseConvolutionInt8).
 TARGETS = ("onnxruntime", "tensorrt")
+KEPT_WEIGHTS = ("float32", "int8")
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,9 @@ class QuantizeConfig:
     calib_split: str = "train"
     #: layers (ONNX node names) left in float32
     keep_fp32: tuple[str, ...] = ()
+    #: how the kept layers' weights are stored: float32, or int8 per output channel behind a
+    #: DequantizeLinear (weight-only; the layer still computes in float32, the file shrinks)
+    kept_weights: str = "float32"
     #: quantise the dense 2D backbone and head (ONNX Runtime QDQ) and the sparse convs (ours; default:
     #: yes for onnxruntime, no for tensorrt, whose plugin library runs the float sparse conv only)
     dense: bool = True
@@ -39,6 +43,11 @@ class QuantizeConfig:
         if self.sparse and self.target == "tensorrt":
             raise ValueError("sparse=True with target tensorrt: the TensorRT plugins implement the float32/float16 "
                              "SparseConvolution only (the sparse convs stay float; docs/tensorrt.md)")
+        if self.kept_weights not in KEPT_WEIGHTS:
+            raise ValueError(f"kept_weights must be one of {', '.join(KEPT_WEIGHTS)}, got {self.kept_weights!r}")
+        if self.kept_weights == "int8" and self.target == "tensorrt":
+            raise ValueError("kept_weights int8 with target tensorrt: the TensorRT plugins take the sparse conv "
+                             "weights as constants (plugins/prepare_onnx.py); use kept_weights float32")
         if self.method not in CALIBRATION_METHODS:
             raise ValueError(f"method must be one of {', '.join(CALIBRATION_METHODS)}, got {self.method!r}")
         if not 0 < self.percentile <= 100:

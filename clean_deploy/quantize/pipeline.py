@@ -4,7 +4,7 @@ Calibration (:mod:`.calibrate`) on frames of the train split; the dense 2D backb
 (Conv / ConvTranspose) through ONNX Runtime's QDQ quantiser (per-channel symmetric int8 weights,
 symmetric int8 activations: the explicit-quantisation form TensorRT consumes); the sparse convs
 through our own rewrite into ``SparseConvolutionInt8`` (:mod:`.sparse_int8`). Layers named in
-``keep_fp32`` stay float32. Writes the int8 model, its sidecar and a JSON report."""
+``keep_fp32`` stay float32 (their weights optionally stored int8: :mod:`.weight_only`). Writes the int8 model, its sidecar and a JSON report."""
 from __future__ import annotations
 
 import json
@@ -16,6 +16,7 @@ from clean_deploy.atomic import atomic_write
 from clean_deploy.quantize.calibrate import Ranges, collect_ranges
 from clean_deploy.quantize.config import QuantizeConfig
 from clean_deploy.quantize.sparse_int8 import quantize_sparse_convs
+from clean_deploy.quantize.weight_only import int8_weights
 
 DENSE_OPS = ("Conv", "ConvTranspose")
 #: ops quantised with them per target: for ONNX Runtime, Relu and Concat as well (their Q/DQ pairs
@@ -112,6 +113,12 @@ def quantize_onnx(onnx_path: str | Path, out_path: str | Path, data_root: str | 
         model, dense_layers = quantize_dense(model, ranges, keep, cfg.target)
     if cfg.sparse:
         model, sparse_report = quantize_sparse_convs(model, ranges, keep)
+    int8_quantised = set(dense_layers) | {r["layer"] for r in sparse_report}
+    kept = [n.name for n in model.graph.node
+            if n.op_type in DENSE_OPS + ("SparseConvolution",) and n.name not in int8_quantised]
+    weight_report = []
+    if cfg.kept_weights == "int8" and kept:
+        model, weight_report = int8_weights(model, kept)
     onnx.checker.check_model(model)
     atomic_write(out_path, lambda f: f.write(model.SerializeToString()))
     report = {
@@ -119,12 +126,11 @@ def quantize_onnx(onnx_path: str | Path, out_path: str | Path, data_root: str | 
         "calibration": {"method": ranges.method, "frames": ranges.frames, "split": cfg.calib_split,
                         "data": str(data_root)},
         "int8_dense_layers": dense_layers, "int8_sparse_layers": sparse_report,
-        "fp32_layers": sorted(n.name for n in onnx.load(str(onnx_path)).graph.node
-                              if n.op_type in DENSE_OPS + ("SparseConvolution",)
-                              and n.name not in set(dense_layers) | {r["layer"] for r in sparse_report}),
+        "fp32_layers": sorted(kept), "int8_weight_only_layers": weight_report,
         "file_bytes": {"fp32": onnx_path.stat().st_size, "int8": out_path.stat().st_size},
     }
-    side = dict(sidecar, model=out_path.name, quantization={k: report[k] for k in ("calibration", "fp32_layers")})
+    side = dict(sidecar, model=out_path.name, quantization={k: report[k] for k in ("calibration", "fp32_layers")}
+                | {"kept_weights": cfg.kept_weights})
     atomic_write(out_path.with_suffix(".json"), lambda f: f.write((json.dumps(side, indent=2) + "\n").encode()))
     atomic_write(out_path.with_suffix(".quant.json"),
                  lambda f: f.write((json.dumps(report, indent=2) + "\n").encode()))

@@ -38,6 +38,9 @@ CASES = {
     "empty_subm": ((6, 6, 6), 1, 4, 8, 3, 1, 1, True, False, -1.0),
     "empty_strided": ((6, 6, 6), 1, 4, 8, 3, 2, 1, False, True, -1.0),
     "many_blocks": ((21, 100, 90), 2, 16, 32, 3, 1, 1, True, True, 0.05),
+    # the row-stationary VNNI path (cout <= 32, cin <= 64) with more than 32 and fewer than 16 offsets
+    "subm5_125_offsets": ((8, 12, 10), 1, 6, 20, 5, 1, 2, True, True, 0.15),
+    "kernel_133_9_offsets": ((6, 14, 12), 1, 64, 9, (1, 3, 3), 1, (0, 1, 1), True, False, 0.1),
 }
 
 

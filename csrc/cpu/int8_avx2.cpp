@@ -56,7 +56,7 @@ void accumulate(const int8_t* const* a_rows, int32_t* const* c_rows, int64_t n, 
 }  // namespace
 
 const Int8Kernel& int8_kernel_avx2() {
-  static const Int8Kernel k{"avx2", kMR, Int8Layout::kPairs8, false, accumulate, requantize_rows};
+  static const Int8Kernel k{"avx2", kMR, Int8Layout::kPairs8, false, accumulate, 0, 0, nullptr, requantize_rows};
   return k;
 }
 

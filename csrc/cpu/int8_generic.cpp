@@ -24,7 +24,7 @@ void accumulate(const int8_t* const* a_rows, int32_t* const* c_rows, int64_t n, 
 }  // namespace
 
 const Int8Kernel& int8_kernel_generic() {
-  static const Int8Kernel k{"generic", 1, Int8Layout::kRowMajor, false, accumulate, requantize_rows};
+  static const Int8Kernel k{"generic", 1, Int8Layout::kRowMajor, false, accumulate, 0, 0, nullptr, requantize_rows};
   return k;
 }
 

@@ -9,6 +9,10 @@
 #endif
 #include <immintrin.h>
 
+#include <array>
+#include <utility>
+#include <vector>
+
 #include "int8_kernels.h"
 
 namespace clean_deploy {
@@ -64,6 +68,107 @@ void accumulate(const int8_t* const* a_rows, int32_t* const* c_rows, int64_t n, 
   }
 }
 
+// Row-stationary accumulation (int8_kernels.h) for NP panels of 16 columns and Q = ceil(cin / 4)
+// input quads, both compile-time: one output row at a time, its sums in registers over every present
+// kernel offset. A neighbour's full quads are broadcast straight from memory; a partial last quad
+// is read with a byte mask (never past the row). Quads go to CH independent accumulator chains
+// (vpdpbusd's latency would otherwise serialise them), summed at the end.
+template <int NP, int Q, bool TAIL>
+void rows_npq(const int8_t* features, const int32_t* nbr, int64_t K, int64_t rows, const int8_t* w, int64_t w_stride,
+              const int32_t* comp, int64_t cin, int32_t* acc, int64_t ld) {
+  constexpr int CH = Q < 4 ? Q : 4;
+  constexpr int FULL = TAIL ? Q - 1 : Q;  // quads read whole
+  const __mmask64 tail = (uint64_t{1} << (cin - 4 * FULL)) - 1;
+  const __m512i flip = _mm512_set1_epi32(static_cast<int32_t>(0x80808080u));
+  const __m512i iota0 = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const __m512i iota1 = _mm512_add_epi32(iota0, _mm512_set1_epi32(16));
+  const __m512i zero = _mm512_setzero_si512();
+  const bool vec = K <= 32;
+  const __mmask16 hi = vec ? static_cast<__mmask16>(K >= 16 ? (1u << (K - 16)) - 1 : 0) : 0;
+  const __mmask16 lo = vec ? static_cast<__mmask16>(K >= 16 ? 0xFFFF : (1u << K) - 1) : 0;
+  alignas(64) int32_t js[64], ks[64];
+  std::vector<int32_t> js_big, ks_big;
+  if (!vec) js_big.resize(static_cast<size_t>(K)), ks_big.resize(static_cast<size_t>(K));
+  int32_t* jl = vec ? js : js_big.data();
+  int32_t* kl = vec ? ks : ks_big.data();
+  for (int64_t r = 0; r < rows; ++r) {
+    const int32_t* nb = nbr + r * K;
+    // the present offsets of this row, compacted without a branch per offset
+    int64_t n = 0;
+    if (vec) {
+      const __m512i n0 = _mm512_maskz_loadu_epi32(lo, nb), n1 = _mm512_maskz_loadu_epi32(hi, nb + 16);
+      const __mmask16 m0 = _mm512_mask_cmpge_epi32_mask(lo, n0, zero), m1 = _mm512_mask_cmpge_epi32_mask(hi, n1, zero);
+      const int c0 = __builtin_popcount(m0);
+      _mm512_storeu_si512(js, _mm512_maskz_compress_epi32(m0, n0));
+      _mm512_storeu_si512(ks, _mm512_maskz_compress_epi32(m0, iota0));
+      _mm512_storeu_si512(js + c0, _mm512_maskz_compress_epi32(m1, n1));
+      _mm512_storeu_si512(ks + c0, _mm512_maskz_compress_epi32(m1, iota1));
+      n = c0 + __builtin_popcount(m1);
+    } else {
+      for (int64_t k = 0; k < K; ++k) {
+        jl[n] = nb[k];
+        kl[n] = static_cast<int32_t>(k);
+        n += nb[k] >= 0;
+      }
+    }
+    __m512i s[CH][NP], cs[NP];
+    for (int p = 0; p < NP; ++p) {
+      for (int c = 0; c < CH; ++c) s[c][p] = _mm512_setzero_si512();
+      cs[p] = _mm512_setzero_si512();
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      const int8_t* a = features + static_cast<int64_t>(jl[i]) * cin;
+      const int64_t k = kl[i];
+      const __m512i* wv = reinterpret_cast<const __m512i*>(w + k * w_stride);
+#pragma GCC unroll 16
+      for (int q = 0; q < Q; ++q) {
+        __m512i x;
+        if (q < FULL) {
+          int32_t v;
+          __builtin_memcpy(&v, a + 4 * q, 4);
+          x = _mm512_xor_si512(_mm512_set1_epi32(v), flip);
+        } else {
+          x = _mm512_xor_si512(_mm512_broadcastd_epi32(_mm512_castsi512_si128(_mm512_maskz_loadu_epi8(tail, a + 4 * q))),
+                               flip);
+        }
+        for (int p = 0; p < NP; ++p)
+          s[q % CH][p] = _mm512_dpbusd_epi32(s[q % CH][p], x, _mm512_loadu_si512(wv + p * Q + q));
+      }
+      for (int p = 0; p < NP; ++p) cs[p] = _mm512_add_epi32(cs[p], _mm512_loadu_si512(comp + k * ld + p * 16));
+    }
+    int32_t* dst = acc + r * ld;
+    for (int p = 0; p < NP; ++p) {
+      __m512i t = _mm512_sub_epi32(_mm512_loadu_si512(dst + p * 16), cs[p]);
+      for (int c = 0; c < CH; ++c) t = _mm512_add_epi32(t, s[c][p]);
+      _mm512_storeu_si512(dst + p * 16, t);
+    }
+  }
+}
+
+using RowsFn = void (*)(const int8_t*, const int32_t*, int64_t, int64_t, const int8_t*, int64_t, const int32_t*,
+                        int64_t, int32_t*, int64_t);
+
+template <int NP, bool TAIL, int... Qs>
+constexpr std::array<RowsFn, sizeof...(Qs)> rows_table(std::integer_sequence<int, Qs...>) {
+  return {&rows_npq<NP, Qs + 1, TAIL>...};
+}
+
+constexpr int kMaxRowQuads = 16;  // cin <= 64
+// [panels - 1][cin % 4 != 0][quads - 1]
+constexpr std::array<std::array<std::array<RowsFn, kMaxRowQuads>, 2>, 2> kRows{{
+    {{rows_table<1, false>(std::make_integer_sequence<int, kMaxRowQuads>{}),
+      rows_table<1, true>(std::make_integer_sequence<int, kMaxRowQuads>{})}},
+    {{rows_table<2, false>(std::make_integer_sequence<int, kMaxRowQuads>{}),
+      rows_table<2, true>(std::make_integer_sequence<int, kMaxRowQuads>{})}},
+}};
+
+void accumulate_rows(const int8_t* features, const int32_t* nbr, int64_t K, int64_t rows, const int8_t* w,
+                     int64_t w_stride, const int32_t* comp, int64_t cin, int64_t cout, int32_t* acc, int64_t ld) {
+  const int64_t q = (cin + 3) / 4;
+  if (q == 0) return;  // no input channels: the sums are the bias
+  kRows[cout <= 16 ? 0 : 1][cin % 4 != 0][q - 1](features, nbr, K, rows, w, w_stride, comp, cin, acc, ld);
+}
+
 // requantize_rows (int8_requant.h) in 16-lane vectors: the same float32 product, clamp to
 // [-129, 128], vcvtps2dq rounds half to even (MXCSR's default mode, as the scalar 1.5 * 2^23 trick),
 // clamp to [lo, 127], narrow. Bitwise the scalar loop's result (tests/test_int8_sparse_conv.py).
@@ -87,7 +192,8 @@ void requantize(const int32_t* acc, int64_t ld, int64_t rows, int64_t cout, cons
 }  // namespace
 
 const Int8Kernel& int8_kernel_vnni() {
-  static const Int8Kernel k{"avx512_vnni", kMR, Int8Layout::kQuads16, true, accumulate, requantize};
+  static const Int8Kernel k{"avx512_vnni", kMR, Int8Layout::kQuads16, true, accumulate, 2, 4 * kMaxRowQuads,
+                            accumulate_rows, requantize};
   return k;
 }
 

@@ -3,7 +3,8 @@
 // Same output-stationary design as the float kernel (sparse_conv.cpp): output rows in blocks, one
 // task per block, so no two tasks write one row. Inside a block each kernel offset's gathered rows
 // go through the int8 micro-kernel into a block-local int32 accumulator (exact), which is then
-// requantised to int8 in one pass. Integer sums make the result independent of the ISA path, the
+// requantised to int8 in one pass; narrow layers on VNNI instead keep each row's sums in registers
+// across all offsets (Int8Kernel::accumulate_rows). Integer sums make the result independent of the ISA path, the
 // block size and the thread count.
 #include "clean_deploy/sparse_conv_int8.h"
 
@@ -184,6 +185,12 @@ void sparse_conv_int8_forward(const int8_t* features, const PackedWeightsInt8& w
       else
         std::fill(o, o + cout, 0);
       std::fill(o + cout, o + cpad, 0);
+    }
+    if (kern.accumulate_rows && cpad <= 16 * kern.max_row_panels && cin <= kern.max_row_cin) {  // narrow layer: row-stationary
+      kern.accumulate_rows(features, nbr + r0 * K, K, r1 - r0, wp, weight.offset_stride, weight.comp.data(), cin,
+                           cout, acc, cpad);
+      kern.requantize(acc, cpad, r1 - r0, cout, multipliers, lo, out + r0 * cout);
+      return;
     }
     for (int64_t k = 0; k < K; ++k) {
       int64_t n = 0;

@@ -92,13 +92,15 @@ def test_onnxruntime_target_graph_and_parity(exported, synth_data, tmp_path):
     import torch
 
     torch_threads = torch.get_num_threads()
-    d32, a32 = run_split(exported, synth_data, "val", threads=1)
-    d8, a8 = run_split(out, synth_data, "val", threads=1)
+    # the train frames (the student was fitted to them): enough confident boxes for a share to mean
+    # something (the 2 val frames held 2 boxes at score >= 0.3, so one box decided the test)
+    d32, a32 = run_split(exported, synth_data, "train", threads=1)
+    d8, a8 = run_split(out, synth_data, "train", threads=1)
     # torch runs single-threaded while ONNX Runtime predicts, and gets its threads back (a leaked
     # set_num_threads(1) changed later tests' float32 training curves in the same worker)
     assert torch.get_num_threads() == torch_threads
     par = box_parity(d32, d8, iou_threshold=0.5, min_score=0.3)
-    assert par["boxes_ref"] > 0
+    assert par["boxes_ref"] >= 5, par
     # tolerances fixed before measuring: most confident boxes survive, scores move little
     assert par["matched_share_ref"] >= 0.7, par
     assert par["abs_score_diff"]["median"] < 0.05, par

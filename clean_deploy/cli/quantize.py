@@ -75,8 +75,8 @@ def quantize_command(
     sizes = rep["file_bytes"]
     typer.echo(f"wrote {out} ({sizes['int8'] / 2**20:.2f} MB, float32 {sizes['fp32'] / 2**20:.2f} MB): "
                f"{len(rep['int8_sparse_layers'])} sparse + {len(rep['int8_dense_layers'])} dense layers in int8, "
-               f"{len(rep['fp32_layers'])} in float32 (weights {cfg.kept_weights}); calibration {cfg.method} on {rep['calibration']['frames']} "
-               f"{cfg.calib_split} frames")
+               f"{len(rep['fp32_layers'])} in float32 (weights {cfg.kept_weights}); calibration {cfg.method} on "
+               f"{rep['calibration']['frames']} {cfg.calib_split} frames")
     if eval_split:
         from clean_deploy.quantize.evaluate import box_parity, run_split
         from clean_deploy.train.evaluate import mean_moderate_ap

@@ -4,7 +4,8 @@ Calibration (:mod:`.calibrate`) on frames of the train split; the dense 2D backb
 (Conv / ConvTranspose) through ONNX Runtime's QDQ quantiser (per-channel symmetric int8 weights,
 symmetric int8 activations: the explicit-quantisation form TensorRT consumes); the sparse convs
 through our own rewrite into ``SparseConvolutionInt8`` (:mod:`.sparse_int8`). Layers named in
-``keep_fp32`` stay float32 (their weights optionally stored int8: :mod:`.weight_only`). Writes the int8 model, its sidecar and a JSON report."""
+``keep_fp32`` stay float32 (their weights optionally stored int8: :mod:`.weight_only`). Writes the
+int8 model, its sidecar and a JSON report."""
 from __future__ import annotations
 
 import json

@@ -4,10 +4,9 @@ A layer kept float32 (``keep_fp32``, chosen because its activations are sensitiv
 rounding) still computes in float32, but its weight initializer is stored as per-output-channel
 symmetric int8 with a ``DequantizeLinear`` in front of the layer's weight input: the file shrinks
 as if the layer were quantised, and only the weights carry rounding (at most half a step of
-max|w[co]| / 127 per weight), not the activations. ONNX Runtime runs the ``DequantizeLinear`` on
-the small weight tensor per call (it keeps DQ nodes out of constant folding for its QDQ fusions).
-TensorRT treats a DQ on a weight without a Q/DQ pair on the activation as a weight-only
-dequantisation as well; the plugins of the float sparse conv receive the dequantised weight."""
+max|w[co]| / 127 per weight), not the activations. Checked on ONNX Runtime CPU (the graph runs
+and gives the boxes of the float-kept model with the dequantised weights substituted: test). The
+TensorRT target refuses it (the plugins take the sparse conv weights as constants)."""
 from __future__ import annotations
 
 import numpy as np
@@ -52,7 +51,7 @@ def int8_weights(model, layers) -> tuple[object, list[dict]]:
         w = numpy_helper.to_array(init)
         q, scale = weight_per_channel(np.moveaxis(w, axis, 0))
         q = np.ascontiguousarray(np.moveaxis(q, 0, axis))
-        base = f"{wname}_w8"
+        base = f"{name}.weight_w8"  # per node: two kept layers sharing one weight get one DQ each
         g.initializer.extend([numpy_helper.from_array(q, f"{base}_q"),
                               numpy_helper.from_array(scale, f"{base}_scale"),
                               numpy_helper.from_array(np.zeros_like(scale, dtype=np.int8), f"{base}_zero")])

@@ -82,7 +82,9 @@ def main() -> None:
     parity = {"summary": rep.summary(), "ok": rep.ok(), "ap_torch": mean_moderate_ap(rep.ap_torch),
               "ap_onnx": mean_moderate_ap(rep.ap_onnx)}
     print("parity:", rep.summary(), f"AP torch {parity['ap_torch']:.2f} / onnx {parity['ap_onnx']:.2f}")
-    labels = {"teacher": "teacher [torch]", "student_torch": "compressed [torch]", "student_onnx": "compressed [onnxruntime]"}
+    # bench labels its rows by file stem and backend
+    labels = {"teacher": f"{teacher.stem} [torch]", "student_torch": f"{compressed.stem} [torch]",
+              "student_onnx": f"{onnx_path.stem} [onnxruntime]"}
     runs = []
     for k in range(args.repeats):  # the same machine, back to back: the spread is the machine's noise
         doc = bench([str(teacher), str(plain), str(compressed), str(onnx_path)], args.data, args.out,

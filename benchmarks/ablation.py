@@ -144,6 +144,7 @@ class Ablation:
 
     def evaluate(self, ckpt: Path, row: str, seed: int | None, extra: dict) -> dict:
         from clean_deploy.bench.model_info import load_frames, model_summary
+        from clean_deploy.bench.run import machine_description
         from clean_deploy.models.checkpoint import load_checkpoint, load_detector
         from clean_deploy.train.evaluate import evaluate_predictions, mean_moderate_ap, predict_split
 
@@ -152,7 +153,8 @@ class Ablation:
         # one evaluation range for every row (the student's), so the teacher is scored on the same objects
         rng = self.student_cfg().point_cloud_range
         res = {"row": row, "seed": seed, "description": describe(row), "checkpoint": str(ckpt),
-               "config_name": cfg.name, "protocol": self.protocol.to_dict(), "date": date.today().isoformat()}
+               "config_name": cfg.name, "protocol": self.protocol.to_dict(), "date": date.today().isoformat(),
+               "machine": machine_description()}
         out_dir = self.runs / (f"{row}_s{seed}" if seed is not None else row)
         for split_name, data in (("val", self.args.data), ("test", self.args.test_data)):
             pred = out_dir / f"pred_{split_name}"  # never next to a committed checkpoint (the teacher's)

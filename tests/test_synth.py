@@ -3,6 +3,7 @@ import json
 import math
 import re
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -293,3 +294,50 @@ def test_cli_commands(tmp_path):
     assert 0 < pts.size // 4 <= 64 * 900
     res = runner.invoke(data_app, ["stats", str(tmp_path)])
     assert res.exit_code == 0 and "objects per class" in res.output
+
+
+def _children(pid: int) -> dict[int, str]:
+    """pid -> cmdline of the live processes whose parent is ``pid`` (from /proc)."""
+    out = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+                if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                    out[int(d.name)] = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except (OSError, ValueError, IndexError):
+                continue
+    return out
+
+
+def _alive(pid: int) -> bool:
+    """Running or sleeping (a zombie no reaper collects counts as gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="needs Linux /proc")
+def test_workers_exit_when_the_parent_is_killed(tmp_path):
+    """A killed generate_dataset (SIGKILL: no shutdown runs) leaves no worker processes behind."""
+    import signal
+    import subprocess
+    import sys
+
+    code = ("from clean_deploy.data.synth import generate_dataset; "
+            f"generate_dataset({str(tmp_path / 'd')!r}, 400, 0, seed=3, workers=2, progress=False)")
+    p = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (tmp_path / "d" / "training" / "velodyne" / "000001.bin").exists():
+            time.sleep(0.2)
+        workers = {k: v for k, v in _children(p.pid).items() if "spawn_main" in v}
+        assert len(workers) == 2, workers
+    finally:
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(_alive(w) for w in workers):
+        time.sleep(0.2)
+    assert not [w for w in workers if _alive(w)], "worker processes outlived their killed parent"

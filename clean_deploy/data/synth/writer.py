@@ -48,8 +48,24 @@ def _work(args: tuple[str, int, int, SynthConfig]) -> dict:
     return write_frame(root, generate_frame(seed, index, cfg))
 
 
-def _init_worker(threads: int) -> None:
+def _exit_with_parent(parent: int) -> None:
+    """Worker side: end this process once the pool's parent is gone. A killed parent cannot shut
+    the pool down, and its spawned workers would otherwise wait on the call queue forever (each
+    holds that queue's write end, so its read never sees EOF)."""
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def _init_worker(threads: int, parent: int) -> None:
     import numba
+    _exit_with_parent(parent)
     numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
 
 
@@ -83,7 +99,7 @@ def generate_dataset(out: str | Path, frames: int, val_frames: int = 0, seed: in
         threads = max(1, (os.cpu_count() or 2) // workers)
         ctx = mp.get_context("spawn")  # numba's thread pools are not fork-safe
         with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                                 initargs=(threads,)) as pool:
+                                 initargs=(threads, os.getpid())) as pool:
             for res in pool.map(_work, jobs, chunksize=1):
                 results.append(res)
                 bar.update(1)

@@ -245,7 +245,7 @@ def markdown(doc: dict) -> str:
     t = a["test"]
     p = doc["protocol"]
     lines = [f"# INT8 post-training quantisation ({doc['date']})", "",
-             f"Source: `{p['onnx']}` (float32, the CLEAN student deployed on 2026-12-01). Calibration: first {p['calib_frames']} "
+             f"Source: `{p['onnx']}` (float32). Calibration: first {p['calib_frames']} "
              f"train frames; choices on the first {p['val_frames']} val frames (data seed 0); report on "
              f"{t['frames']} test frames (data seed {p['test_seed']}), which no choice looked at.", "",
              "## Choices on val (mean moderate 3D AP)", ""]

@@ -49,8 +49,9 @@ def int8_weights(model, layers) -> tuple[object, list[dict]]:
         if n.op_type == "ConvTranspose" and any(a.name == "group" and a.i != 1 for a in n.attribute):
             raise ValueError(f"kept-weights: node {name!r} is a grouped ConvTranspose (not supported)")
         w = numpy_helper.to_array(init)
-        q, scale = weight_per_channel(np.moveaxis(w, axis, 0))
-        q = np.ascontiguousarray(np.moveaxis(q, 0, axis))
+        w_c = np.moveaxis(w, axis, 0)  # output channels first
+        q_c, scale = weight_per_channel(w_c)
+        q = np.ascontiguousarray(np.moveaxis(q_c, 0, axis))
         base = f"{name}.weight_w8"  # per node: two kept layers sharing one weight get one DQ each
         g.initializer.extend([numpy_helper.from_array(q, f"{base}_q"),
                               numpy_helper.from_array(scale, f"{base}_scale"),
@@ -61,8 +62,7 @@ def int8_weights(model, layers) -> tuple[object, list[dict]]:
         users[wname] -= 1
         if users[wname] == 0:  # the float copy is gone from the file
             g.initializer.remove(init)
-        err = np.abs(np.moveaxis(q, axis, 0).astype(np.float32) * scale.reshape(-1, *([1] * (w.ndim - 1)))
-                     - np.moveaxis(w, axis, 0))
+        err = np.abs(q_c.astype(np.float32) * scale.reshape(-1, *([1] * (w.ndim - 1))) - w_c)
         report.append({"layer": name, "weight": wname, "max_abs_error": float(err.max(initial=0.0)),
                        "float32_bytes": int(w.nbytes), "int8_bytes": int(q.nbytes + scale.nbytes + scale.size)})
     # the DequantizeLinear nodes first: every one reads initializers only, so the order stays topological

@@ -29,8 +29,8 @@ struct Int8Kernel {
   // read only inside [0, cin). Padding rows should point at a zero A row and a scratch C row.
   void (*accumulate)(const int8_t* const* a_rows, int32_t* const* c_rows, int64_t n, const int8_t* w,
                      const int32_t* comp, int64_t cin, int64_t cout);
-  // Row-stationary form for narrow layers (cout <= 16 * max_row_panels, cin <= max_row_cin), or null: for each output row
-  // r in [0, rows), acc[r * ld + 0:cout] += sum over kernel offsets k with j = nbr[r * K + k] >= 0 of
+  // Row-stationary form for narrow layers (cout <= 16 * max_row_panels, cin <= max_row_cin), or
+  // null: for each output row r in [0, rows), acc[r * ld + 0:cout] += sum over kernel offsets k with j = nbr[r * K + k] >= 0 of
   // features[j] x W_k^T (W_k at w + k * w_stride, comp at comp + k * ld). The row's sums stay in
   // registers across all offsets, so narrow layers skip the per-offset row lists and the per-offset
   // read-modify-write of the accumulator rows.

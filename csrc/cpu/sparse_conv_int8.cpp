@@ -4,8 +4,8 @@
 // task per block, so no two tasks write one row. Inside a block each kernel offset's gathered rows
 // go through the int8 micro-kernel into a block-local int32 accumulator (exact), which is then
 // requantised to int8 in one pass; narrow layers on VNNI instead keep each row's sums in registers
-// across all offsets (Int8Kernel::accumulate_rows). Integer sums make the result independent of the ISA path, the
-// block size and the thread count.
+// across all offsets (Int8Kernel::accumulate_rows). Integer sums make the result independent of the
+// ISA path, the block size and the thread count.
 #include "clean_deploy/sparse_conv_int8.h"
 
 #include <algorithm>
@@ -169,6 +169,8 @@ void sparse_conv_int8_forward(const int8_t* features, const PackedWeightsInt8& w
   const int8_t* wp = weight.data.data();
   const int64_t tasks = (M + kBlockRows - 1) / kBlockRows;
   const float lo = activation == Activation::kReLU ? 0.0f : -128.0f;
+  // narrow layer on a kernel with a row-stationary form
+  const bool row_stationary = kern.accumulate_rows && cpad <= 16 * kern.max_row_panels && cin <= kern.max_row_cin;
 
   executor.for_each(tasks, [&](int64_t task) {
     thread_local Scratch s;
@@ -186,27 +188,26 @@ void sparse_conv_int8_forward(const int8_t* features, const PackedWeightsInt8& w
         std::fill(o, o + cout, 0);
       std::fill(o + cout, o + cpad, 0);
     }
-    if (kern.accumulate_rows && cpad <= 16 * kern.max_row_panels && cin <= kern.max_row_cin) {  // narrow layer: row-stationary
+    if (row_stationary) {
       kern.accumulate_rows(features, nbr + r0 * K, K, r1 - r0, wp, weight.offset_stride, weight.comp.data(), cin,
                            cout, acc, cpad);
-      kern.requantize(acc, cpad, r1 - r0, cout, multipliers, lo, out + r0 * cout);
-      return;
-    }
-    for (int64_t k = 0; k < K; ++k) {
-      int64_t n = 0;
-      for (int64_t r = r0; r < r1; ++r) {
-        const int32_t j = nbr[r * K + k];
-        s.a[n] = features + static_cast<int64_t>(j < 0 ? 0 : j) * cin;
-        s.c[n] = acc + (r - r0) * cpad;
-        n += j >= 0;
+    } else {
+      for (int64_t k = 0; k < K; ++k) {
+        int64_t n = 0;
+        for (int64_t r = r0; r < r1; ++r) {
+          const int32_t j = nbr[r * K + k];
+          s.a[n] = features + static_cast<int64_t>(j < 0 ? 0 : j) * cin;
+          s.c[n] = acc + (r - r0) * cpad;
+          n += j >= 0;
+        }
+        if (n == 0) continue;
+        for (; n % mr; ++n) {
+          s.a[n] = zero_row.data();
+          s.c[n] = dummy;
+        }
+        kern.accumulate(s.a.data(), s.c.data(), n, wp + k * weight.offset_stride,
+                        kern.needs_comp ? weight.comp.data() + k * cpad : nullptr, cin, cout);
       }
-      if (n == 0) continue;
-      for (; n % mr; ++n) {
-        s.a[n] = zero_row.data();
-        s.c[n] = dummy;
-      }
-      kern.accumulate(s.a.data(), s.c.data(), n, wp + k * weight.offset_stride,
-                      kern.needs_comp ? weight.comp.data() + k * cpad : nullptr, cin, cout);
     }
     kern.requantize(acc, cpad, r1 - r0, cout, multipliers, lo, out + r0 * cout);
   });

@@ -31,3 +31,23 @@ def test_comparison_detects_a_changed_number():
     changed[name]["plan"]["keep"][next(iter(changed[name]["plan"]["keep"]))].pop()
     errs = compare(ref, changed)
     assert len(errs) == 2 and "loss_box" in errs[0] + errs[1]
+
+
+def test_tie_order_free_fingerprint_ignores_only_the_order_of_equal_scores():
+    import torch
+    from behaviour import _fp, _tie_order_free
+
+    g = torch.Generator().manual_seed(0)
+    scores = torch.tensor([[0.9, 0.7, 0.7, 0.7, 0.5, 0.5, 0.2]])
+    d = {"scores": scores, "labels": torch.tensor([[0, 1, 0, 1, 2, 2, 0]]),
+         "boxes": torch.randn(1, 7, 7, generator=g), "index": torch.arange(7)[None]}
+    swapped = {k: v[:, [0, 3, 1, 2, 5, 4, 6]] for k, v in d.items()}  # permuted inside the ties only
+    ref = {k: _fp(v) for k, v in _tie_order_free(d).items()}
+    assert {k: _fp(v) for k, v in _tie_order_free(swapped).items()} == ref
+    # the raw projection does see the swap, and a moved box still changes the fingerprint
+    assert _fp(swapped["boxes"]) != _fp(d["boxes"])
+    moved = {k: v.clone() for k, v in d.items()}
+    moved["boxes"][0, 2, 0] += 1e-3
+    assert _fp(_tie_order_free(moved)["boxes"]) != ref["boxes"]
+    # candidates whose scores differ keep the score order
+    assert _tie_order_free(d)["scores"][0].tolist() == sorted(scores[0].tolist(), reverse=True)

@@ -13,6 +13,8 @@ Rows (student ``centerpoint_fast@0.5x+iou``, teacher ``voxel_rcnn_fast`` from
     | prune_<method>_<t>x (from cakd, CaKD fine-tuning; masked / l1 / random importance)
     | scratch_<t>x (the masked-pruned architecture trained from scratch, as many steps as cakd + fine-tuning)
     | clean_<t>x (prune_masked + IoU-aware redundancy elimination), at --targets (0.5 and 0.3 x FLOPs)
+    | prune_masked_<t>x_ft<n>, scratch_<t>x_ft<n>, clean_<t>x_ft<n>: the same with <n> fine-tuning epochs
+      instead of --finetune-epochs (the scratch control again as many steps), at --long-finetune T:N
 
 Seeds are paired: seed k of every row starts from the same initial weights and data order (plain
 and KD students alike) and the pruned rows of seed k start from cakd seed k. Data: ``--frames``
@@ -32,6 +34,7 @@ import argparse
 import hashlib
 import json
 import math
+import re
 import statistics
 import sys
 import time
@@ -82,14 +85,42 @@ def sha256(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def row_names(targets: list[float], methods: list[str]) -> list[str]:
+def row_names(targets: list[float], methods: list[str], long_finetune: list[tuple[float, int]] = ()) -> list[str]:
     rows = ["teacher", "plain", "kd_so", "cakd"]
     for t in targets:
         rows += [f"prune_{m}_{t:g}x" for m in methods] + [f"scratch_{t:g}x", f"clean_{t:g}x"]
+        for lt, n in long_finetune:
+            if lt == t:
+                rows += [f"prune_masked_{t:g}x_ft{n}", f"scratch_{t:g}x_ft{n}", f"clean_{t:g}x_ft{n}"]
     return rows
 
 
+def split_row(row: str) -> tuple[str, int | None]:
+    """``prune_masked_0.5x_ft12`` -> (``prune_masked_0.5x``, 12); a row without the suffix -> (row, None)."""
+    m = re.fullmatch(r"(.+)_ft(\d+)", row)
+    return (m.group(1), int(m.group(2))) if m else (row, None)
+
+
+def parse_long_finetune(items: list[str], targets: list[float]) -> list[tuple[float, int]]:
+    out = []
+    for item in items:
+        t, _, n = item.partition(":")
+        try:
+            pair = (float(t), int(n))
+        except ValueError:
+            raise SystemExit(f"--long-finetune: {item!r} is not T:N (a FLOPs target and an epoch count, e.g. 0.5:12)")
+        if pair[0] not in targets or pair[1] < 1:
+            raise SystemExit(f"--long-finetune: {item!r}: T must be one of --targets {targets} and N >= 1")
+        out.append(pair)
+    return out
+
+
 def describe(row: str) -> str:
+    base, ft = split_row(row)
+    if ft is not None:
+        if base.startswith("scratch_"):
+            return f"pruned architecture ({base.split('_')[1]}) from scratch, as many steps as cakd + {ft} fine-tuning epochs"
+        return describe(base) + f", {ft} fine-tuning epochs"
     if row.startswith("prune_"):
         _, m, t = row.split("_")
         return f"pruned to {t} FLOPs, {m} importance, CaKD fine-tuning"
@@ -242,6 +273,9 @@ class Ablation:
         d = self.runs / f"{row}_s{seed}"
         ck = self.checkpoint(row, seed)
         extra: dict = {}
+        base, ft = split_row(row)
+        ft_epochs = a.finetune_epochs if ft is None else ft
+        suffix = "" if ft is None else f"_ft{ft}"
         if row == "plain":
             if not ck.is_file():
                 train(self.student_cfg(), a.data, d, self.tcfg(a.epochs, seed), resume=True,
@@ -255,24 +289,24 @@ class Ablation:
                 # the pruned rows of this seed start from it: keep it where a new machine finds it
                 atomic_write(self.kept(row, seed), lambda f: f.write(ck.read_bytes()))
         elif row.startswith("prune_"):
-            _, method, t = row.split("_")
-            pruned_path = self.pruned(method, t, seed)
+            _, method, t = base.split("_")
+            pruned_path = self.pruned(method, t, seed)  # the same pruned model whatever the fine-tuning length
             if not ck.is_file():
                 pruned, _ = load_detector(pruned_path)
-                distill(self.teacher, pruned.cfg, a.data, d, self.tcfg(a.finetune_epochs, seed, a.lr / 2),
+                distill(self.teacher, pruned.cfg, a.data, d, self.tcfg(ft_epochs, seed, a.lr / 2),
                         DistillConfig(), resume=True, student_model=pruned.train())
             extra["finetune_loss_per_epoch"] = self.curve(d)
         elif row.startswith("scratch_"):
-            t = row.split("_")[1]
+            t = base.split("_")[1]
             if not ck.is_file():
                 # only the pruned architecture is needed, not its fine-tuned weights
                 arch, _ = load_detector(self.pruned("masked", t, seed))
                 # equal steps: the KD student's epochs plus the fine-tuning epochs
-                train(arch.cfg, a.data, d, self.tcfg(a.epochs + a.finetune_epochs, seed), resume=True,
+                train(arch.cfg, a.data, d, self.tcfg(a.epochs + ft_epochs, seed), resume=True,
                       model=self.fresh_student(seed, arch.cfg))
         elif row.startswith("clean_"):
-            t = row.split("_")[1]
-            src = self.model_of(f"prune_masked_{t}", seed)
+            t = base.split("_")[1]
+            src = self.model_of(f"prune_masked_{t}{suffix}", seed)
             model, _ = load_detector(src)
             model.cfg = model.cfg.replace(post=model.cfg.post.replace(redundancy=RedundancyConfig()))
             save_checkpoint(ck, model, model.cfg, meta={"kind": "compressed", "teacher": str(self.teacher),
@@ -332,12 +366,16 @@ def summarise(units: list[dict]) -> dict:
     cmp("kd_so_vs_plain", "plain", "kd_so", None)
     cmp("cakd_vs_kd_so", "kd_so", "cakd", None)
     for name in list(rows):
+        base, ft = split_row(name)
         if name.startswith("clean_"):
-            t = name.split("_")[1]
+            t = base.split("_")[1]
+            suffix = "" if ft is None else f"_ft{ft}"
             cmp(f"{name}_vs_plain", "plain", name, 0.0)
-            cmp(f"{name}_vs_scratch", f"scratch_{t}", name, 2.0)
+            cmp(f"{name}_vs_scratch", f"scratch_{t}{suffix}", name, 2.0)
             cmp(f"{name}_vs_cakd", "cakd", name, None)
-        if name.startswith("prune_masked_"):
+            if ft is not None:
+                cmp(f"{name}_vs_{base}", base, name, None)  # what the longer fine-tuning bought
+        if name.startswith("prune_masked_") and ft is None:
             t = name.split("_")[2]
             for other in ("l1", "random"):
                 cmp(f"masked_vs_{other}_{t}", f"prune_{other}_{t}", name, None)
@@ -353,8 +391,9 @@ def render(doc: dict) -> str:
     p = doc["protocol"]
     lines = [f"# CLEAN ablation ({doc['date']}): student `{p['student']}`, mean +- std over seeds", "",
              f"{doc['machine']}. Students {p['epochs']} epochs (batch {p['batch_size']}, AdamW one-cycle lr {p['lr']}); "
-             f"pruned students fine-tuned {p['finetune_epochs']} epochs with CaKD at lr/2; `scratch` rows train the "
-             f"pruned architecture {p['epochs'] + p['finetune_epochs']} epochs. Train: {p['frames']} synthetic frames "
+             f"pruned students fine-tuned {p['finetune_epochs']} epochs with CaKD at lr/2 (`_ft<n>` rows: <n> "
+             f"epochs); `scratch` rows train the pruned architecture as many epochs as KD + fine-tuning "
+             f"({p['epochs'] + p['finetune_epochs']}; `scratch_<t>x_ft<n>`: {p['epochs']} + <n>). Train: {p['frames']} synthetic frames "
              f"(data seed 0). **Test**: {p['test_frames']} frames of data seed {p['test_seed']}, never used for a "
              f"choice; val: {p['val_frames']} frames of data seed 0. Mean moderate 3D AP_R40 (%), KITTI protocol, "
              f"objects inside the student's point-cloud range. Teacher checkpoint sha256 {p['teacher_sha']}.", ""]
@@ -423,6 +462,9 @@ def main(argv=None) -> int:
     ap.add_argument("--prune-methods", nargs="+", default=list(PRUNE_METHODS))
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--finetune-epochs", type=int, default=6)
+    ap.add_argument("--long-finetune", nargs="*", default=["0.5:12"], metavar="T:N",
+                    help="also run the masked-pruned, CLEAN and scratch rows of budget T with N fine-tuning "
+                         "epochs (rows *_ft<N>): does the pruned student gain from a longer fine-tuning?")
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--lr", type=float, default=0.003)
     ap.add_argument("--frames", type=int, default=300)
@@ -446,7 +488,7 @@ def main(argv=None) -> int:
         raise SystemExit(f"{args.student}: the ablation needs the IoU-quality branch (append '+iou')")
     protocol = Protocol(args.student, sha256(args.teacher), args.epochs, args.finetune_epochs, args.batch_size,
                         args.lr, args.calib_frames, args.frames, args.val_frames, args.test_frames, args.test_seed)
-    order = row_names(args.targets, args.prune_methods)
+    order = row_names(args.targets, args.prune_methods, parse_long_finetune(args.long_finetune, args.targets))
     wanted = args.rows or order
     unknown = [r for r in wanted if r not in order]
     if unknown:

@@ -128,9 +128,10 @@ def worker(kind: str, backend: str, data: str, steps: int, warmup: int, workers:
         teacher = build_detector(get_config(TEACHER))
         student = build_detector(cfg)
         kd = CaKDLoss(teacher, student, DistillConfig())
-        _instrument(teacher, acc, prefix="teacher")
+        _instrument(kd.teacher, acc, prefix="teacher")  # the frozen copy CaKD runs
         kw = {"model": student, "loss_fn": kd, "extra_modules": kd.extra_modules()}
-    tcfg = TrainConfig(epochs=1, batch_size=4, num_workers=workers, seed=0, device="cpu")
+    # epochs: room for warm-up + steps beyond one epoch of the small set (the one-cycle schedule counts them)
+    tcfg = TrainConfig(epochs=20, batch_size=4, num_workers=workers, seed=0, device="cpu")
     with tempfile.TemporaryDirectory() as run:
         tr = Trainer(cfg, tcfg, data, run, progress=False, **kw)
         _instrument(tr.model, acc)
@@ -161,7 +162,11 @@ def worker(kind: str, backend: str, data: str, steps: int, warmup: int, workers:
         for i in range(warmup + steps):
             acc.clear()
             t0 = time.perf_counter()
-            batch = next(it)
+            batch = next(it, None)
+            if batch is None:  # more steps than one epoch has batches: the next epoch's order
+                tr.sampler.set_epoch(tr.sampler.epoch + 1)
+                it = iter(tr._loader(0))
+                batch = next(it)
             t1 = time.perf_counter()
             tr.train_step(batch)
             t2 = time.perf_counter()
@@ -199,6 +204,14 @@ def loadavg() -> float:
     return os.getloadavg()[0]
 
 
+def _column_text(label: str, commit: str | None) -> str:
+    known = {"before": f"`before` = the code before our kernels (commit {commit}: spconv 2.3.8, single-threaded on "
+                       "CPU, RoI pooling max through torch's scatter_reduce)",
+             "spconv": f"`spconv` = the code at {commit} with spconv forced",
+             "clean_deploy": f"`clean_deploy` = the code at {commit} with our C++ kernels (forward + backward)"}
+    return known.get(label, f"`{label}` = the code at {commit}")
+
+
 def render(results: dict, meta: dict, sweep: dict | None = None) -> str:
     from clean_deploy.bench.results import markdown_table
 
@@ -207,9 +220,7 @@ def render(results: dict, meta: dict, sweep: dict | None = None) -> str:
              f"{meta['date']}, {meta['machine']}, {meta['threads']} torch threads, DataLoader workers "
              f"{meta['workers']}, batch 4 of full-size synthetic frames ({meta['frames']} train frames, "
              f"~105k points each); median of {meta['steps']} steps after {meta['warmup']} warm-up, ms. "
-             "Columns: `before` = the code before this work (commit " + str(meta["commits"].get("before")) + ": spconv "
-             "2.3.8, single-threaded on CPU, RoI pooling max through torch's scatter_reduce); `spconv` = current code "
-             "with spconv forced; `clean_deploy` = current code with our C++ kernels (forward + backward). "
+             "Columns: " + "; ".join(_column_text(b, meta["commits"].get(b)) for b in backends) + ". "
              "Speed-up: first column over last. Rows in italics are part of the row above "
              "them (voxelisation is inside data when the loader runs in the main process). "
              "The teacher is untrained (timing only).", ""]

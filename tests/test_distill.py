@@ -212,3 +212,37 @@ def test_distill_seed_fixes_the_student_init_as_plain_training_does(pair, tmp_pa
     for state in seen:
         assert state.keys() == plain.keys()
         assert all(torch.equal(state[k], plain[k]) for k in plain)
+
+
+@pytest.mark.parametrize("backend", ["spconv", "clean_deploy"])
+def test_frozen_teacher_folds_batchnorm_and_predicts_the_same(backend):
+    """CaKD's teacher runs as ``frozen_for_inference``: the BNs of the sparse backbone, BEV
+    backbone and dense head folded into their convs. Its outputs (dense maps, BEV features, sparse
+    features the RoI head pools, RoI-head scores of given boxes) equal the unfolded teacher's to
+    float rounding, on both sparse backends; the caller's teacher is left as it was."""
+    from behaviour import fixed_weights  # BN statistics far from identity, so a wrong fold shows
+
+    from clean_deploy.models.fold import frozen_for_inference
+    from clean_deploy.models.sparse import use_sparse_backend
+
+    teacher = fixed_weights(build_detector(get_config("voxel_rcnn_fast@0.25x"))).eval()
+    n_bn = sum(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in teacher.modules())
+    frozen = frozen_for_inference(teacher)
+    left = [n for n, m in frozen.named_modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert all(n.startswith("roi_head.") for n in left) and len(left) < n_bn
+    assert sum(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in teacher.modules()) == n_bn
+    assert not any(p.requires_grad for p in frozen.parameters())
+    assert all(p.requires_grad for p in teacher.parameters())
+    batch = toy_batch(teacher.cfg, 2)
+    rois = torch.tensor([[[12.0, 3.0, -1.0, 3.9, 1.6, 1.5, 0.3], [15.0, 7.0, -1.0, 1.8, 0.6, 1.7, 1.0]]] * 2)
+    with torch.no_grad(), use_sparse_backend(backend):
+        a, b = teacher(batch), frozen(batch)
+        pairs = [(a["dense"][k], b["dense"][k]) for k in a["dense"] if torch.is_tensor(a["dense"][k])]
+        pairs += [(a["spatial_features_2d"], b["spatial_features_2d"]), (a["sparse"]["x_conv4"].features,
+                                                                          b["sparse"]["x_conv4"].features)]
+        pairs.append((teacher.roi_head.score_boxes(a["sparse"], rois)[0], frozen.roi_head.score_boxes(b["sparse"], rois)[0]))
+    for x, y in pairs:
+        assert x.shape == y.shape
+        assert (x - y).abs().max().item() <= 1e-5 * max(1.0, x.abs().max().item())
+    # the fold really changed the modules' weights (a no-op fold would also pass the comparison)
+    assert not torch.equal(frozen.backbone2d.blocks[0][0][0].weight, teacher.backbone2d.blocks[0][0][0].weight)

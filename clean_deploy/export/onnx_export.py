@@ -27,7 +27,7 @@ import torch
 from onnx import TensorProto, compose, helper, numpy_helper
 from torch import nn
 
-from clean_deploy.export.fold import fold_bn_into_sparse_conv, fold_dense_bn
+from clean_deploy.models.fold import fold_bn_into_sparse_conv, fold_dense_bn
 from clean_deploy.export.sidecar import build_sidecar, redundancy_attributes
 from clean_deploy.models.detector import Detector
 from clean_deploy.op_spec import IOU_AWARE_RE, SPARSE_CONVOLUTION

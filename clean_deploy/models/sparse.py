@@ -349,6 +349,20 @@ def _clean_deploy_conv(mod, x):
     return out
 
 
+def _spconv_forward(mod, base, x, add_input):
+    """spconv's own forward; on CPU, where spconv refuses a conv bias ("cpu don't support act and
+    bias"), the bias is added after the bias-free convolution (the same result)."""
+    bias = mod.bias
+    if bias is None or x.features.is_cuda:
+        return base.forward(mod, x, add_input)
+    mod.bias = None
+    try:
+        out = base.forward(mod, x, add_input)
+    finally:
+        mod.bias = bias
+    return out.replace_feature(out.features + bias)
+
+
 if HAS_SPCONV:
 
     class SubMConv3d(spconv.SubMConv3d):
@@ -357,7 +371,7 @@ if HAS_SPCONV:
         def forward(self, input, add_input=None):  # noqa: A002 - spconv's signature
             if add_input is None and sparse_backend(input.features.device) == "clean_deploy":
                 return _clean_deploy_conv(self, input)
-            return super().forward(input, add_input)
+            return _spconv_forward(self, spconv.SubMConv3d, input, add_input)
 
     class SparseConv3d(spconv.SparseConv3d):
         """spconv's SparseConv3d on the backend of :func:`sparse_backend` (same parameters)."""
@@ -365,7 +379,7 @@ if HAS_SPCONV:
         def forward(self, input, add_input=None):  # noqa: A002 - spconv's signature
             if add_input is None and sparse_backend(input.features.device) == "clean_deploy":
                 return _clean_deploy_conv(self, input)
-            return super().forward(input, add_input)
+            return _spconv_forward(self, spconv.SparseConv3d, input, add_input)
 
 else:  # pragma: no cover - exercised only where spconv is missing
     SubMConv3d = SparseConv3d = None  # type: ignore[assignment,misc]

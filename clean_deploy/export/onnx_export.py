@@ -30,6 +30,7 @@ from torch import nn
 from clean_deploy.models.fold import fold_bn_into_sparse_conv, fold_dense_bn
 from clean_deploy.export.sidecar import build_sidecar, redundancy_attributes
 from clean_deploy.models.detector import Detector
+from clean_deploy.models.vfe import MeanVFE
 from clean_deploy.op_spec import IOU_AWARE_RE, SPARSE_CONVOLUTION
 from clean_deploy.sidecar import DOMAIN, INPUTS, OUTPUTS, write_sidecar
 
@@ -47,10 +48,26 @@ class ExportResult:
 
 
 # --------------------------------------------------------------------------- pieces
-class _VFEWrapper(nn.Module):
-    def __init__(self, vfe: nn.Module) -> None:
+class _MeanVFEGraph(nn.Module):
+    """MeanVFE as exported: the per-voxel sum over the point axis as one MatMul of the (V, T*C) voxels
+    with T stacked C x C identities, then the division. ONNX Runtime's ReduceSum over the middle axis
+    of (V, T, C) took 1.9-2.0 ms for 20k voxels on 2 cores (AMD EPYC, 2026-12-02), the MatMul
+    0.1-0.2 ms; the products are exact (x * 1 and x * 0), so only the order of the T additions can
+    differ from ``sum(1)``."""
+
+    def __init__(self, channels: int, max_points: int) -> None:
         super().__init__()
-        self.vfe = vfe
+        self.register_buffer("stack", torch.eye(channels).repeat(max_points, 1), persistent=False)
+
+    def forward(self, voxels, num_points, coords):
+        total = voxels.reshape(-1, self.stack.shape[0]) @ self.stack
+        return total / num_points.clamp(min=1).to(voxels.dtype)[:, None]
+
+
+class _VFEWrapper(nn.Module):
+    def __init__(self, vfe: nn.Module, max_points: int) -> None:
+        super().__init__()
+        self.vfe = _MeanVFEGraph(vfe.out_channels, max_points) if type(vfe) is MeanVFE else vfe
 
     def forward(self, voxels, num_points, coords):
         return self.vfe(voxels, num_points.long(), coords), coords
@@ -189,7 +206,7 @@ def export_onnx(det: Detector, out_path: str | Path, opset: int = 17, source: st
     vox = torch.rand(v, t, c)
     num = torch.randint(1, t + 1, (v,), dtype=torch.int32)
     coords = torch.zeros(v, 4, dtype=torch.int32)
-    vfe = _torch_to_onnx(_VFEWrapper(fold_dense_bn(det.vfe)), (vox, num, coords), INPUTS, ("voxel_features", "vfe_coords"),
+    vfe = _torch_to_onnx(_VFEWrapper(fold_dense_bn(det.vfe), t), (vox, num, coords), INPUTS, ("voxel_features", "vfe_coords"),
                          {"voxels": {0: "V"}, "voxel_num_points": {0: "V"}, "voxel_coords": {0: "V"},
                           "voxel_features": {0: "V"}, "vfe_coords": {0: "V"}}, opset)
     sparse, n_sparse, bev_hw = _sparse_graph(det, opset)

@@ -112,8 +112,15 @@ def accuracy(args, steps: Steps) -> dict:
     final_w8 = args.out / "student.int8_w8.onnx"
     report_w8 = quantize_onnx(src, final_w8, args.data, cfg(best, keep, "int8"), args.threads, ranges=ranges_of(best))
 
+    fp32_test: list = []  # the float32 model's test predictions, made once for both test stages
+
+    def test_fp32():
+        if not fp32_test:
+            fp32_test.extend(run_split(src, args.test_data, "val", None, args.threads, desc="test fp32"))
+        return fp32_test
+
     def test_eval():
-        d32, a32 = run_split(src, args.test_data, "val", None, args.threads, desc="test fp32")
+        d32, a32 = test_fp32()
         out = {"fp32": {"ap": a32, "mean_moderate_3d": mean_moderate_ap(a32)}}
         for name, path in (("int8", final), ("int8_all_layers", all_int8)):
             d8, a8 = run_split(path, args.test_data, "val", None, args.threads, desc=f"test {name}")
@@ -125,7 +132,7 @@ def accuracy(args, steps: Steps) -> dict:
     test = steps.get(f"test_{sha(final)}", test_eval)
 
     def test_eval_w8():
-        d32, _ = run_split(src, args.test_data, "val", None, args.threads, desc="test fp32")
+        d32, _ = test_fp32()
         d8, a8 = run_split(final_w8, args.test_data, "val", None, args.threads, desc="test int8_w8")
         return {"ap": a8, "mean_moderate_3d": mean_moderate_ap(a8),
                 "parity": {str(s): box_parity(d32, d8, 0.5, s) for s in (0.1, 0.3)}}

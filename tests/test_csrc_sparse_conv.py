@@ -347,3 +347,22 @@ def test_float16_features_equal_the_float_kernel_rounded(subm):
                                        subm=subm, activation="relu")
     assert o16.dtype == np.float16 and np.array_equal(i16, i32)
     assert o16.tobytes() == o32.astype(np.float16).tobytes()
+
+
+def test_isa_translation_units_define_no_library_code():
+    """The files compiled for AVX2 / AVX-512 (gemm_avx2, gemm_avx512, int8_avx2, int8_vnni) may hold
+    nothing but intrinsics: an inline library function instantiated there (int8_vnni once resized a
+    std::vector, which defined a weak std::vector<int>::_M_default_append compiled for AVX-512) can be
+    the copy the linker keeps for the whole library, and crash other code on a CPU without AVX-512."""
+    import shutil
+
+    root = Path(__file__).resolve().parents[1] / "build" / "csrc"
+    objs = sorted(root.rglob("*.cpp.o"))
+    isa = [o for o in objs if o.name.split(".")[0] in ("gemm_avx2", "gemm_avx512", "int8_avx2", "int8_vnni")]
+    assert len(isa) == 4, f"ISA objects not found under {root}: {[o.name for o in objs]}"
+    nm = shutil.which("nm")
+    assert nm, "nm (binutils) is needed to read the objects"
+    for o in isa:
+        syms = subprocess.run([nm, "-C", "--defined-only", str(o)], capture_output=True, text=True, check=True).stdout
+        lib = [line for line in syms.splitlines() if "std::" in line or "__gnu_cxx::" in line]
+        assert not lib, f"{o.name} defines library code: {lib[:3]}"

@@ -11,7 +11,6 @@
 
 #include <array>
 #include <utility>
-#include <vector>
 
 #include "int8_kernels.h"
 
@@ -83,58 +82,48 @@ void rows_npq(const int8_t* features, const int32_t* nbr, int64_t K, int64_t row
   const __m512i iota0 = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   const __m512i iota1 = _mm512_add_epi32(iota0, _mm512_set1_epi32(16));
   const __m512i zero = _mm512_setzero_si512();
-  const bool vec = K <= 32;
-  const __mmask16 hi = vec ? static_cast<__mmask16>(K >= 16 ? (1u << (K - 16)) - 1 : 0) : 0;
-  const __mmask16 lo = vec ? static_cast<__mmask16>(K >= 16 ? 0xFFFF : (1u << K) - 1) : 0;
-  alignas(64) int32_t js[64], ks[64];
-  std::vector<int32_t> js_big, ks_big;
-  if (!vec) js_big.resize(static_cast<size_t>(K)), ks_big.resize(static_cast<size_t>(K));
-  int32_t* jl = vec ? js : js_big.data();
-  int32_t* kl = vec ? ks : ks_big.data();
+  alignas(64) int32_t js[48], ks[48];  // a chunk's second half is stored whole at c0 <= 16
   for (int64_t r = 0; r < rows; ++r) {
     const int32_t* nb = nbr + r * K;
-    // the present offsets of this row, compacted without a branch per offset
-    int64_t n = 0;
-    if (vec) {
-      const __m512i n0 = _mm512_maskz_loadu_epi32(lo, nb), n1 = _mm512_maskz_loadu_epi32(hi, nb + 16);
+    __m512i s[CH][NP], cs[NP];
+    for (int p = 0; p < NP; ++p) {
+      for (int c = 0; c < CH; ++c) s[c][p] = _mm512_setzero_si512();
+      cs[p] = _mm512_setzero_si512();
+    }
+    // the row's present offsets, 32 at a time, compacted without a branch per offset (a fixed
+    // stack buffer: this file holds nothing but intrinsics, see int8_kernels.h)
+    for (int64_t k0 = 0; k0 < K; k0 += 32) {
+      const int64_t kc = K - k0 < 32 ? K - k0 : 32;
+      const __mmask16 hi = static_cast<__mmask16>(kc >= 16 ? (1u << (kc - 16)) - 1 : 0);
+      const __mmask16 lo = static_cast<__mmask16>(kc >= 16 ? 0xFFFF : (1u << kc) - 1);
+      const __m512i n0 = _mm512_maskz_loadu_epi32(lo, nb + k0), n1 = _mm512_maskz_loadu_epi32(hi, nb + k0 + 16);
       const __mmask16 m0 = _mm512_mask_cmpge_epi32_mask(lo, n0, zero), m1 = _mm512_mask_cmpge_epi32_mask(hi, n1, zero);
       const int c0 = __builtin_popcount(m0);
       _mm512_storeu_si512(js, _mm512_maskz_compress_epi32(m0, n0));
       _mm512_storeu_si512(ks, _mm512_maskz_compress_epi32(m0, iota0));
       _mm512_storeu_si512(js + c0, _mm512_maskz_compress_epi32(m1, n1));
       _mm512_storeu_si512(ks + c0, _mm512_maskz_compress_epi32(m1, iota1));
-      n = c0 + __builtin_popcount(m1);
-    } else {
-      for (int64_t k = 0; k < K; ++k) {
-        jl[n] = nb[k];
-        kl[n] = static_cast<int32_t>(k);
-        n += nb[k] >= 0;
-      }
-    }
-    __m512i s[CH][NP], cs[NP];
-    for (int p = 0; p < NP; ++p) {
-      for (int c = 0; c < CH; ++c) s[c][p] = _mm512_setzero_si512();
-      cs[p] = _mm512_setzero_si512();
-    }
-    for (int64_t i = 0; i < n; ++i) {
-      const int8_t* a = features + static_cast<int64_t>(jl[i]) * cin;
-      const int64_t k = kl[i];
-      const __m512i* wv = reinterpret_cast<const __m512i*>(w + k * w_stride);
+      const int n = c0 + __builtin_popcount(m1);
+      for (int i = 0; i < n; ++i) {
+        const int8_t* a = features + static_cast<int64_t>(js[i]) * cin;
+        const int64_t k = k0 + ks[i];
+        const __m512i* wv = reinterpret_cast<const __m512i*>(w + k * w_stride);
 #pragma GCC unroll 16
-      for (int q = 0; q < Q; ++q) {
-        __m512i x;
-        if (q < FULL) {
-          int32_t v;
-          __builtin_memcpy(&v, a + 4 * q, 4);
-          x = _mm512_xor_si512(_mm512_set1_epi32(v), flip);
-        } else {
-          x = _mm512_xor_si512(_mm512_broadcastd_epi32(_mm512_castsi512_si128(_mm512_maskz_loadu_epi8(tail, a + 4 * q))),
-                               flip);
+        for (int q = 0; q < Q; ++q) {
+          __m512i x;
+          if (q < FULL) {
+            int32_t v;
+            __builtin_memcpy(&v, a + 4 * q, 4);
+            x = _mm512_xor_si512(_mm512_set1_epi32(v), flip);
+          } else {
+            x = _mm512_xor_si512(_mm512_broadcastd_epi32(_mm512_castsi512_si128(_mm512_maskz_loadu_epi8(tail, a + 4 * q))),
+                                 flip);
+          }
+          for (int p = 0; p < NP; ++p)
+            s[q % CH][p] = _mm512_dpbusd_epi32(s[q % CH][p], x, _mm512_loadu_si512(wv + p * Q + q));
         }
-        for (int p = 0; p < NP; ++p)
-          s[q % CH][p] = _mm512_dpbusd_epi32(s[q % CH][p], x, _mm512_loadu_si512(wv + p * Q + q));
+        for (int p = 0; p < NP; ++p) cs[p] = _mm512_add_epi32(cs[p], _mm512_loadu_si512(comp + k * ld + p * 16));
       }
-      for (int p = 0; p < NP; ++p) cs[p] = _mm512_add_epi32(cs[p], _mm512_loadu_si512(comp + k * ld + p * 16));
     }
     int32_t* dst = acc + r * ld;
     for (int p = 0; p < NP; ++p) {

@@ -15,6 +15,8 @@ Rows (student ``centerpoint_fast@0.5x+iou``, teacher ``voxel_rcnn_fast`` from
     | clean_<t>x (prune_masked + IoU-aware redundancy elimination), at --targets (0.5 and 0.3 x FLOPs)
     | prune_masked_<t>x_ft<n>, scratch_<t>x_ft<n>, clean_<t>x_ft<n>: the same with <n> fine-tuning epochs
       instead of --finetune-epochs (the scratch control again as many steps), at --long-finetune T:N
+    | plain_e<m>, cakd_e<m> (m = --epochs + n): the unpruned students trained as many epochs as the
+      CaKD student + <n> fine-tuning epochs took, the equal-steps controls of the _ft<n> rows
 
 Seeds are paired: seed k of every row starts from the same initial weights and data order (plain
 and KD students alike) and the pruned rows of seed k start from cakd seed k. Data: ``--frames``
@@ -85,19 +87,29 @@ def sha256(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def row_names(targets: list[float], methods: list[str], long_finetune: list[tuple[float, int]] = ()) -> list[str]:
+def row_names(targets: list[float], methods: list[str], long_finetune: list[tuple[float, int]] = (),
+              epochs: int = 12) -> list[str]:
     rows = ["teacher", "plain", "kd_so", "cakd"]
     for t in targets:
         rows += [f"prune_{m}_{t:g}x" for m in methods] + [f"scratch_{t:g}x", f"clean_{t:g}x"]
         for lt, n in long_finetune:
             if lt == t:
                 rows += [f"prune_masked_{t:g}x_ft{n}", f"scratch_{t:g}x_ft{n}", f"clean_{t:g}x_ft{n}"]
+    for m in sorted({epochs + n for _, n in long_finetune}):
+        rows += [f"plain_e{m}", f"cakd_e{m}"]
     return rows
 
 
 def split_row(row: str) -> tuple[str, int | None]:
     """``prune_masked_0.5x_ft12`` -> (``prune_masked_0.5x``, 12); a row without the suffix -> (row, None)."""
     m = re.fullmatch(r"(.+)_ft(\d+)", row)
+    return (m.group(1), int(m.group(2))) if m else (row, None)
+
+
+def split_epochs(row: str) -> tuple[str, int | None]:
+    """``plain_e24`` -> (``plain``, 24): an unpruned student trained 24 epochs instead of --epochs;
+    any other row -> (row, None)."""
+    m = re.fullmatch(r"(plain|kd_so|cakd)_e(\d+)", row)
     return (m.group(1), int(m.group(2))) if m else (row, None)
 
 
@@ -116,6 +128,9 @@ def parse_long_finetune(items: list[str], targets: list[float]) -> list[tuple[fl
 
 
 def describe(row: str) -> str:
+    student, ep = split_epochs(row)
+    if ep is not None:
+        return describe(student) + f", {ep} epochs (equal steps to the _ft rows)"
     base, ft = split_row(row)
     if ft is not None:
         if base.startswith("scratch_"):
@@ -275,15 +290,17 @@ class Ablation:
         extra: dict = {}
         base, ft = split_row(row)
         ft_epochs = a.finetune_epochs if ft is None else ft
-        suffix = "" if ft is None else f"_ft{ft}"
-        if row == "plain":
+        suffix = row[len(base):]  # "" or "_ft<n>"
+        student, ep = split_epochs(row)
+        epochs = a.epochs if ep is None else ep
+        if student == "plain":
             if not ck.is_file():
-                train(self.student_cfg(), a.data, d, self.tcfg(a.epochs, seed), resume=True,
+                train(self.student_cfg(), a.data, d, self.tcfg(epochs, seed), resume=True,
                       model=self.fresh_student(seed))
-        elif row in ("kd_so", "cakd"):
+        elif student in ("kd_so", "cakd"):
             if not ck.is_file():
-                dcfg = DistillConfig(label_assignment=(row == "cakd"))
-                distill(self.teacher, self.student_cfg(), a.data, d, self.tcfg(a.epochs, seed), dcfg, resume=True,
+                dcfg = DistillConfig(label_assignment=(student == "cakd"))
+                distill(self.teacher, self.student_cfg(), a.data, d, self.tcfg(epochs, seed), dcfg, resume=True,
                         student_model=self.fresh_student(seed))
             if row == "cakd" and not self.kept(row, seed).is_file():
                 # the pruned rows of this seed start from it: keep it where a new machine finds it
@@ -339,7 +356,7 @@ def paired(a: dict[int, float], b: dict[int, float]) -> dict | None:
     return {"seeds": seeds, "mean": m, "standard_error": se, "p_paired_t": p, "beyond_2se": abs(m) > 2 * se}
 
 
-def summarise(units: list[dict]) -> dict:
+def summarise(units: list[dict], epochs: int = 12) -> dict:
     rows: dict[str, dict] = {}
     for u in units:
         r = rows.setdefault(u["row"], {"description": u["description"], "params": u["params"], "gmacs": u["gmacs"],
@@ -369,12 +386,19 @@ def summarise(units: list[dict]) -> dict:
         base, ft = split_row(name)
         if name.startswith("clean_"):
             t = base.split("_")[1]
-            suffix = "" if ft is None else f"_ft{ft}"
+            suffix = name[len(base):]
             cmp(f"{name}_vs_plain", "plain", name, 0.0)
             cmp(f"{name}_vs_scratch", f"scratch_{t}{suffix}", name, 2.0)
             cmp(f"{name}_vs_cakd", "cakd", name, None)
             if ft is not None:
                 cmp(f"{name}_vs_{base}", base, name, None)  # what the longer fine-tuning bought
+                # the equal-steps controls: unpruned students trained as long as the whole pipeline
+                m = epochs + ft
+                cmp(f"{name}_vs_plain_e{m}", f"plain_e{m}", name, 0.0)
+                cmp(f"{name}_vs_cakd_e{m}", f"cakd_e{m}", name, None)
+        student, ep = split_epochs(name)
+        if student == "cakd" and ep is not None:
+            cmp(f"{name}_vs_plain_e{ep}", f"plain_e{ep}", name, 2.0)
         if name.startswith("prune_masked_") and ft is None:
             t = name.split("_")[2]
             for other in ("l1", "random"):
@@ -393,7 +417,8 @@ def render(doc: dict) -> str:
              f"{doc['machine']}. Students {p['epochs']} epochs (batch {p['batch_size']}, AdamW one-cycle lr {p['lr']}); "
              f"pruned students fine-tuned {p['finetune_epochs']} epochs with CaKD at lr/2 (`_ft<n>` rows: <n> "
              f"epochs); `scratch` rows train the pruned architecture as many epochs as KD + fine-tuning "
-             f"({p['epochs'] + p['finetune_epochs']}; `scratch_<t>x_ft<n>`: {p['epochs']} + <n>). Train: {p['frames']} synthetic frames "
+             f"({p['epochs'] + p['finetune_epochs']}; `scratch_<t>x_ft<n>`: {p['epochs']} + <n>); `plain_e<m>` / `cakd_e<m>`: the "
+             f"unpruned students trained m = {p['epochs']} + <n> epochs, as many as the `_ft<n>` pipeline. Train: {p['frames']} synthetic frames "
              f"(data seed 0). **Test**: {p['test_frames']} frames of data seed {p['test_seed']}, never used for a "
              f"choice; val: {p['val_frames']} frames of data seed 0. Mean moderate 3D AP_R40 (%), KITTI protocol, "
              f"objects inside the student's point-cloud range. Teacher checkpoint sha256 {p['teacher_sha']}.", ""]
@@ -488,7 +513,8 @@ def main(argv=None) -> int:
         raise SystemExit(f"{args.student}: the ablation needs the IoU-quality branch (append '+iou')")
     protocol = Protocol(args.student, sha256(args.teacher), args.epochs, args.finetune_epochs, args.batch_size,
                         args.lr, args.calib_frames, args.frames, args.val_frames, args.test_frames, args.test_seed)
-    order = row_names(args.targets, args.prune_methods, parse_long_finetune(args.long_finetune, args.targets))
+    order = row_names(args.targets, args.prune_methods, parse_long_finetune(args.long_finetune, args.targets),
+                      args.epochs)
     wanted = args.rows or order
     unknown = [r for r in wanted if r not in order]
     if unknown:
@@ -518,7 +544,7 @@ def main(argv=None) -> int:
             u = abl.stored(row, seed)
             (units.append(u) if u is not None else missing.append((row, seed)))
     doc = {"date": date.today().isoformat(), "machine": machine_description(), "protocol": protocol.to_dict(),
-           "row_order": order, "summary": summarise(units), "units": units, "missing": missing,
+           "row_order": order, "summary": summarise(units, args.epochs), "units": units, "missing": missing,
            "wall_seconds_this_run": time.time() - t0}
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write(args.out / "ablation.json", lambda f: f.write((json.dumps(doc, indent=1, default=str) + "\n").encode()))

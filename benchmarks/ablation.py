@@ -191,6 +191,7 @@ class Ablation:
     def evaluate(self, ckpt: Path, row: str, seed: int | None, extra: dict) -> dict:
         from clean_deploy.bench.model_info import load_frames, model_summary
         from clean_deploy.bench.run import machine_description
+        from clean_deploy.eval.tp_errors import tp_errors_dirs
         from clean_deploy.models.checkpoint import load_checkpoint, load_detector
         from clean_deploy.train.evaluate import evaluate_predictions, mean_moderate_ap, predict_split
 
@@ -207,7 +208,9 @@ class Ablation:
             predict_split(model, data, "val", pred_dir=pred, progress=True)
             ap = evaluate_predictions(data, "val", pred, cfg.class_names, eval_range=rng)
             res[split_name] = {"mean_moderate_3d": mean_moderate_ap(ap),
-                               "ap_3d": {c: ap[c]["3d"] for c in CLASSES if c in ap}}
+                               "ap_3d": {c: ap[c]["3d"] for c in CLASSES if c in ap},
+                               "ap_bev": {c: ap[c]["bev"] for c in CLASSES if c in ap},
+                               "tp_errors": tp_errors_dirs(data, "val", pred, CLASSES, eval_range=rng)}
         info = model_summary(model, load_frames(self.args.data, "val", 10))
         res.update({k: info[k] for k in ("params", "gmacs", "weight_mb")})
         meta = load_checkpoint(ckpt)["meta"]
@@ -219,6 +222,39 @@ class Ablation:
         print(f"[ablation] {out.name}: val {res['val']['mean_moderate_3d']:.2f}, test "
               f"{res['test']['mean_moderate_3d']:.2f} mean moderate 3D AP", flush=True)
         return res
+
+    def add_box_errors(self, u: dict, predict: bool) -> bool:
+        """Give a unit stored without them the true-positive box errors of its test predictions (from
+        its run directory's ``pred_test``; with ``predict`` from its checkpoint when those are gone)
+        and store it again. Returns whether the unit changed."""
+        from clean_deploy.eval.tp_errors import tp_errors_dirs
+
+        if "tp_errors" in u["test"] and "ap_bev" in u["test"]:
+            return False
+        row, seed = u["row"], u["seed"]
+        pred = self.runs / (row if seed is None else f"{row}_s{seed}") / "pred_test"
+        if not pred.is_dir():
+            ck = self.teacher if row == "teacher" else self.checkpoint(row, seed)
+            if not (predict and ck.is_file()):
+                return False
+            from clean_deploy.models.checkpoint import load_detector
+            from clean_deploy.train.evaluate import predict_split
+
+            model, _ = load_detector(ck)
+            predict_split(model, self.args.test_data, "val", pred_dir=pred, progress=True)
+        from clean_deploy.train.evaluate import evaluate_predictions
+
+        rng = self.student_cfg().point_cloud_range
+        errors = tp_errors_dirs(self.args.test_data, "val", pred, CLASSES, eval_range=rng)
+        ap = evaluate_predictions(self.args.test_data, "val", pred, CLASSES, eval_range=rng)
+        if abs(statistics.fmean(ap[c]["3d"]["moderate"] for c in CLASSES) - u["test"]["mean_moderate_3d"]) > 1e-6:
+            print(f"[ablation] {pred}: these predictions score another test AP than "
+                  f"{self.result_path(row, seed).name} (another model's?): its box errors are left out", flush=True)
+            return False
+        u["test"]["tp_errors"] = errors
+        u["test"]["ap_bev"] = {c: ap[c]["bev"] for c in CLASSES}
+        atomic_write(self.result_path(row, seed), lambda f: f.write((json.dumps(u, indent=1, default=str) + "\n").encode()))
+        return True
 
     @staticmethod
     def curve(run_dir: Path) -> list[float]:
@@ -451,6 +487,7 @@ def render(doc: dict) -> str:
             rows.append([name, f"{c['mean']:+.2f}", f"{c['standard_error']:.2f}", f"{c['p_paired_t']:.3f}",
                          len(c["seeds"]), goal, met])
         lines += markdown_table(["comparison", "b - a (AP)", "SE", "paired t p", "seeds", "goal", "met"], rows)
+    lines += box_error_table(doc)
     curves = [(u["row"], u["seed"], u["finetune_loss_per_epoch"]) for u in units if u.get("finetune_loss_per_epoch")]
     if curves:
         lines += ["", "## Fine-tuning loss per epoch (pruned students)", ""]
@@ -459,6 +496,35 @@ def render(doc: dict) -> str:
     if missing:
         lines += ["", f"Not yet run ({len(missing)}): " + ", ".join(missing) + "."]
     return "\n".join(lines) + "\n"
+
+
+def box_error_table(doc: dict) -> list[str]:
+    """Medians of the true-positive box errors (clean_deploy.eval.tp_errors) per row, mean over the
+    seeds that have them: where the AP at 3D IoU 0.7 is lost (centre, height, size or heading)."""
+    rows = []
+    for name in doc["row_order"]:
+        us = [u for u in doc["units"] if u["row"] == name and "tp_errors" in u["test"]]
+        if not us:
+            continue
+        def m(cls: str, key: str) -> float:  # noqa: E306
+            return statistics.fmean(u["test"]["tp_errors"][cls][key]["median"] for u in us)
+
+        bev = [statistics.fmean(u["test"]["ap_bev"]["Car"]["moderate"] for u in us)] if all("ap_bev" in u["test"] for u in us) else []
+        rows.append([name, len(us), f"{m('Car', 'orientation_axis'):.3f}", f"{m('Car', 'height'):.3f}",
+                     f"{m('Car', 'translation'):.3f}", f"{m('Car', 'scale'):.3f}",
+                     f"{statistics.fmean(u['test']['tp_errors']['Car']['recall'] for u in us):.3f}",
+                     f"{bev[0]:.1f}" if bev else "-",
+                     f"{m('Pedestrian', 'orientation_axis'):.3f}", f"{m('Cyclist', 'orientation_axis'):.3f}"])
+    if not rows:
+        return []
+    return ["", "## Box errors of the true positives (test split)", "",
+            "Medians over the matched detections (nuScenes-style matching: BEV centre within 2 m, by descending "
+            "score; `clean_deploy/eval/tp_errors.py`), mean over the seeds that have them. Heading: radians, "
+            "folded to [0, pi/2] (what the IoU sees); height: centre offset along the vertical axis (m); "
+            "translation: BEV centre distance (m); scale: 1 - IoU of the aligned sizes. KITTI result files "
+            "round locations and angles to 0.01.", ""] + markdown_table(
+        ["row", "seeds", "Car heading", "Car height", "Car BEV centre", "Car scale", "Car recall", "Car BEV AP (mod)",
+         "Ped heading", "Cyc heading"], rows)
 
 
 def plot(doc: dict, out: Path) -> None:
@@ -502,6 +568,9 @@ def main(argv=None) -> int:
     ap.add_argument("--checkpoints", nargs="+", metavar="ROW:SEED", default=None,
                     help="only make sure these final checkpoints exist (training them and what they start from "
                          "when missing, e.g. after a fresh checkout) and print their paths; for benchmarks/deploy.py")
+    ap.add_argument("--box-errors-predict", action="store_true",
+                    help="for finished units without true-positive box errors whose test predictions are gone: "
+                         "predict the test split again from their checkpoints (else they are left without)")
     args = ap.parse_args(argv)
     if not args.teacher.is_file():
         raise SystemExit(f"{args.teacher}: teacher checkpoint missing (run benchmarks/teacher.py)")
@@ -543,6 +612,8 @@ def main(argv=None) -> int:
         for seed in ([None] if row == "teacher" else args.seeds):
             u = abl.stored(row, seed)
             (units.append(u) if u is not None else missing.append((row, seed)))
+    for u in units:  # units stored before the box errors existed
+        abl.add_box_errors(u, args.box_errors_predict)
     doc = {"date": date.today().isoformat(), "machine": machine_description(), "protocol": protocol.to_dict(),
            "row_order": order, "summary": summarise(units, args.epochs), "units": units, "missing": missing,
            "wall_seconds_this_run": time.time() - t0}

@@ -328,3 +328,17 @@ def test_data_stats_reads_clouds_through_the_validating_reader(synth_data, tmp_p
     first = sorted((data / "training" / "velodyne").glob("*.bin"))[0]
     first.write_bytes(first.read_bytes()[:-6])  # truncated
     one_line_error(cli("data", "stats", data), EXIT_BAD_INPUT, str(first), "not a multiple of 16")
+
+
+def test_eval_prints_true_positive_errors(tmp_path):
+    root, preds = _kitti(tmp_path)
+    # frame 0's car found 0.5 m off in x and rotated by 0.1 rad; the others exact
+    (preds / "000000.txt").write_text("Car 0.00 0 -1.58 587.01 173.33 614.12 200.12 1.65 1.67 3.64 -0.15 1.71 46.70 -1.49 0.9\n")
+    res = cli("eval", "--data", root, "--pred", preds, "--tp-errors", "--json", tmp_path / "ap.json")
+    assert res.returncode == 0, res.stderr
+    assert "translation" in res.stdout and "orientation" in res.stdout
+    import json
+
+    tp = json.loads((tmp_path / "ap.json").read_text())["_tp_errors"]["Car"]
+    assert (tp["objects"], tp["true_positives"]) == (3, 3)
+    assert abs(tp["translation"]["mean"] - 0.5 / 3) < 1e-9 and abs(tp["orientation"]["mean"] - 0.1 / 3) < 1e-9

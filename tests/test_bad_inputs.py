@@ -342,3 +342,10 @@ def test_eval_prints_true_positive_errors(tmp_path):
     tp = json.loads((tmp_path / "ap.json").read_text())["_tp_errors"]["Car"]
     assert (tp["objects"], tp["true_positives"]) == (3, 3)
     assert abs(tp["translation"]["mean"] - 0.5 / 3) < 1e-9 and abs(tp["orientation"]["mean"] - 0.1 / 3) < 1e-9
+
+
+def test_first_stage_of_a_one_stage_checkpoint_is_one_line(tmp_path):
+    ckpt = _student_ckpt(tmp_path)
+    root, _ = _kitti(tmp_path)
+    one_line_error(cli("test", "--ckpt", ckpt, "--data", root, "--pred-out", tmp_path / "p", "--first-stage"),
+                   EXIT_BAD_INPUT, "--first-stage", "ok.pth", "no second stage")

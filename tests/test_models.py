@@ -227,3 +227,27 @@ def test_detector_geometry_is_validated():
         center.replace(class_names=("Car", "Car"))
     with pytest.raises(ValueError, match="class_names must be unique and non-empty"):
         center.replace(class_names=())
+
+
+def test_first_stage_boxes_of_a_two_stage_detector():
+    """``first_stage``: the dense head's boxes before the RoI head (what the second stage adds is
+    the difference); a one-stage detector has none and says so."""
+    torch.manual_seed(0)
+    cfg = get_config("voxel_rcnn_fast@0.25x")
+    model = build_detector(cfg).eval()
+    batch = toy_batch(cfg, 2)
+    with torch.no_grad():
+        out = model(batch)
+        first = model.decode(out, first_stage=True)
+        dense = model.dense_head.decode(out["dense"])
+        refined = model.decode(out)
+        preds = model.predict(out, first_stage=True)
+    for k in ("boxes", "scores"):
+        torch.testing.assert_close(first[k], dense[k], rtol=0, atol=0)
+    assert first["boxes"].shape != refined["boxes"].shape or not torch.equal(first["boxes"], refined["boxes"])
+    ref = postprocess(dense, cfg.post)
+    for p, r in zip(preds, ref):
+        torch.testing.assert_close(p["boxes"], r["boxes"], rtol=0, atol=0)
+    one = build_detector(get_config("centerpoint_fast@0.25x")).eval()
+    with torch.no_grad(), pytest.raises(ValueError, match="only for two-stage detectors"):
+        one.decode(one(toy_batch(one.cfg, 1)), first_stage=True)

@@ -52,15 +52,19 @@ def train_command(
 
 
 def _test(ckpt: Path, data: Path, split: str, pred_out: Path, json_out: Optional[Path], range_filter: bool,
-          batch_size: int = 2, device: str = "auto") -> dict:
+          batch_size: int = 2, device: str = "auto", first_stage: bool = False) -> dict:
     from clean_deploy.eval.files import format_table
     from clean_deploy.models.checkpoint import load_detector
     from clean_deploy.train.distributed import pick_device
     from clean_deploy.train.evaluate import evaluate_predictions, mean_moderate_ap, predict_split
 
     model, _ = load_detector(ckpt)
+    if first_stage and not model.is_two_stage:
+        raise ValueError(f"--first-stage: {ckpt} holds {model.cfg.name}, which has no second stage (the option is "
+                         "for two-stage detectors such as voxel_rcnn)")
     dev = pick_device(device)
-    run = predict_split(model, data, split, batch_size=batch_size, device=dev, pred_dir=pred_out)
+    run = predict_split(model, data, split, batch_size=batch_size, device=dev, pred_dir=pred_out,
+                        first_stage=first_stage)
     result = evaluate_predictions(data, split, pred_out, model.cfg.class_names,
                                   model.cfg.point_cloud_range if range_filter else None)
     typer.echo(format_table(result))
@@ -83,6 +87,9 @@ def test_command(
         help="treat GT outside the detector's point-cloud range as DontCare (default on)")] = True,
     batch_size: Annotated[int, typer.Option(help="frames per forward pass")] = 2,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    first_stage: Annotated[bool, typer.Option(
+        "--first-stage", help="two-stage detectors: score the dense head's boxes without the RoI head's "
+                              "refinement (what the second stage adds)")] = False,
 ) -> None:
     """Run a checkpoint on a split, write KITTI results and print the KITTI AP table."""
-    _test(ckpt, data, split, pred_out, json_out, range_filter, batch_size, device)
+    _test(ckpt, data, split, pred_out, json_out, range_filter, batch_size, device, first_stage)

@@ -78,16 +78,20 @@ class Detector(nn.Module):
         total = sum(v for k, v in parts.items() if k.startswith("loss"))
         return total, {k: float(v.detach()) for k, v in parts.items()}
 
-    def decode(self, out: dict) -> dict:
-        """Final-stage candidates before NMS (refined boxes for two-stage detectors)."""
-        if self.roi_head is not None:
+    def decode(self, out: dict, first_stage: bool = False) -> dict:
+        """Final-stage candidates before NMS (refined boxes for two-stage detectors). ``first_stage``:
+        a two-stage detector's dense-head boxes, without the RoI head's refinement."""
+        if first_stage and self.roi_head is None:
+            raise ValueError(f"{self.cfg.name}: first-stage boxes exist only for two-stage detectors (no RoI head)")
+        if self.roi_head is not None and not first_stage:
             return self.roi_head.decode(out["roi"])
         return self.dense_head.decode(out["dense"])
 
     @torch.no_grad()
-    def predict(self, out: dict) -> list[dict]:
-        """Post-processed detections per frame (LiDAR boxes, scores, 0-based labels)."""
-        return postprocess(self.decode(out), self.cfg.post)
+    def predict(self, out: dict, first_stage: bool = False) -> list[dict]:
+        """Post-processed detections per frame (LiDAR boxes, scores, 0-based labels); ``first_stage``:
+        see :meth:`decode`."""
+        return postprocess(self.decode(out, first_stage), self.cfg.post)
 
 
 def build_detector(cfg: DetectorConfig) -> Detector:

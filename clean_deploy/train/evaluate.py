@@ -32,9 +32,12 @@ class InferenceRun:
 @torch.no_grad()
 def predict_split(model: Detector, data_root: str | Path, split: str = "val", batch_size: int = 2,
                   device: torch.device | str = "cpu", pred_dir: str | Path | None = None,
-                  progress: bool = True, num_workers: int = 0) -> InferenceRun:
-    """Predictions of ``model`` on every frame of ``split``; KITTI result files go to ``pred_dir``."""
+                  progress: bool = True, num_workers: int = 0, first_stage: bool = False) -> InferenceRun:
+    """Predictions of ``model`` on every frame of ``split``; KITTI result files go to ``pred_dir``.
+    ``first_stage``: a two-stage detector's boxes before the RoI head (:meth:`Detector.decode`)."""
     cfg = model.cfg
+    if first_stage and not model.is_two_stage:
+        raise ValueError(f"{cfg.name}: first-stage boxes exist only for two-stage detectors (no RoI head)")
     exp = experiment_for(cfg, data_root)
     ds = KittiDetectionDataset(exp, cfg, split=split, training=False)
     loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False, collate_fn=collate_batch,
@@ -47,7 +50,7 @@ def predict_split(model: Detector, data_root: str | Path, split: str = "val", ba
         counts = torch.bincount(batch["voxel_coords"][:, 0].long(), minlength=len(batch["frame_id"]))
         empty += [str(f) for f, c in zip(batch["frame_id"], counts.tolist()) if c == 0]
         dev_batch = batch_to_device(batch, torch.device(device))
-        preds = model.predict(model(dev_batch))
+        preds = model.predict(model(dev_batch), first_stage=first_stage)
         for i, p in enumerate(preds):
             fid = str(batch["frame_id"][i])
             rec = {k: (v.cpu().numpy() if isinstance(v, torch.Tensor) else v) for k, v in p.items()}

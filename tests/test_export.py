@@ -178,3 +178,19 @@ def test_fp16_export_runs_in_onnx_runtime_with_stated_parity(trained_students, s
     fp32 = export_onnx(det, tmp_path / "fp32.onnx")
     _, a32 = run_split(fp32.onnx_path, synth_data, "val", threads=1)
     assert abs(mean_moderate_ap(a16) - mean_moderate_ap(a32)) <= 0.5
+
+
+def test_axis_heading_student_exports_with_the_same_boxes(synth_data, tmp_path):
+    """A '+axis' centre head turns (cos 2t, sin 2t) + direction into (cos t, sin t) inside the
+    graph (Sqrt / Where / Mul), so the deployed decoder is unchanged: ONNX Runtime gives PyTorch's
+    boxes, headings included. Random weights with the heatmap bias raised, so boxes come out."""
+    torch.manual_seed(0)
+    det = build_detector(with_iou_branch(get_config("centerpoint_fast@0.25x+axis"))).eval()
+    with torch.no_grad():
+        det.dense_head.hm[-1].bias.fill_(1.0)
+        det.dense_head.dir[-1].weight.mul_(50)  # directions of both signs, far from the tie at 0
+    res = export_onnx(det, tmp_path / "m.onnx")
+    ops = {n.op_type for n in onnx.load(str(res.onnx_path)).graph.node}
+    assert {"Sqrt", "Where"} <= ops
+    rep = check_parity(det, res.onnx_path, synth_data, "val", threads=1)
+    assert rep.boxes > 20 and rep.ok(1e-3) and rep.tied_swaps == 0, rep.summary()

@@ -18,7 +18,7 @@ from toy import TOY_BOXES, toy_batch
 SMALL = ["second_fast@0.25x", "pointpillars_fast@0.25x", "centerpoint_fast@0.25x", "voxel_rcnn_fast@0.25x"]
 
 
-@pytest.mark.parametrize("name", SMALL)
+@pytest.mark.parametrize("name", SMALL + ["centerpoint_fast@0.25x+axis"])
 def test_forward_backward_every_family(name):
     torch.manual_seed(0)
     cfg = with_iou_branch(get_config(name))
@@ -251,3 +251,71 @@ def test_first_stage_boxes_of_a_two_stage_detector():
     one = build_detector(get_config("centerpoint_fast@0.25x")).eval()
     with torch.no_grad(), pytest.raises(ValueError, match="only for two-stage detectors"):
         one.decode(one(toy_batch(one.cfg, 1)), first_stage=True)
+
+
+def test_heading_from_axis_recovers_the_heading():
+    """(cos 2t, sin 2t) at any scale + the direction logit -> (cos t, sin t), against atan2 in
+    float64; the quarter turns (where sin 2t = 0) included."""
+    from clean_deploy.models.heads.center_head import heading_from_axis
+
+    rng = np.random.default_rng(0)
+    t = np.concatenate([rng.uniform(-math.pi, math.pi, 2000), [0, math.pi / 2, -math.pi / 2, math.pi, -math.pi + 1e-9]])
+    axis = torch.tensor(np.stack([np.cos(2 * t), np.sin(2 * t)]) * rng.uniform(0.1, 3, t.shape))[None]  # (1,2,P)
+    half = np.arctan2(np.sin(2 * t), np.cos(2 * t)) / 2  # in (-pi/2, pi/2]
+    forward = np.cos(t - half) > 0
+    logit = torch.tensor(np.where(forward, 1.0, -1.0) * rng.uniform(0.01, 5, t.shape))[None, None]
+    cs = heading_from_axis(axis, logit)[0].numpy()
+    err = np.abs(np.angle(np.exp(1j * (np.arctan2(cs[1], cs[0]) - t))))
+    assert err.max() < 1e-6, (t[err.argmax()], err.max())
+    # the opposite logit turns it by pi
+    cs2 = heading_from_axis(axis, -logit)[0].numpy()
+    np.testing.assert_allclose(cs2, -cs, atol=1e-12)
+
+
+def test_axis_heading_head_learns_the_axis_and_decodes_its_targets():
+    """'+axis' centre head: predictions equal to its targets (axis channels, direction logit of the
+    right sign) decode to the GT boxes; the regression loss is then zero and stays zero for a
+    heading turned by pi (the axis target does not see front/back), while the direction loss
+    grows."""
+    cfg = get_config("centerpoint_fast@0.25x+axis")
+    det = build_detector(cfg).eval()
+    head = det.dense_head
+    assert head.dir is not None and cfg.dense_head.loss_weights.dir == 0.2
+    h, w = 100, 88
+    gt = torch.from_numpy(TOY_BOXES)[None].clone()
+    gt[0, :, 6] = torch.tensor([0.0, math.pi / 2, -2.9, 1.2, -math.pi / 2, 3.0][: gt.shape[1]])
+    t = head.assign_targets(gt, (h, w))
+    ind, mask = t["ind"][0][t["mask"][0]], t["mask"][0]
+    c, s = t["reg"][0, mask, 6], t["reg"][0, mask, 7]
+    raw = torch.zeros(1, 8, h * w)
+    raw[0, :6, ind] = t["reg"][0, mask, :6].T
+    raw[0, 6, ind], raw[0, 7, ind] = c * c - s * s, 2 * c * s
+    from clean_deploy.models.heads.center_head import heading_from_axis
+
+    half = heading_from_axis(raw[:, 6:8], torch.ones(1, 1, h * w))
+    d = torch.full((1, h * w), -8.0)
+    d[0, ind] = torch.where(half[0, 0, ind] * c + half[0, 1, ind] * s > 0, 8.0, -8.0)
+    hm = torch.full((1, 3, h * w), -10.0)
+    hm[0, t["classes"][0, mask] - 1, ind] = 10.0
+    preds = {"hm": hm.view(1, 3, h, w), "reg_raw": raw.view(1, 8, h, w), "dir": d.view(1, h, w), "feature_size": (h, w),
+             "reg": torch.cat([raw[:, :6], heading_from_axis(raw[:, 6:8], d[:, None])], 1).view(1, 8, h, w)}
+    dec = head.decode(preds, top_k=int(mask.sum()))
+    got = dec["boxes"][0]
+    ref = gt[0, :, :7][mask]
+    order = [int((got[:, :2] - r[:2]).norm(dim=1).argmin()) for r in ref]
+    yaw_err = torch.atan2(torch.sin(got[order, 6] - ref[:, 6]), torch.cos(got[order, 6] - ref[:, 6])).abs()
+    assert yaw_err.max() < 1e-5 and (got[order, :6] - ref[:, :6]).abs().max() < 1e-4
+    parts = head.loss(preds, gt)
+    assert parts["loss_box"] < 1e-5 and parts["loss_dir"] < 0.01
+    turned = gt.clone()
+    turned[0, :, 6] += math.pi
+    parts2 = head.loss(preds, turned)
+    assert parts2["loss_box"] < 1e-5 and parts2["loss_dir"] > 1.0
+
+
+def test_default_centre_head_has_no_direction_branch():
+    head = build_detector(get_config("centerpoint_fast@0.25x")).dense_head
+    assert head.dir is None and "loss_dir" not in head.loss(head(torch.zeros(1, head.shared[0].in_channels, 8, 8)),
+                                                            torch.zeros(1, 1, 8))
+    with pytest.raises(KeyError, match="'\\+axis' is for centre-head detectors"):
+        get_config("second_fast+axis")

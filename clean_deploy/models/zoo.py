@@ -88,7 +88,7 @@ CONFIGS: dict[str, Callable[[], DetectorConfig]] = {
     "voxel_rcnn_fast": voxel_rcnn_fast,
 }
 
-_NAME = re.compile(r"^(?P<base>[a-z_]+)(@(?P<mult>[0-9.]+)x)?(?P<iou>\+iou)?$")
+_NAME = re.compile(r"^(?P<base>[a-z_]+)(@(?P<mult>[0-9.]+)x)?(?P<iou>\+iou)?(?P<axis>\+axis)?$")
 
 
 def scale_width(cfg: DetectorConfig, mult: float) -> DetectorConfig:
@@ -100,19 +100,33 @@ def scale_width(cfg: DetectorConfig, mult: float) -> DetectorConfig:
 
 
 def get_config(name: str) -> DetectorConfig:
-    """``NAME[@<mult>x][+iou]``: e.g. ``second_fast@0.5x`` (half width) or
-    ``second_fast@0.5x+iou`` (with the IoU-quality branch the redundancy elimination needs)."""
+    """``NAME[@<mult>x][+iou][+axis]``: e.g. ``second_fast@0.5x`` (half width),
+    ``second_fast@0.5x+iou`` (with the IoU-quality branch the redundancy elimination needs) or
+    ``centerpoint_fast@0.5x+iou+axis`` (heading learnt as axis + direction)."""
     m = _NAME.match(name)
     if not m or m.group("base") not in CONFIGS:
-        raise KeyError(f"unknown detector config {name!r}; known: {sorted(CONFIGS)} (optionally '@0.5x', '+iou')")
+        raise KeyError(f"unknown detector config {name!r}; known: {sorted(CONFIGS)} (optionally '@0.5x', '+iou', '+axis')")
     cfg = CONFIGS[m.group("base")]()
     if m.group("mult"):
         cfg = scale_width(cfg, float(m.group("mult")))
     if m.group("iou"):
         cfg = with_iou_branch(cfg)
-    if m.group("mult") or m.group("iou"):
+    if m.group("axis"):
+        cfg = with_axis_heading(cfg, name)
+    if m.group("mult") or m.group("iou") or m.group("axis"):
         cfg = cfg.replace(name=name)
     return cfg
+
+
+def with_axis_heading(cfg: DetectorConfig, name: str | None = None) -> DetectorConfig:
+    """A centre-head detector that learns its heading as axis + direction (``CenterHeadConfig.heading``),
+    the direction logit's loss weighted 0.2 (OpenPCDet's weight of the anchor heads' direction
+    classifier)."""
+    dh = cfg.dense_head
+    if getattr(dh, "heading", None) is None:
+        raise KeyError(f"{name or cfg.name}: '+axis' is for centre-head detectors (centerpoint*); "
+                       f"{cfg.name} has a {dh.type} head")
+    return cfg.replace(dense_head=dh.replace(heading="axis", loss_weights=dh.loss_weights.replace(dir=0.2)))
 
 
 def with_iou_branch(cfg: DetectorConfig, on: bool = True) -> DetectorConfig:

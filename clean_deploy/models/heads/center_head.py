@@ -32,6 +32,12 @@ class CenterHeadConfig(HeadConfig):
     loss_weights: LossWeights = field(default_factory=lambda: LossWeights(cls=1.0, box=0.25, dir=0.0, iou=1.0))
     code_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
     iou_branch: bool = False
+    #: how the heading is learnt. "sincos": (cos, sin) of the heading regressed (CenterPoint).
+    #: "axis": (cos 2t, sin 2t) of the box axis regressed (pi-periodic, so a box whose front and
+    #: back look alike has one target instead of two opposite ones) plus a forward/backward logit
+    #: (its loss weight: ``loss_weights.dir``). Either way the head's ``reg`` output carries (cos,
+    #: sin) of the heading, so decoding, export and the deployed runtimes are the same.
+    heading: str = "sincos"
     #: heatmap peaks decoded per frame (Python decode, the exported node's ``top_k``, the C++ decoder)
     top_k: int = 500
 
@@ -53,6 +59,22 @@ def gaussian_radius(height: torch.Tensor, width: torch.Tensor, min_overlap: floa
     c3 = (min_overlap - 1) * width * height
     r3 = (b3 + torch.sqrt(b3 ** 2 - 4 * a3 * c3)) / 2
     return torch.minimum(torch.minimum(r1, r2), r3)
+
+
+HEADINGS = ("sincos", "axis")
+
+
+def heading_from_axis(axis: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
+    """(cos t, sin t) of the heading t from the regressed axis (cos 2t, sin 2t) (..., 2, ...) along
+    dim 1, any scale) and the forward/backward logit (same shape, one channel): the half angle
+    a in (-pi/2, pi/2] of the axis, turned by pi where the logit is negative. Elementwise ops only
+    (Sqrt, Where, Mul), so it exports to ONNX and TensorRT as it is."""
+    c2, s2 = axis[:, 0:1], axis[:, 1:2]
+    c2 = c2 / torch.sqrt(c2 * c2 + s2 * s2).clamp(min=1e-12)
+    cos_a = torch.sqrt(((1 + c2) * 0.5).clamp(min=0.0))
+    sin_a = torch.sqrt(((1 - c2) * 0.5).clamp(min=0.0)) * torch.where(s2 >= 0, 1.0, -1.0)
+    sign = torch.where(direction >= 0, 1.0, -1.0)
+    return torch.cat([cos_a * sign, sin_a * sign], 1)
 
 
 def _branch(c_in: int, c_mid: int, c_out: int, bias_init: float | None = None) -> nn.Sequential:
@@ -86,10 +108,17 @@ class CenterHead(DenseHead):
         self.hm = _branch(c, m, self.num_classes, bias_init=-2.19)
         self.reg = _branch(c, m, REG_CHANNELS)
         self.iou = _branch(c, m, 1) if cfg.iou_branch else None
+        if cfg.heading not in HEADINGS:
+            raise ValueError(f"dense_head.heading: {cfg.heading!r} is not one of {', '.join(HEADINGS)}")
+        self.dir = _branch(c, m, 1) if cfg.heading == "axis" else None
 
     def forward(self, x: torch.Tensor) -> dict:
         x = self.shared(x)
         out = {"hm": self.hm(x), "reg": self.reg(x), "feature_size": tuple(x.shape[-2:])}
+        if self.dir is not None:  # learnt as axis + direction, handed on as (cos, sin) of the heading
+            raw, d = out["reg"], self.dir(x)
+            out["reg_raw"], out["dir"] = raw, d[:, 0]
+            out["reg"] = torch.cat([raw[:, :6], heading_from_axis(raw[:, 6:8], d)], 1)
         if self.iou is not None:
             out["iou"] = self.iou(x)[:, 0]
         return out
@@ -182,11 +211,25 @@ class CenterHead(DenseHead):
         out = {"loss_cls": L.centernet_focal_loss(preds["hm"], targets["hm"], num_pos, pos_weight=pos_w,
                                                   peak_value=peak_value) * cfg.loss_weights.cls}
         n_obj = L.global_normalizer(mask.sum())
-        reg = preds["reg"].view(n, REG_CHANNELS, h * w).gather(
-            2, targets["ind"][:, None, :].expand(-1, REG_CHANNELS, -1)).permute(0, 2, 1)  # (N,M,8)
+        gather = targets["ind"][:, None, :].expand(-1, REG_CHANNELS, -1)
+        reg = preds["reg"].view(n, REG_CHANNELS, h * w).gather(2, gather).permute(0, 2, 1)  # (N,M,8)
         cw = reg.new_tensor(cfg.code_weights)
         reg_mask = mask.to(reg.dtype) * (obj_w if obj_w is not None else 1.0)
-        l1 = ((reg - targets["reg"]).abs() * cw * reg_mask[..., None]).sum() / n_obj
+        if self.dir is None:
+            l1 = ((reg - targets["reg"]).abs() * cw * reg_mask[..., None]).sum() / n_obj
+        else:
+            # regress the axis (cos 2t, sin 2t); the direction is a binary choice on top of it
+            raw = preds["reg_raw"].view(n, REG_CHANNELS, h * w).gather(2, gather).permute(0, 2, 1)
+            c, s_ = targets["reg"][..., 6], targets["reg"][..., 7]
+            axis_t = torch.stack([c * c - s_ * s_, 2 * c * s_], -1)
+            tgt = torch.cat([targets["reg"][..., :6], axis_t], -1)
+            l1 = ((raw - tgt).abs() * cw * reg_mask[..., None]).sum() / n_obj
+            # forward = the heading points along the half angle that heading_from_axis recovers
+            half = heading_from_axis(axis_t.permute(0, 2, 1), torch.ones_like(axis_t[..., :1]).permute(0, 2, 1))
+            forward = ((half[:, 0] * c + half[:, 1] * s_) > 0).to(raw.dtype)
+            logit = preds["dir"].reshape(n, h * w).gather(1, targets["ind"])
+            bce = nn.functional.binary_cross_entropy_with_logits(logit, forward, reduction="none")
+            out["loss_dir"] = (bce * reg_mask).sum() / n_obj * cfg.loss_weights.dir
         out["loss_box"] = l1 * cfg.loss_weights.box
         if self.iou is not None:
             with torch.no_grad():

@@ -70,7 +70,7 @@ def heading_from_axis(axis: torch.Tensor, direction: torch.Tensor) -> torch.Tens
     a in (-pi/2, pi/2] of the axis, turned by pi where the logit is negative. Elementwise ops only
     (Sqrt, Where, Mul), so it exports to ONNX and TensorRT as it is."""
     c2, s2 = axis[:, 0:1], axis[:, 1:2]
-    c2 = c2 / torch.sqrt(c2 * c2 + s2 * s2).clamp(min=1e-12)
+    c2 = c2 / torch.sqrt(c2 * c2 + s2 * s2).clamp(min=1e-6)
     cos_a = torch.sqrt(((1 + c2) * 0.5).clamp(min=0.0))
     sin_a = torch.sqrt(((1 - c2) * 0.5).clamp(min=0.0)) * torch.where(s2 >= 0, 1.0, -1.0)
     sign = torch.where(direction >= 0, 1.0, -1.0)

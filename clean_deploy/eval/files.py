@@ -5,11 +5,15 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import numpy as np
+
 from clean_deploy.data.kitti.label import LabelArrays, read_label_file, to_arrays
 from clean_deploy.eval.kitti_protocol import DIFFICULTIES, MIN_OVERLAP, evaluate
+from clean_deploy.geometry.boxes import boxes_camera_to_lidar
+from clean_deploy.geometry.calib import Calibration
 from clean_deploy.kitti import KITTI_CLASSES
 
-__all__ = ["read_split_ids", "load_annos", "evaluate_dirs", "format_table"]
+__all__ = ["read_split_ids", "load_annos", "restrict_to_range", "evaluate_dirs", "format_table"]
 
 _TABLE_METRICS = ("3d", "bev", "bbox", "aos")
 
@@ -68,6 +72,24 @@ def load_annos(data_dir: str | Path, split: str, pred_dir: str | Path, allow_mis
     dt = [to_arrays(read_label_file(p, require_score=True) if p.is_file() else [])
           for p in pred_files]
     return ids, gt, dt
+
+
+def restrict_to_range(gt: LabelArrays, calib: Calibration, point_cloud_range) -> LabelArrays:
+    """Ground truth whose LiDAR box centre lies outside ``point_cloud_range`` (x/y) becomes
+    DontCare: detections there are ignored and missing them is not a miss."""
+    if len(gt) == 0:
+        return gt
+    boxes = boxes_camera_to_lidar(gt.boxes_camera, calib)
+    x0, y0, _, x1, y1, _ = point_cloud_range
+    outside = ~((boxes[:, 0] >= x0) & (boxes[:, 0] < x1) & (boxes[:, 1] >= y0) & (boxes[:, 1] < y1))
+    outside &= gt.name != "DontCare"
+    if not outside.any():
+        return gt
+    name = gt.name.astype(object).copy()
+    name[outside] = "DontCare"
+    out = gt.subset(np.ones(len(gt), dtype=bool))
+    out.name = name.astype(str)
+    return out
 
 
 def evaluate_dirs(data_dir: str | Path, split: str, pred_dir: str | Path,

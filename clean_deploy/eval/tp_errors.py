@@ -120,9 +120,8 @@ def tp_errors_dirs(data_root: str | Path, split: str, pred_dir: str | Path, clas
                    match_dist: float = 2.0, min_score: float = 0.0, allow_missing: bool = False) -> dict:
     """:func:`tp_errors` of the KITTI result files in ``pred_dir`` on ``split`` of ``data_root``;
     ``eval_range``: objects outside this LiDAR x/y range are not counted (as in the AP)."""
+    from clean_deploy.eval.files import load_annos, restrict_to_range
     from clean_deploy.geometry.calib import Calibration
-    from clean_deploy.eval.files import load_annos
-    from clean_deploy.train.evaluate import restrict_to_range
 
     ids, gt, dt = load_annos(data_root, split, pred_dir, allow_missing=allow_missing)
     if eval_range is not None:

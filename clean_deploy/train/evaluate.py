@@ -11,11 +11,9 @@ import torch
 from tqdm import tqdm
 
 from clean_deploy.data.dataset import KittiDetectionDataset, collate_batch
-from clean_deploy.data.kitti.label import LabelArrays
 from clean_deploy.data.kitti.results import detections_to_kitti, write_kitti_results
-from clean_deploy.eval.files import load_annos
+from clean_deploy.eval.files import load_annos, restrict_to_range  # noqa: F401  (restrict_to_range: re-exported)
 from clean_deploy.eval.kitti_protocol import evaluate
-from clean_deploy.geometry.boxes import boxes_camera_to_lidar
 from clean_deploy.geometry.calib import Calibration
 from clean_deploy.models.detector import Detector
 from clean_deploy.kitti import KITTI_CLASSES
@@ -65,24 +63,6 @@ def predict_split(model: Detector, data_root: str | Path, split: str = "val", ba
         print(f"predict {split}: {len(empty)} of {len(run.frame_ids)} frames have no point inside the model's range "
               f"(no detections): {', '.join(empty[:5])}{' ...' if len(empty) > 5 else ''}")
     return run
-
-
-def restrict_to_range(gt: LabelArrays, calib: Calibration, point_cloud_range) -> LabelArrays:
-    """Ground truth whose LiDAR box centre lies outside ``point_cloud_range`` (x/y) becomes
-    DontCare: detections there are ignored and missing them is not a miss."""
-    if len(gt) == 0:
-        return gt
-    boxes = boxes_camera_to_lidar(gt.boxes_camera, calib)
-    x0, y0, _, x1, y1, _ = point_cloud_range
-    outside = ~((boxes[:, 0] >= x0) & (boxes[:, 0] < x1) & (boxes[:, 1] >= y0) & (boxes[:, 1] < y1))
-    outside &= gt.name != "DontCare"
-    if not outside.any():
-        return gt
-    name = gt.name.astype(object).copy()
-    name[outside] = "DontCare"
-    out = gt.subset(np.ones(len(gt), dtype=bool))
-    out.name = name.astype(str)
-    return out
 
 
 def evaluate_predictions(data_root: str | Path, split: str, pred_dir: str | Path, class_names,

@@ -51,6 +51,9 @@ ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ("Car", "Pedestrian", "Cyclist")
 KEPT_TEACHER = ROOT / "benchmarks" / "checkpoints" / "teacher_voxel_rcnn_fast.pth"
 PRUNE_METHODS = ("masked", "l1", "random")
+#: version of the stored true-positive box errors; units holding another are computed again from their
+#: test predictions (2: height between box centres, not bottoms; axis-off and reversed fractions)
+TP_ERRORS_VERSION = 2
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from baselines import ensure_data  # noqa: E402  (the same synthetic-data cache)
@@ -210,7 +213,8 @@ class Ablation:
             res[split_name] = {"mean_moderate_3d": mean_moderate_ap(ap),
                                "ap_3d": {c: ap[c]["3d"] for c in CLASSES if c in ap},
                                "ap_bev": {c: ap[c]["bev"] for c in CLASSES if c in ap},
-                               "tp_errors": tp_errors_dirs(data, "val", pred, CLASSES, eval_range=rng)}
+                               "tp_errors": tp_errors_dirs(data, "val", pred, CLASSES, eval_range=rng),
+                               "tp_errors_version": TP_ERRORS_VERSION}
         info = model_summary(model, load_frames(self.args.data, "val", 10))
         res.update({k: info[k] for k in ("params", "gmacs", "weight_mb")})
         meta = load_checkpoint(ckpt)["meta"]
@@ -229,7 +233,7 @@ class Ablation:
         and store it again. Returns whether the unit changed."""
         from clean_deploy.eval.tp_errors import tp_errors_dirs
 
-        if "tp_errors" in u["test"] and "ap_bev" in u["test"]:
+        if u["test"].get("tp_errors_version") == TP_ERRORS_VERSION and "ap_bev" in u["test"]:
             return False
         row, seed = u["row"], u["seed"]
         pred = self.runs / (row if seed is None else f"{row}_s{seed}") / "pred_test"
@@ -251,7 +255,7 @@ class Ablation:
             print(f"[ablation] {pred}: these predictions score another test AP than "
                   f"{self.result_path(row, seed).name} (another model's?): its box errors are left out", flush=True)
             return False
-        u["test"]["tp_errors"] = errors
+        u["test"]["tp_errors"], u["test"]["tp_errors_version"] = errors, TP_ERRORS_VERSION
         u["test"]["ap_bev"] = {c: ap[c]["bev"] for c in CLASSES}
         atomic_write(self.result_path(row, seed), lambda f: f.write((json.dumps(u, indent=1, default=str) + "\n").encode()))
         return True
@@ -503,14 +507,19 @@ def box_error_table(doc: dict) -> list[str]:
     seeds that have them: where the AP at 3D IoU 0.7 is lost (centre, height, size or heading)."""
     rows = []
     for name in doc["row_order"]:
-        us = [u for u in doc["units"] if u["row"] == name and "tp_errors" in u["test"]]
+        us = [u for u in doc["units"] if u["row"] == name and u["test"].get("tp_errors_version") == TP_ERRORS_VERSION]
         if not us:
             continue
         def m(cls: str, key: str) -> float:  # noqa: E306
             return statistics.fmean(u["test"]["tp_errors"][cls][key]["median"] for u in us)
 
         bev = [statistics.fmean(u["test"]["ap_bev"]["Car"]["moderate"] for u in us)] if all("ap_bev" in u["test"] for u in us) else []
-        rows.append([name, len(us), f"{m('Car', 'orientation_axis'):.3f}", f"{m('Car', 'height'):.3f}",
+        def frac(key: str, sub: str) -> str:  # noqa: E306
+            return f"{100 * statistics.fmean(u['test']['tp_errors']['Car'][key][sub] for u in us):.1f} %"
+
+        rows.append([name, ", ".join(str(u["seed"]) for u in us if u["seed"] is not None) or "-",
+                     f"{m('Car', 'orientation_axis'):.3f}", frac("orientation_axis", "frac_off"),
+                     frac("orientation", "frac_reversed"), f"{m('Car', 'height'):.3f}",
                      f"{m('Car', 'translation'):.3f}", f"{m('Car', 'scale'):.3f}",
                      f"{statistics.fmean(u['test']['tp_errors']['Car']['recall'] for u in us):.3f}",
                      f"{bev[0]:.1f}" if bev else "-",
@@ -519,12 +528,14 @@ def box_error_table(doc: dict) -> list[str]:
         return []
     return ["", "## Box errors of the true positives (test split)", "",
             "Medians over the matched detections (nuScenes-style matching: BEV centre within 2 m, by descending "
-            "score; `clean_deploy/eval/tp_errors.py`), mean over the seeds that have them. Heading: radians, "
-            "folded to [0, pi/2] (what the IoU sees); height: centre offset along the vertical axis (m); "
+            "score; `clean_deploy/eval/tp_errors.py`), mean over the seeds listed (those whose test predictions "
+            "were at hand: not every row has all seeds, so compare rows with care). Heading: radians, folded to "
+            "[0, pi/2] (what the IoU sees); `> 0.3 rad`: share of matched cars that far off in axis; reversed: "
+            "share facing backwards (IoU does not see it); height: centre offset along the vertical axis (m); "
             "translation: BEV centre distance (m); scale: 1 - IoU of the aligned sizes. KITTI result files "
             "round locations and angles to 0.01.", ""] + markdown_table(
-        ["row", "seeds", "Car heading", "Car height", "Car BEV centre", "Car scale", "Car recall", "Car BEV AP (mod)",
-         "Ped heading", "Cyc heading"], rows)
+        ["row", "seeds", "Car heading", "Car > 0.3 rad", "Car reversed", "Car height", "Car BEV centre", "Car scale",
+         "Car recall", "Car BEV AP (mod)", "Ped heading", "Cyc heading"], rows)
 
 
 def plot(doc: dict, out: Path) -> None:

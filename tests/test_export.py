@@ -194,3 +194,8 @@ def test_axis_heading_student_exports_with_the_same_boxes(synth_data, tmp_path):
     assert {"Sqrt", "Where"} <= ops
     rep = check_parity(det, res.onnx_path, synth_data, "val", threads=1)
     assert rep.boxes > 20 and rep.ok(1e-3) and rep.tied_swaps == 0, rep.summary()
+    # the float16 form does not handle the heading ops yet: refused with the op's name, never half-converted
+    from clean_deploy.export.fp16 import Fp16Error, to_fp16
+
+    with pytest.raises(Fp16Error, match="inside the float16 region is not handled"):
+        to_fp16(onnx.load(str(res.onnx_path)))

@@ -262,6 +262,7 @@ def test_heading_from_axis_recovers_the_heading():
     t = np.concatenate([rng.uniform(-math.pi, math.pi, 2000), [0, math.pi / 2, -math.pi / 2, math.pi, -math.pi + 1e-9]])
     axis = torch.tensor(np.stack([np.cos(2 * t), np.sin(2 * t)]) * rng.uniform(0.1, 3, t.shape))[None]  # (1,2,P)
     half = np.arctan2(np.sin(2 * t), np.cos(2 * t)) / 2  # in (-pi/2, pi/2]
+    half = np.where(half > math.pi / 4 + 1e-12, half - math.pi, half)  # the window (-3pi/4, pi/4]
     forward = np.cos(t - half) > 0
     logit = torch.tensor(np.where(forward, 1.0, -1.0) * rng.uniform(0.01, 5, t.shape))[None, None]
     cs = heading_from_axis(axis, logit)[0].numpy()
@@ -270,6 +271,13 @@ def test_heading_from_axis_recovers_the_heading():
     # the opposite logit turns it by pi
     cs2 = heading_from_axis(axis, -logit)[0].numpy()
     np.testing.assert_allclose(cs2, -cs, atol=1e-12)
+    # the forward/backward cut sits at pi/4, away from cars seen along (0, pi) or across (+-pi/2) the
+    # road: a little noise around those headings never changes which way is "forward"
+    for base in (0.0, math.pi / 2, math.pi, -math.pi / 2):
+        tt = base + rng.normal(0, 0.05, 200)
+        ax = torch.tensor(np.stack([np.cos(2 * tt), np.sin(2 * tt)]))[None]
+        a = heading_from_axis(ax, torch.ones(1, 1, len(tt), dtype=torch.float64))[0].numpy()  # "forward"
+        assert len(set(a[0] * np.cos(tt) + a[1] * np.sin(tt) > 0)) == 1, base
 
 
 def test_axis_heading_head_learns_the_axis_and_decodes_its_targets():
@@ -314,7 +322,10 @@ def test_axis_heading_head_learns_the_axis_and_decodes_its_targets():
 
 
 def test_default_centre_head_has_no_direction_branch():
-    head = build_detector(get_config("centerpoint_fast@0.25x")).dense_head
+    cfg = get_config("centerpoint_fast@0.25x")
+    with pytest.raises(ValueError, match="needs loss_weights.dir > 0"):
+        build_detector(cfg.replace(dense_head=cfg.dense_head.replace(heading="axis")))
+    head = build_detector(cfg).dense_head
     assert head.dir is None and "loss_dir" not in head.loss(head(torch.zeros(1, head.shared[0].in_channels, 8, 8)),
                                                             torch.zeros(1, 1, 8))
     with pytest.raises(KeyError, match="'\\+axis' is for centre-head detectors"):

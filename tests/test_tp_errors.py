@@ -57,11 +57,17 @@ def test_known_errors_of_one_pair():
     assert r["orientation"]["mean"] == pytest.approx(0.1)
     assert r["orientation_axis"]["mean"] == pytest.approx(0.1)
     assert r["scale"]["mean"] == pytest.approx(1 - 3.6 / 4.0)
+    assert r["orientation_axis"]["frac_off"] == 0.0 and r["orientation"]["frac_reversed"] == 0.0
+    # KITTI's location is the bottom centre: a box 0.4 m taller standing on the same ground has its
+    # centre 0.2 m higher (camera y points down)
+    tall = frame(["Car"], [[1.0, 1.6, 20.0]], [[1.9, 1.6, 4.0]], [math.pi - 0.05], [0.9])
+    assert tp_errors([gt], [tall], ["Car"])["Car"]["height"]["mean"] == pytest.approx(0.2)
     # a reversed box: pi off in heading, but its axis (what the IoU sees) is right
     rev = frame(["Car"], [[1.0, 1.6, 20.0]], [[1.5, 1.6, 4.0]], [-0.05], [0.9])
     r = tp_errors([gt], [rev], ["Car"])["Car"]
     assert r["orientation"]["mean"] == pytest.approx(math.pi)
     assert r["orientation_axis"]["mean"] == pytest.approx(0.0, abs=1e-12)
+    assert r["orientation"]["frac_reversed"] == 1.0 and r["orientation_axis"]["frac_off"] == 0.0
 
 
 def test_matching_is_greedy_by_score_within_the_distance():

@@ -34,7 +34,7 @@ def eval_command(
 
         classes = [c for c in result if not c.startswith("_")]
         result["_tp_errors"] = tp_errors_dirs(data, split, pred, classes, allow_missing=allow_missing)
-        typer.echo(format_tp_errors(result["_tp_errors"]))
+        typer.echo(format_tp_errors(result["_tp_errors"], 2.0))
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(result, indent=2) + "\n")

@@ -8,13 +8,16 @@ metrics (ATE, ASE, AOE), computed in KITTI's camera frame:
   ground-truth object whose BEV (camera x/z) centre lies within ``match_dist`` metres (nuScenes:
   2 m); a matched detection is a true positive;
 - ``translation``: BEV centre distance (m); ``height``: |difference of the box centres along the
-  camera's vertical axis| (m), the part of the 3D IoU that BEV hides;
+  camera's vertical axis| (m; KITTI's location is the bottom centre, so the centre is location_y - h/2),
+  the part of the 3D IoU that BEV hides;
 - ``scale``: 1 - IoU of the two boxes' sizes with centres and headings aligned;
 - ``orientation``: |heading difference| wrapped to [0, pi] (a box facing backwards is pi off);
   ``orientation_axis``: the same wrapped to [0, pi/2], what the IoU sees (a reversed box overlaps
   fully).
 
-Each error is reported as mean and median over the true positives with score >= ``min_score``.
+Each error is reported as mean and median over the true positives with score >= ``min_score``;
+the orientation also as the fraction of true positives more than :data:`AXIS_OFF` off in axis
+(``frac_off``) and the fraction facing backwards (``frac_reversed``, error > pi/2).
 """
 from __future__ import annotations
 
@@ -26,6 +29,8 @@ import numpy as np
 from clean_deploy.data.kitti.label import LabelArrays
 
 ERRORS = ("translation", "height", "scale", "orientation", "orientation_axis")
+#: an axis error above this (rad) is counted in ``orientation_axis.frac_off``
+AXIS_OFF = 0.3
 
 
 def wrap_angle(d: np.ndarray, period: float = 2 * math.pi) -> np.ndarray:
@@ -69,7 +74,7 @@ def pair_errors(gt: LabelArrays, dt: LabelArrays, d: np.ndarray, g: np.ndarray) 
     dl, gl = dt.location[d], gt.location[g]
     dry = dt.rotation_y[d] - gt.rotation_y[g]
     return {"translation": np.linalg.norm(dl[:, [0, 2]] - gl[:, [0, 2]], axis=-1),
-            "height": np.abs(dl[:, 1] - gl[:, 1]),
+            "height": np.abs((dl[:, 1] - dt.dimensions[d, 0] / 2) - (gl[:, 1] - gt.dimensions[g, 0] / 2)),
             "scale": 1.0 - aligned_size_iou(dt.dimensions[d], gt.dimensions[g]),
             "orientation": wrap_angle(dry),
             "orientation_axis": wrap_angle(dry, math.pi)}
@@ -99,20 +104,29 @@ def tp_errors(gt: list[LabelArrays], dt: list[LabelArrays], classes, match_dist:
             a = np.concatenate(v) if v else np.zeros(0)
             res[k] = {"mean": float(a.mean()) if len(a) else float("nan"),
                       "median": float(np.median(a)) if len(a) else float("nan")}
+            if k == "orientation_axis":
+                res[k]["frac_off"] = float((a > AXIS_OFF).mean()) if len(a) else float("nan")
+            if k == "orientation":
+                res[k]["frac_reversed"] = float((a > math.pi / 2).mean()) if len(a) else float("nan")
         out[cls] = res
     return out
 
 
-def format_tp_errors(result: dict) -> str:
-    """Human-readable table of :func:`tp_errors`: one row per class, medians (means in brackets)."""
+def format_tp_errors(result: dict, match_dist: float = 2.0) -> str:
+    """Human-readable table of :func:`tp_errors` (matched within ``match_dist`` m): one row per
+    class, medians (means in brackets)."""
     head = f"{'class':<12}{'objects':>8}{'recall':>8}" + "".join(f"{k:>22}" for k in ERRORS)
     lines = [head, "-" * len(head)]
     for cls, r in result.items():
         cells = "".join(f"{r[k]['median']:>12.3f} [{r[k]['mean']:6.3f}]" for k in ERRORS)
         lines.append(f"{cls:<12}{r['objects']:>8}{r['recall']:>8.3f}{cells}")
+    for cls, r in result.items():
+        if r["true_positives"]:
+            lines.append(f"{cls}: {r['orientation_axis']['frac_off']:.1%} of the true positives more than {AXIS_OFF} rad "
+                         f"off in axis, {r['orientation']['frac_reversed']:.1%} facing backwards")
     lines.append(f"true-positive errors, median [mean]: translation = BEV centre distance (m), height = vertical "
                  f"centre offset (m), scale = 1 - aligned-size IoU, orientation in rad ([0, pi]; _axis: [0, pi/2]); "
-                 f"matched by BEV centre within 2 m")
+                 f"matched by BEV centre within {match_dist:g} m")
     return "\n".join(lines)
 
 

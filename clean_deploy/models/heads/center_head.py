@@ -65,14 +65,22 @@ HEADINGS = ("sincos", "axis")
 
 
 def heading_from_axis(axis: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
-    """(cos t, sin t) of the heading t from the regressed axis (cos 2t, sin 2t) (..., 2, ...) along
-    dim 1, any scale) and the forward/backward logit (same shape, one channel): the half angle
-    a in (-pi/2, pi/2] of the axis, turned by pi where the logit is negative. Elementwise ops only
-    (Sqrt, Where, Mul), so it exports to ONNX and TensorRT as it is."""
+    """(cos t, sin t) of the heading t from the regressed axis (cos 2t, sin 2t) (channels 0 and 1 of
+    dim 1, any scale) and the forward/backward logit (same shape, one channel).
+
+    The axis gives t up to a half turn; its representative a is taken in (-3pi/4, pi/4] and turned
+    by pi where the logit is negative. The window's cut (pi/4, OpenPCDet's ``dir_offset``) lies
+    between the axes that road traffic takes (along and across the road), so the forward/backward
+    label does not flip on the noise of a car seen straight along or across. Computed as the half
+    angle b = a + pi/4 in (-pi/2, pi/2] of (cos 2b, sin 2b) = (-sin 2t, cos 2t), then turned back:
+    elementwise ops only (Sqrt, Where, Mul, Add), so it exports to ONNX as it is."""
     c2, s2 = axis[:, 0:1], axis[:, 1:2]
-    c2 = c2 / torch.sqrt(c2 * c2 + s2 * s2).clamp(min=1e-6)
-    cos_a = torch.sqrt(((1 + c2) * 0.5).clamp(min=0.0))
-    sin_a = torch.sqrt(((1 - c2) * 0.5).clamp(min=0.0)) * torch.where(s2 >= 0, 1.0, -1.0)
+    r = torch.sqrt(c2 * c2 + s2 * s2).clamp(min=1e-6)
+    cos2b, sin2b = -s2 / r, c2 / r
+    cos_b = torch.sqrt(((1 + cos2b) * 0.5).clamp(min=0.0))
+    sin_b = torch.sqrt(((1 - cos2b) * 0.5).clamp(min=0.0)) * torch.where(sin2b >= 0, 1.0, -1.0)
+    k = math.sqrt(0.5)  # a = b - pi/4
+    cos_a, sin_a = (cos_b + sin_b) * k, (sin_b - cos_b) * k
     sign = torch.where(direction >= 0, 1.0, -1.0)
     return torch.cat([cos_a * sign, sin_a * sign], 1)
 
@@ -111,6 +119,9 @@ class CenterHead(DenseHead):
         if cfg.heading not in HEADINGS:
             raise ValueError(f"dense_head.heading: {cfg.heading!r} is not one of {', '.join(HEADINGS)}")
         self.dir = _branch(c, m, 1) if cfg.heading == "axis" else None
+        if self.dir is not None and cfg.loss_weights.dir <= 0:
+            raise ValueError("dense_head: heading 'axis' needs loss_weights.dir > 0 (the forward/backward logit "
+                             "is learnt from it; '+axis' sets 0.2)")
 
     def forward(self, x: torch.Tensor) -> dict:
         x = self.shared(x)

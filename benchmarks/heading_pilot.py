@@ -13,7 +13,8 @@ split (a choice; the ablation's test split is not read):
     .venv/bin/python benchmarks/heading_pilot.py --variants sincos axis --seeds 0 1 2
 
 Resumable: a (variant, seed) whose JSON exists in benchmarks/results/heading_pilot/ is skipped, a run
-directory resumes its training. Writes heading_pilot.{json,md}.
+directory resumes its training. ``axis_pi2cut_s0.json`` is the first '+axis' version's run (its
+forward/backward cut at +-pi/2), kept as a record. Writes heading_pilot.{json,md}.
 """
 from __future__ import annotations
 
@@ -86,21 +87,19 @@ def score(variant: str, seed: int, cfg, pred: Path, args) -> dict:
 
 def render(units: list[dict]) -> str:
     rows = []
-    for v in VARIANTS:
-        us = [u for u in units if u["variant"] == v]
-        if not us:
-            continue
+    cut = lambda u: u.get("direction_cut") or ("-" if u["heading"] != "axis" else "pi/2")  # noqa: E731
+    for v, c in sorted({(u["variant"], cut(u)) for u in units}, key=lambda vc: (list(VARIANTS).index(vc[0]), vc[1])):
+        us = [u for u in units if u["variant"] == v and cut(u) == c]
         def ms(xs):  # noqa: E306
             return f"{statistics.fmean(xs):.2f}" + (f" +- {statistics.stdev(xs):.2f}" if len(xs) > 1 else "")
         car = [u["tp_errors_score_0.3"]["Car"] for u in us]
         rows.append([v, len(us), ms([u["val_mean_moderate_3d"] for u in us]),
                      ", ".join(f"{u['val_mean_moderate_3d']:.2f}" for u in us),
                      ms([u["ap_3d"]["Car"]["moderate"] for u in us]), ms([u["ap_bev"]["Car"]["moderate"] for u in us]),
-                     f"{statistics.fmean(c['orientation_axis']['median'] for c in car):.3f}",
-                     f"{statistics.fmean(c['orientation_axis']['mean'] for c in car):.3f}",
-                     f"{100 * statistics.fmean(c['orientation_axis']['frac_off'] for c in car):.1f} %",
-                     f"{statistics.fmean(c['height']['median'] for c in car):.3f}",
-                     ", ".join(sorted({str(u.get('direction_cut') or ('-' if u['heading'] != 'axis' else 'pi/2')) for u in us}))])
+                     f"{statistics.fmean(x['orientation_axis']['median'] for x in car):.3f}",
+                     f"{statistics.fmean(x['orientation_axis']['mean'] for x in car):.3f}",
+                     f"{100 * statistics.fmean(x['orientation_axis']['frac_off'] for x in car):.1f} %",
+                     f"{statistics.fmean(x['height']['median'] for x in car):.3f}", c])
     d = units[0]
     return "\n".join([f"# Heading pilot ({d['date']}): plain `{STUDENT}` students, val split", "",
                       f"{d['machine']}. {d['epochs']} epochs, batch 4, AdamW one-cycle lr 0.003, the ablation's seeds "

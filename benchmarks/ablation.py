@@ -233,7 +233,7 @@ class Ablation:
         and store it again. Returns whether the unit changed."""
         from clean_deploy.eval.tp_errors import tp_errors_dirs
 
-        if u["test"].get("tp_errors_version") == TP_ERRORS_VERSION and "ap_bev" in u["test"]:
+        if u["test"].get("tp_errors_version") == TP_ERRORS_VERSION:  # stored with the BEV AP beside them
             return False
         row, seed = u["row"], u["seed"]
         pred = self.runs / (row if seed is None else f"{row}_s{seed}") / "pred_test"
@@ -513,7 +513,6 @@ def box_error_table(doc: dict) -> list[str]:
         def m(cls: str, key: str) -> float:  # noqa: E306
             return statistics.fmean(u["test"]["tp_errors"][cls][key]["median"] for u in us)
 
-        bev = [statistics.fmean(u["test"]["ap_bev"]["Car"]["moderate"] for u in us)] if all("ap_bev" in u["test"] for u in us) else []
         def frac(key: str, sub: str) -> str:  # noqa: E306
             return f"{100 * statistics.fmean(u['test']['tp_errors']['Car'][key][sub] for u in us):.1f} %"
 
@@ -522,7 +521,7 @@ def box_error_table(doc: dict) -> list[str]:
                      frac("orientation", "frac_reversed"), f"{m('Car', 'height'):.3f}",
                      f"{m('Car', 'translation'):.3f}", f"{m('Car', 'scale'):.3f}",
                      f"{statistics.fmean(u['test']['tp_errors']['Car']['recall'] for u in us):.3f}",
-                     f"{bev[0]:.1f}" if bev else "-",
+                     f"{statistics.fmean(u['test']['ap_bev']['Car']['moderate'] for u in us):.1f}",
                      f"{m('Pedestrian', 'orientation_axis'):.3f}", f"{m('Cyclist', 'orientation_axis'):.3f}"])
     if not rows:
         return []

@@ -38,12 +38,14 @@ def read_split_ids(data_dir: str | Path, split: str) -> list[str]:
 
 
 def load_annos(data_dir: str | Path, split: str, pred_dir: str | Path, allow_missing: bool = False,
-               frame_ids: list[str] | None = None) -> tuple[list[str], list[LabelArrays], list[LabelArrays]]:
+               frame_ids: list[str] | None = None,
+               eval_range=None) -> tuple[list[str], list[LabelArrays], list[LabelArrays]]:
     """Ids, ground truth (``training/label_2/ID.txt``) and detections (``pred_dir/ID.txt``, score
     as 16th column) of a split (or of its frames ``frame_ids``). Every frame needs its result file (an empty file: no detections):
     a missing one is an error, since counting it as empty silently lowers the AP. With
     ``allow_missing`` missing files are taken as empty, with a warning that counts them; a
-    prediction directory holding none of the split's files is an error either way."""
+    prediction directory holding none of the split's files is an error either way. ``eval_range``: ground
+    truth outside that LiDAR x/y range becomes DontCare (:func:`restrict_to_range`)."""
     ids = read_split_ids(data_dir, split)
     if frame_ids is not None:  # a subset of the split (e.g. its first N frames)
         unknown = sorted(set(frame_ids) - set(ids))
@@ -69,6 +71,10 @@ def load_annos(data_dir: str | Path, split: str, pred_dir: str | Path, allow_mis
                       "without detections", stacklevel=2)
     label_dir = Path(data_dir) / "training" / "label_2"
     gt = [to_arrays(read_label_file(label_dir / f"{i}.txt")) for i in ids]
+    if eval_range is not None:  # objects outside a LiDAR x/y range: see restrict_to_range
+        calib_dir = Path(data_dir) / "training" / "calib"
+        gt = [restrict_to_range(g, Calibration.from_file(calib_dir / f"{i}.txt"), eval_range)
+              for i, g in zip(ids, gt)]
     dt = [to_arrays(read_label_file(p, require_score=True) if p.is_file() else [])
           for p in pred_files]
     return ids, gt, dt

@@ -134,12 +134,7 @@ def tp_errors_dirs(data_root: str | Path, split: str, pred_dir: str | Path, clas
                    match_dist: float = 2.0, min_score: float = 0.0, allow_missing: bool = False) -> dict:
     """:func:`tp_errors` of the KITTI result files in ``pred_dir`` on ``split`` of ``data_root``;
     ``eval_range``: objects outside this LiDAR x/y range are not counted (as in the AP)."""
-    from clean_deploy.eval.files import load_annos, restrict_to_range
-    from clean_deploy.geometry.calib import Calibration
+    from clean_deploy.eval.files import load_annos
 
-    ids, gt, dt = load_annos(data_root, split, pred_dir, allow_missing=allow_missing)
-    if eval_range is not None:
-        calib_dir = Path(data_root) / "training" / "calib"
-        gt = [restrict_to_range(g, Calibration.from_file(calib_dir / f"{i}.txt"), eval_range)
-              for i, g in zip(ids, gt)]
+    _, gt, dt = load_annos(data_root, split, pred_dir, allow_missing=allow_missing, eval_range=eval_range)
     return tp_errors(gt, dt, classes, match_dist, min_score)

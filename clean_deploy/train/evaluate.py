@@ -14,7 +14,6 @@ from clean_deploy.data.dataset import KittiDetectionDataset, collate_batch
 from clean_deploy.data.kitti.results import detections_to_kitti, write_kitti_results
 from clean_deploy.eval.files import load_annos, restrict_to_range  # noqa: F401  (restrict_to_range: re-exported)
 from clean_deploy.eval.kitti_protocol import evaluate
-from clean_deploy.geometry.calib import Calibration
 from clean_deploy.models.detector import Detector
 from clean_deploy.kitti import KITTI_CLASSES
 from clean_deploy.train.loop import batch_to_device, experiment_for
@@ -34,8 +33,6 @@ def predict_split(model: Detector, data_root: str | Path, split: str = "val", ba
     """Predictions of ``model`` on every frame of ``split``; KITTI result files go to ``pred_dir``.
     ``first_stage``: a two-stage detector's boxes before the RoI head (:meth:`Detector.decode`)."""
     cfg = model.cfg
-    if first_stage and not model.is_two_stage:
-        raise ValueError(f"{cfg.name}: first-stage boxes exist only for two-stage detectors (no RoI head)")
     exp = experiment_for(cfg, data_root)
     ds = KittiDetectionDataset(exp, cfg, split=split, training=False)
     loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False, collate_fn=collate_batch,
@@ -70,11 +67,7 @@ def evaluate_predictions(data_root: str | Path, split: str, pred_dir: str | Path
     """KITTI AP of ``pred_dir`` (dict of :func:`clean_deploy.eval.kitti_protocol.evaluate`);
     ``eval_range`` restricts it to a LiDAR x/y range (see :func:`restrict_to_range`); ``frame_ids``
     to those frames of the split."""
-    ids, gt, dt = load_annos(data_root, split, pred_dir, frame_ids=frame_ids)
-    if eval_range is not None:
-        calib_dir = Path(data_root) / "training" / "calib"
-        gt = [restrict_to_range(g, Calibration.from_file(calib_dir / f"{i}.txt"), eval_range)
-              for i, g in zip(ids, gt)]
+    _, gt, dt = load_annos(data_root, split, pred_dir, frame_ids=frame_ids, eval_range=eval_range)
     classes = tuple(c for c in class_names if c in KITTI_CLASSES)
     return evaluate(gt, dt, classes)
 

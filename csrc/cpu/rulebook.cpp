@@ -4,6 +4,9 @@
 #include "rulebook.h"
 
 #include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <sstream>
 #include <stdexcept>
@@ -35,6 +38,8 @@ std::string site(const int32_t* r) {
   throw std::invalid_argument(msg.str());
 }
 
+constexpr int64_t kBitmapBitsPerInput = 4096;  // bitmap methods up to 512 bytes per input
+
 // First position p >= from with keys[p] >= target (keys ascending): a few linear steps, since the
 // cursors usually move little, then binary search.
 inline int64_t advance(const int64_t* keys, int64_t n, int64_t from, int64_t target) {
@@ -42,6 +47,49 @@ inline int64_t advance(const int64_t* keys, int64_t n, int64_t from, int64_t tar
     if (from >= n || keys[from] >= target) return from;
   }
   return std::lower_bound(keys + from, keys + n, target) - keys;
+}
+
+// Population count without the popcnt instruction (the library is built for baseline x86-64, where
+// __builtin_popcountll is a libgcc call); a handful of ALU operations, inlined.
+inline int64_t popcount64(uint64_t v) {
+  v = v - ((v >> 1) & 0x5555555555555555ull);
+  v = (v & 0x3333333333333333ull) + ((v >> 2) & 0x3333333333333333ull);
+  v = (v + (v >> 4)) & 0x0f0f0f0f0f0f0f0full;
+  return static_cast<int64_t>((v * 0x0101010101010101ull) >> 56);
+}
+
+// Bitmap of the cells of a grid with the per-word prefix counts of its set bits: the rank of a set
+// cell (the number of set cells before it) is its position among the set cells in key order.
+struct RankedBitmap {
+  const uint64_t* bits;
+  const int32_t* rank;
+  int64_t rank_of(int64_t key) const {
+    return rank[key >> 6] + popcount64(bits[key >> 6] & ((uint64_t{1} << (key & 63)) - 1));
+  }
+};
+
+// Fills s.rank with the prefix counts of s.bits (words long); returns the number of set bits.
+int64_t rank_words(RulebookScratch& s, int64_t words) {
+  s.rank.resize(static_cast<size_t>(words));
+  int64_t m = 0;
+  for (int64_t w = 0; w < words; ++w) {
+    s.rank[w] = static_cast<int32_t>(m);
+    m += popcount64(s.bits[w]);
+    if (m > std::numeric_limits<int32_t>::max()) throw std::invalid_argument("too many sites for one conv call");
+  }
+  return m;
+}
+
+int64_t max_batch_index(const int32_t* indices, int64_t n) {
+  int64_t b = 0;
+  for (int64_t i = 0; i < n; ++i) b = std::max<int64_t>(b, indices[4 * i]);
+  return b;
+}
+
+// Whether a bitmap over the output cells of the batches present costs at most kBitmapBitsPerInput
+// bits per input (the typical LiDAR grid); else the sorting method is used.
+bool use_bitmap(const int32_t* indices, int64_t n, const std::array<int64_t, 3>& shape) {
+  return n > 0 && shape[0] * shape[1] * shape[2] <= kBitmapBitsPerInput * n / (max_batch_index(indices, n) + 1);
 }
 
 constexpr int64_t kChunk = 1024;  // sites per neighbour-search task
@@ -80,7 +128,8 @@ void sort_sites(const int32_t* indices, int64_t n, const std::array<int64_t, 3>&
     if (s.keys[i] == s.keys[i - 1]) duplicate_error(indices, s.rows[i - 1], s.rows[i]);
 }
 
-void regular_rulebook(const int32_t* indices, int64_t n, const ConvGeometry& g, Rulebook& rb, RulebookScratch& s) {
+void regular_rulebook_sorted(const int32_t* indices, int64_t n, const ConvGeometry& g, Rulebook& rb,
+                             RulebookScratch& s) {
   check_sites(indices, n, g.in_shape);
   const auto out = g.out_shape();
   const KeyPacker pk(out);
@@ -138,6 +187,89 @@ void regular_rulebook(const int32_t* indices, int64_t n, const ConvGeometry& g, 
     if (slot >= 0) duplicate_error(indices, slot, cand_row[order[c]]);
     slot = cand_row[order[c]];
   }
+}
+
+namespace {
+
+// Per axis, the (output coordinate, kernel tap) pairs of every input coordinate: the o and k with
+// o * s - p + k * d == i and 0 <= o < out, in decreasing o (increasing k) order.
+struct AxisTaps {
+  std::vector<int32_t> start;  // in_shape + 1 offsets into o / k
+  std::vector<int32_t> o, k;
+  void build(int64_t in, int64_t kernel, int64_t stride, int64_t pad, int64_t dil, int64_t out) {
+    start.assign(static_cast<size_t>(in + 1), 0);
+    o.clear(), k.clear();
+    for (int64_t i = 0; i < in; ++i) {
+      for (int64_t kk = 0; kk < kernel; ++kk) {
+        const int64_t t = i + pad - kk * dil;
+        if (t < 0) break;
+        if (t % stride == 0 && t / stride < out) o.push_back(static_cast<int32_t>(t / stride)), k.push_back(static_cast<int32_t>(kk));
+      }
+      start[static_cast<size_t>(i + 1)] = static_cast<int32_t>(o.size());
+    }
+  }
+};
+
+// Calls f(output key, kernel offset) for every (output, offset) pair of input row r.
+template <class F>
+inline void for_each_candidate(const int32_t* r, const std::array<AxisTaps, 3>& t, const KeyPacker& pk,
+                               const ConvGeometry& g, F&& f) {
+  const int32_t z0 = t[0].start[r[1]], z1 = t[0].start[r[1] + 1];
+  const int32_t y0 = t[1].start[r[2]], y1 = t[1].start[r[2] + 1];
+  const int32_t x0 = t[2].start[r[3]], x1 = t[2].start[r[3] + 1];
+  for (int32_t a = z0; a < z1; ++a)
+    for (int32_t b = y0; b < y1; ++b) {
+      const int64_t line = pk.pack(r[0], t[0].o[a], t[1].o[b], 0);
+      const int64_t kline = (t[0].k[a] * g.kernel[1] + t[1].k[b]) * g.kernel[2];
+      for (int32_t c = x0; c < x1; ++c) f(line + t[2].o[c], kline + t[2].k[c]);
+    }
+}
+
+}  // namespace
+
+void regular_rulebook_bitmap(const int32_t* indices, int64_t n, const ConvGeometry& g, Rulebook& rb,
+                             RulebookScratch& s) {
+  check_sites(indices, n, g.in_shape);
+  const auto out = g.out_shape();
+  const KeyPacker pk(out);
+  const int64_t K = rb.kernel_volume;
+  const int64_t words = ((max_batch_index(indices, n) + 1) * out[0] * out[1] * out[2] + 63) / 64;
+  std::array<AxisTaps, 3> taps;
+  for (int a = 0; a < 3; ++a) taps[a].build(g.in_shape[a], g.kernel[a], g.stride[a], g.padding[a], g.dilation[a], out[a]);
+  // 1. mark every output cell reached by an input
+  s.bits.assign(static_cast<size_t>(words), 0);
+  uint64_t* bw = s.bits.data();
+  for (int64_t i = 0; i < n; ++i)
+    for_each_candidate(indices + 4 * i, taps, pk, g, [&](int64_t key, int64_t) { bw[key >> 6] |= uint64_t{1} << (key & 63); });
+  // 2. the marked cells in key order are the output sites, sorted
+  const int64_t m = rank_words(s, words);
+  rb.num_out = m;
+  rb.out_indices.resize(static_cast<size_t>(4 * m));
+  int32_t* oi = rb.out_indices.data();
+  for (int64_t w = 0; w < words; ++w)
+    for (uint64_t v = bw[w]; v; v &= v - 1, oi += 4) pk.unpack(w * 64 + __builtin_ctzll(v), oi);
+  // 3. each (input, offset) pair into its output's row: the output's rank
+  rb.neighbors.assign(static_cast<size_t>(m * K), -1);
+  int32_t* nbr = rb.neighbors.data();
+  const RankedBitmap bm{bw, s.rank.data()};
+  for (int64_t i = 0; i < n; ++i)
+    for_each_candidate(indices + 4 * i, taps, pk, g, [&](int64_t key, int64_t k) {
+      int32_t& slot = nbr[bm.rank_of(key) * K + k];
+      // two inputs reaching the same output through the same offset are the same site
+      if (slot >= 0) duplicate_error(indices, slot, static_cast<int32_t>(i));
+      slot = static_cast<int32_t>(i);
+    });
+}
+
+void regular_rulebook(const int32_t* indices, int64_t n, const ConvGeometry& g, Rulebook& rb, RulebookScratch& s) {
+  // CLEAN_DEPLOY_REGULAR_RULEBOOK=sort forces the sorting method (benchmarks/rulebook_cpu.py); read
+  // per call, a few ns next to a build
+  const char* force = std::getenv("CLEAN_DEPLOY_REGULAR_RULEBOOK");
+  const bool sort_only = force && std::strcmp(force, "sort") == 0;
+  if (!sort_only && use_bitmap(indices, n, g.out_shape()))  // (both methods check the sites)
+    regular_rulebook_bitmap(indices, n, g, rb, s);
+  else
+    regular_rulebook_sorted(indices, n, g, rb, s);
 }
 
 void submanifold_rulebook(const int32_t* indices, int64_t n, const ConvGeometry& g, const Executor& executor,

@@ -16,6 +16,7 @@
 #include "clean_deploy/sparse_conv.h"
 #include "gemm_kernels.h"
 #include "radix_sort.h"
+#include "rulebook.h"
 
 using namespace clean_deploy;
 
@@ -243,6 +244,69 @@ void test_convs() {
   check_problem("empty conv", p, 11);
 }
 
+// The two regular-conv rulebook methods (bitmap of the output grid, sorted candidate pairs) give the
+// same rulebook: random problems of several geometries and batch sizes, unsorted and sorted
+// inputs, a single site, an empty set; and build_rulebook takes the sorting one on a huge, nearly
+// empty grid.
+void test_regular_methods_agree() {
+  struct Case {
+    std::array<int64_t, 3> shape, k, s, pad, dil;
+    int64_t batch;
+    double density;
+  };
+  const Case cases[] = {
+      {{9, 17, 13}, {3, 3, 3}, {2, 2, 2}, {1, 1, 1}, {1, 1, 1}, 2, 0.1},
+      {{11, 16, 14}, {3, 3, 3}, {2, 2, 2}, {0, 1, 1}, {1, 1, 1}, 1, 0.2},
+      {{5, 12, 11}, {3, 1, 1}, {2, 1, 1}, {0, 0, 0}, {1, 1, 1}, 3, 0.3},
+      {{8, 9, 10}, {2, 2, 2}, {2, 2, 2}, {0, 0, 0}, {1, 1, 1}, 1, 0.5},
+      {{7, 13, 19}, {1, 3, 5}, {1, 2, 3}, {0, 2, 1}, {1, 2, 1}, 3, 0.1},
+      {{6, 20, 20}, {3, 3, 3}, {1, 1, 1}, {1, 1, 1}, {1, 1, 1}, 2, 0.2},
+      {{21, 80, 70}, {3, 3, 3}, {2, 2, 2}, {1, 1, 1}, {1, 1, 1}, 4, 0.02},
+      {{4, 4, 4}, {3, 3, 3}, {2, 2, 2}, {1, 1, 1}, {1, 1, 1}, 1, 0.0},
+  };
+  int checked = 0;
+  for (const Case& c : cases) {
+    for (int variant = 0; variant < 3; ++variant) {
+      Problem p;
+      p.g = geom(c.shape, c.k, c.s, c.pad, c.dil, false);
+      p.batch = c.batch, p.density = c.density;
+      Data d = make_data(p, 100 + checked);
+      if (variant == 1 && d.n > 1) d.n = 1, d.indices.resize(4);  // a single site
+      if (variant == 2) {                                       // sorted input (a previous layer's output)
+        std::vector<Site> sites(d.n);
+        for (int64_t i = 0; i < d.n; ++i) std::memcpy(sites[i].data(), &d.indices[4 * i], 16);
+        std::sort(sites.begin(), sites.end());
+        for (int64_t i = 0; i < d.n; ++i) std::memcpy(&d.indices[4 * i], sites[i].data(), 16);
+      }
+      Rulebook a, b;
+      RulebookScratch sa, sb;
+      a.num_in = b.num_in = d.n;
+      a.kernel_volume = b.kernel_volume = p.g.kernel_volume();
+      detail::regular_rulebook_bitmap(d.indices.data(), d.n, p.g, a, sa);
+      detail::regular_rulebook_sorted(d.indices.data(), d.n, p.g, b, sb);
+      CHECK(a.num_out == b.num_out && a.out_indices == b.out_indices && a.neighbors == b.neighbors,
+            "regular rulebook methods differ: shape (%lld, %lld, %lld), batch %lld, variant %d, n=%lld",
+            (long long)c.shape[0], (long long)c.shape[1], (long long)c.shape[2], (long long)c.batch, variant,
+            (long long)d.n);
+      ++checked;
+    }
+  }
+  // huge, nearly empty grid: 4 sites in 2^33 cells; build_rulebook must not allocate a bitmap for it
+  const ConvGeometry g = geom({2048, 2048, 2048}, {3, 3, 3}, {2, 2, 2}, {1, 1, 1}, {1, 1, 1}, false);
+  const std::vector<int32_t> sparse{0, 5, 7, 9, 0, 2000, 3, 1, 1, 5, 8, 9, 0, 6, 7, 9};
+  Rulebook sorted;
+  RulebookScratch ss;
+  sorted.num_in = 4, sorted.kernel_volume = 27;
+  detail::regular_rulebook_sorted(sparse.data(), 4, g, sorted, ss);
+  RulebookScratch fresh;
+  Rulebook built;
+  build_rulebook(sparse.data(), 4, g, SerialExecutor(), built, fresh);
+  CHECK(built.out_indices == sorted.out_indices && built.neighbors == sorted.neighbors && fresh.bits.empty(),
+        "huge sparse grid: build_rulebook differs from the sorting method or allocated a bitmap (%zu words)",
+        fresh.bits.size());
+  std::printf("ok   regular rulebook: bitmap and sorting methods agree (%d problems)\n", checked);
+}
+
 void test_kernels_agree() {
   std::mt19937 rng(42);
   std::uniform_real_distribution<float> u(-1.f, 1.f);
@@ -324,6 +388,15 @@ void test_errors() {
   expect_invalid("negative batch", [&] { build_rulebook(negative_batch.data(), 1, g, ex); }, "row 0");
   const std::vector<int32_t> dup{0, 1, 2, 3, 1, 1, 2, 3, 0, 1, 2, 3};
   expect_invalid("duplicate", [&] { build_rulebook(dup.data(), 3, g, ex); }, "rows 0 and 2");
+  ConvGeometry strided = g;
+  strided.subm = false, strided.stride = {2, 2, 2};
+  expect_invalid("duplicate (regular, bitmap)", [&] { build_rulebook(dup.data(), 3, strided, ex); }, "rows 0 and 2");
+  expect_invalid("duplicate (regular, sorting)", [&] {
+    Rulebook rb;
+    RulebookScratch s;
+    rb.kernel_volume = 27;
+    detail::regular_rulebook_sorted(dup.data(), 3, strided, rb, s);
+  }, "rows 0 and 2");
   ConvGeometry bad = g;
   bad.stride = {2, 1, 1};
   expect_invalid("subm stride", [&] { bad.validate(); }, "stride");
@@ -340,6 +413,7 @@ int main() {
   test_radix_sort();
   test_kernels_agree();
   test_convs();
+  test_regular_methods_agree();
   test_errors();
   if (g_failures) {
     std::fprintf(stderr, "%d check(s) failed\n", g_failures);

@@ -71,7 +71,8 @@ struct Rulebook {
 // Temporary buffers of build_rulebook, kept between calls to reuse their memory.
 struct RulebookScratch {
   std::vector<int64_t> keys, key_tmp;
-  std::vector<int32_t> rows, row_tmp, cand_row, cand_k;
+  std::vector<int32_t> rows, row_tmp, cand_row, cand_k, rank;
+  std::vector<uint64_t> bits;
 };
 
 // Builds the rulebook of a conv over the active sites `indices` (n x 4, int32, (b, z, y, x),

@@ -3,11 +3,11 @@
 // Coordinates are packed into int64 keys ((b * D + z) * H + y) * W + x, which order sites by
 // (b, z, y, x). No hash table is needed:
 //  - regular convs: every input i emits its (output site o, offset k) pairs directly (o * s - p +
-//    k * d = i per axis, from per-axis tables). On a grid of moderate size they mark a bitmap of
-//    the output cells; the marked cells in order are the output sites, sorted, and a pair's output
-//    row is the number of marked cells below it (prefix popcounts): no sort at all (on the
-//    student's downsampling layers 1.5-1.7x faster than sorting). On a huge, nearly empty grid a radix
-//    sort of the pairs by output key groups them instead; both give the same rulebook.
+//    k * d = i per axis). On a grid of moderate size (at most 256 output cells per input) they
+//    mark a bitmap of the output cells; the marked cells in order are the output sites, sorted, and
+//    a pair's output row is the number of marked cells below it (prefix popcounts): no sort at all
+//    (on the student's downsampling layers 1.5-2.5x faster than sorting). On finer or emptier grids
+//    a radix sort of the pairs by output key groups them instead. Both give the same rulebook.
 //  - submanifold convs: the input keys are radix-sorted once, and neighbours are found by merging:
 //    for a fixed kernel offset the neighbour key is an increasing function of the site, so walking
 //    the sites in sorted order moves one cursor per kernel line forward through the sorted keys
@@ -49,7 +49,7 @@ void check_sites(const int32_t* indices, int64_t n, const std::array<int64_t, 3>
 void sort_sites(const int32_t* indices, int64_t n, const std::array<int64_t, 3>& shape, RulebookScratch& s);
 
 // Output sites and neighbour table of a regular conv (rb.num_in, kernel_volume already set): the
-// bitmap method when the output grid of the batches present has at most 4096 cells per input, else
+// bitmap method when the output grid of the batches present has at most 256 cells per input, else
 // the sorting one. The two are exposed for the tests, which check that they agree.
 void regular_rulebook(const int32_t* indices, int64_t n, const ConvGeometry& g, Rulebook& rb, RulebookScratch& s);
 void regular_rulebook_bitmap(const int32_t* indices, int64_t n, const ConvGeometry& g, Rulebook& rb,

@@ -36,6 +36,33 @@ def test_feature_and_response_losses_zero_iff_equal():
     assert bernoulli_kl(torch.tensor([0.0]), torch.tensor([0.5])).abs().item() < 1e-7
 
 
+def test_masked_feature_loss_value_and_gradient_match_the_formula():
+    """The fused loss equals sum(mask * mean_c (s - t)^2) / sum(mask) computed by plain torch, and
+    so does its gradient (float64, and torch.autograd.gradcheck); the teacher gets none."""
+    g = torch.Generator().manual_seed(1)
+    s = torch.randn(2, 5, 4, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    t = torch.randn(2, 5, 4, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    mask = torch.rand(2, 4, 6, generator=g, dtype=torch.float64)
+    mask[0, :2] = 0.0
+    ref = ((s - t.detach()).pow(2).mean(1) * mask).sum() / mask.sum()
+    (g_ref,) = torch.autograd.grad(ref, s)
+    out = masked_feature_loss(s, t, mask)
+    g_s, g_t = torch.autograd.grad(out, [s, t], allow_unused=True)
+    assert out.item() == pytest.approx(ref.item(), rel=1e-12)
+    assert torch.allclose(g_s, g_ref, rtol=1e-12, atol=1e-15)
+    assert g_t is None
+    assert torch.autograd.gradcheck(lambda x: masked_feature_loss(x, t, mask), (s,))
+    # a second backward through a retained graph gives the same gradient (nothing saved is mutated)
+    out = masked_feature_loss(s, t, mask)
+    out.backward(retain_graph=True)
+    first = s.grad.clone()
+    s.grad = None
+    out.backward()
+    assert torch.equal(s.grad, first)
+    with pytest.raises(ValueError, match="must be"):
+        masked_feature_loss(s, t[:, :4], mask)
+
+
 def test_foreground_mask_is_category_aware():
     gt = torch.from_numpy(TOY_BOXES)[None]
     rng = (0.0, -40.0, -3.0, 70.4, 40.0, 1.0)

@@ -63,6 +63,28 @@ def test_masked_feature_loss_value_and_gradient_match_the_formula():
         masked_feature_loss(s, t[:, :4], mask)
 
 
+def test_score_boxes_valid_rows_only(pair):
+    """score_boxes with a validity mask runs the second stage on the valid boxes alone: their
+    confidences and refined boxes equal those of the unmasked call; the others get 0 and their box."""
+    teacher = pair
+    batch = toy_batch(teacher.cfg, 2)
+    g = torch.Generator().manual_seed(3)
+    rois = torch.cat([torch.rand(2, 6, 3, generator=g) * torch.tensor([20.0, 10.0, 1.0]) + torch.tensor([5.0, -5.0, -2.0]),
+                      torch.rand(2, 6, 3, generator=g) * 2 + 0.5, torch.rand(2, 6, 1, generator=g) * 3], -1)
+    valid = torch.tensor([[True, False, True, True, False, False], [False, True, True, False, True, False]])
+    with torch.no_grad():
+        t_out = teacher(batch)
+        q_all, r_all = teacher.roi_head.score_boxes(t_out["sparse"], rois)
+        q, r = teacher.roi_head.score_boxes(t_out["sparse"], rois, valid)
+        q_none, r_none = teacher.roi_head.score_boxes(t_out["sparse"], rois, torch.zeros_like(valid))
+    assert torch.allclose(q[valid], q_all[valid], atol=1e-5) and torch.allclose(r[valid], r_all[valid], atol=1e-4)
+    assert (q[~valid] == 0).all() and torch.equal(r[~valid], rois[~valid])
+    assert (q_all[valid] > 0).all()  # the comparison is not between zeros
+    assert (q_none == 0).all() and torch.equal(r_none, rois)
+    with pytest.raises(ValueError, match=r"valid must be \(N,R\)"):
+        teacher.roi_head.score_boxes(t_out["sparse"], rois, valid[:, :3])
+
+
 def test_foreground_mask_is_category_aware():
     gt = torch.from_numpy(TOY_BOXES)[None]
     rng = (0.0, -40.0, -3.0, 70.4, 40.0, 1.0)

@@ -38,7 +38,7 @@ def teacher_gt_quality(teacher, teacher_out: dict, gt_boxes: torch.Tensor, class
     IoU-guided confidence of the box as a RoI, times (``class_aware``) its first stage's probability
     of the GT's class there (:func:`teacher_class_probability`): an object the teacher localises
     well but confuses with another class gets a low quality too."""
-    q, _ = teacher.roi_head.score_boxes(teacher_out["sparse"], gt_boxes[..., :7].contiguous())
+    q, _ = teacher.roi_head.score_boxes(teacher_out["sparse"], gt_boxes[..., :7].contiguous(), gt_boxes[..., 7] > 0)
     if class_aware:
         q = q * teacher_class_probability(teacher, teacher_out, gt_boxes)
     return q * (gt_boxes[..., 7] > 0).to(q.dtype)

@@ -41,6 +41,6 @@ def student_oriented_loss(student_decoded: dict, teacher, teacher_out: dict, sco
     logits = student_decoded["logits"].gather(1, index)
     if not valid.any():
         return logits.sum() * 0.0
-    q_t, _ = teacher.roi_head.score_boxes(teacher_out["sparse"], rois)
+    q_t, _ = teacher.roi_head.score_boxes(teacher_out["sparse"], rois, valid)
     kl = bernoulli_kl(logits, q_t)
     return (kl * valid).sum() / valid.sum()

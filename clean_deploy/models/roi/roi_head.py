@@ -95,23 +95,43 @@ class RoIHead(nn.Module):
         """Pool features on the grids of ``rois`` (N,R,7) and run the MLP: class logits (N,R) and
         refinement residuals (N,R,code)."""
         n, r = rois.shape[:2]
-        flat = rois.reshape(n * r, 7)
         batch_idx = torch.arange(n, device=rois.device).repeat_interleave(r)
-        pts = roi_grid_points(flat, self.cfg.grid_size)
+        cls, reg = self._head_forward_flat(sparse_feats, rois.reshape(n * r, 7), batch_idx)
+        return cls.view(n, r), reg.view(n, r, -1)
+
+    def _head_forward_flat(self, sparse_feats: dict, rois: torch.Tensor,
+                           batch_idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """RoIs (K,7) of frames ``batch_idx`` (K,) -> class logits (K,) and residuals (K,code). Each
+        RoI's result depends on that RoI alone (the pooling is per grid point; BN in eval mode)."""
+        pts = roi_grid_points(rois, self.cfg.grid_size)
         pooled = [pool(sparse_feats[name], pts, batch_idx) for name, pool in self.pools.items()]
-        x = self.shared(torch.cat(pooled, -1).reshape(n * r, -1))
-        return self.cls(x).view(n, r), self.reg(x).view(n, r, -1)
+        x = self.shared(torch.cat(pooled, -1).reshape(rois.shape[0], -1))
+        return self.cls(x).view(-1), self.reg(x)
 
     @torch.no_grad()
-    def score_boxes(self, sparse_feats: dict, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def score_boxes(self, sparse_feats: dict, boxes: torch.Tensor,
+                    valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The second stage's judgement of arbitrary boxes (N,R,7) used as RoIs: IoU-guided
-        confidence (N,R) in [0,1] and refined boxes (N,R,7). Used by distillation."""
-        if boxes.shape[1] == 0:
-            return boxes.new_zeros(boxes.shape[:2]), boxes.clone()
-        cls, reg = self.head_forward(sparse_feats, boxes[..., :7])
-        n, r = cls.shape
-        refined = decode_roi_boxes(self.coder, boxes[..., :7].reshape(n * r, 7), reg.reshape(n * r, -1))
-        return torch.sigmoid(cls), refined.view(n, r, 7)
+        confidence (N,R) in [0,1] and refined boxes (N,R,7). Used by distillation.
+
+        ``valid`` (N,R) bool: only those boxes go through the second stage (the padding rows of a
+        batch of GT or candidate lists cost nothing); the others get confidence 0 and their box back
+        unrefined. Call it in eval mode (a frozen teacher): each box's result is then its own."""
+        n, r = boxes.shape[:2]
+        boxes = boxes[..., :7]
+        conf, refined = boxes.new_zeros(n, r), boxes.clone()
+        if valid is None:
+            valid = torch.ones(n, r, dtype=torch.bool, device=boxes.device)
+        elif valid.shape != (n, r):
+            raise ValueError(f"score_boxes: valid must be (N,R) = {(n, r)}, got {tuple(valid.shape)}")
+        bi, ri = valid.nonzero(as_tuple=True)
+        if len(bi) == 0:
+            return conf, refined
+        flat = boxes[bi, ri]
+        cls, reg = self._head_forward_flat(sparse_feats, flat, bi)
+        conf[bi, ri] = torch.sigmoid(cls)
+        refined[bi, ri] = decode_roi_boxes(self.coder, flat, reg).to(refined.dtype)
+        return conf, refined
 
     def loss(self, out: dict) -> dict:
         cfg, tgt = self.cfg, out["targets"]

@@ -38,10 +38,13 @@ std::string site(const int32_t* r) {
   throw std::invalid_argument(msg.str());
 }
 
-// Regular convs use the bitmap while the output grid has at most this many cells per input: on
-// the student's layers (about 70) it is 1.5-2.5x faster than sorting; at ~540 (a 0.05 m grid) the
-// two are even for one frame and sorting wins for a batch of 4, at ~1800 sorting is 2x faster
-// (2026-12-02, AMD EPYC, the synthetic test frames' sites spread over finer grids).
+// Regular convs use the bitmap while the output grid has at most this many cells per input. At ~70
+// (the student's first strided layer on a whole front half-cloud; deeper layers have 2-12, a
+// camera-cropped cloud ~180 at the first) it is 1.4x faster than sorting
+// for one frame and 1.8x for a batch of 4; at ~540 (a 0.05 m grid) the two are even for one frame
+// and sorting wins for a batch of 4; at ~1800 sorting is 2x faster (2026-12-02, AMD EPYC, the
+// synthetic test frames' sites spread over finer grids; benchmarks/results/rulebook_cpu.md has the
+// deployed student's layers on field-of-view-cropped frames: 1.2-1.5x on the 3x3x3 ones).
 constexpr int64_t kBitmapBitsPerInput = 256;
 
 // First position p >= from with keys[p] >= target (keys ascending): a few linear steps, since the
@@ -90,10 +93,17 @@ int64_t max_batch_index(const int32_t* indices, int64_t n) {
   return b;
 }
 
-// Whether a bitmap over the output cells of the batches present costs at most kBitmapBitsPerInput
-// bits per input (the typical LiDAR grid); else the sorting method is used.
-bool use_bitmap(const int32_t* indices, int64_t n, const std::array<int64_t, 3>& shape) {
-  return n > 0 && shape[0] * shape[1] * shape[2] <= kBitmapBitsPerInput * n / (max_batch_index(indices, n) + 1);
+// Whether the bitmap method is the cheaper one: its bitmap over the output cells of the batches
+// present costs at most kBitmapBitsPerInput bits per input (the typical LiDAR grid), and its per-axis
+// tap tables stay small next to the sites. In double: a valid geometry's cell count can exceed int64.
+bool use_bitmap(const int32_t* indices, int64_t n, const ConvGeometry& g) {
+  if (n <= 0) return false;
+  const auto out = g.out_shape();
+  const double cells = static_cast<double>(out[0]) * static_cast<double>(out[1]) * static_cast<double>(out[2]);
+  double taps = 0;
+  for (int a = 0; a < 3; ++a) taps += static_cast<double>(g.in_shape[a]) * static_cast<double>(g.kernel[a]);
+  return cells * static_cast<double>(max_batch_index(indices, n) + 1) <= static_cast<double>(kBitmapBitsPerInput) * n &&
+         taps <= 16.0 * static_cast<double>(n) + 65536.0;
 }
 
 constexpr int64_t kChunk = 1024;  // sites per neighbour-search task
@@ -270,7 +280,7 @@ void regular_rulebook(const int32_t* indices, int64_t n, const ConvGeometry& g, 
   // per call, a few ns next to a build
   const char* force = std::getenv("CLEAN_DEPLOY_REGULAR_RULEBOOK");
   const bool sort_only = force && std::strcmp(force, "sort") == 0;
-  if (!sort_only && use_bitmap(indices, n, g.out_shape()))  // (both methods check the sites)
+  if (!sort_only && use_bitmap(indices, n, g))  // (both methods check the sites)
     regular_rulebook_bitmap(indices, n, g, rb, s);
   else
     regular_rulebook_sorted(indices, n, g, rb, s);

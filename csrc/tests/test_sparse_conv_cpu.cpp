@@ -266,12 +266,24 @@ void test_regular_methods_agree() {
   };
   int checked = 0;
   for (const Case& c : cases) {
-    for (int variant = 0; variant < 3; ++variant) {
+    for (int variant = 0; variant < 4; ++variant) {
       Problem p;
       p.g = geom(c.shape, c.k, c.s, c.pad, c.dil, false);
       p.batch = c.batch, p.density = c.density;
       Data d = make_data(p, 100 + checked);
-      if (variant == 1 && d.n > 1) d.n = 1, d.indices.resize(4);  // a single site
+      if (variant == 3 && d.n > 1) d.n = 1, d.indices.resize(4);  // a single site
+      if (variant == 1 && d.n > 1) {  // one batch index, above 0: the bitmap spans the batches below it
+        std::vector<Site> sites(d.n);
+        for (int64_t i = 0; i < d.n; ++i) {
+          std::memcpy(sites[i].data(), &d.indices[4 * i], 16);
+          sites[i][0] = int32_t(c.batch + 1);
+        }
+        std::sort(sites.begin(), sites.end());
+        sites.erase(std::unique(sites.begin(), sites.end()), sites.end());
+        std::shuffle(sites.begin(), sites.end(), std::mt19937(7));
+        d.n = int64_t(sites.size()), d.indices.resize(4 * d.n);
+        for (int64_t i = 0; i < d.n; ++i) std::memcpy(&d.indices[4 * i], sites[i].data(), 16);
+      }
       if (variant == 2) {                                       // sorted input (a previous layer's output)
         std::vector<Site> sites(d.n);
         for (int64_t i = 0; i < d.n; ++i) std::memcpy(sites[i].data(), &d.indices[4 * i], 16);
@@ -410,6 +422,7 @@ void test_errors() {
 }  // namespace
 
 int main() {
+  unsetenv("CLEAN_DEPLOY_REGULAR_RULEBOOK");  // the tests expect the library's own choice of method
   test_radix_sort();
   test_kernels_agree();
   test_convs();

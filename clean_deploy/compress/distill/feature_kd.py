@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 
 class FeatureAdapter(nn.Module):
@@ -35,6 +36,7 @@ class _MaskedMeanSquaredError(torch.autograd.Function):
         return (torch.linalg.vector_norm(d, dim=1).square() * w).sum() / student.shape[1]
 
     @staticmethod
+    @once_differentiable  # a second derivative would need d's graph: refused rather than silently wrong
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
         d, w = ctx.saved_tensors
         return d * (w * (2.0 * grad / d.shape[1]))[:, None], None, None

@@ -7,7 +7,9 @@ import torch
 
 from clean_deploy.compress.config import DistillConfig
 from clean_deploy.compress.distill.cakd import CaKDLoss
-from clean_deploy.compress.distill.feature_kd import masked_feature_loss
+import torch.nn.functional as F
+
+from clean_deploy.compress.distill.feature_kd import FeatureAdapter, masked_feature_loss
 from clean_deploy.compress.distill.label_assignment import add_teacher_boxes, distilled_targets
 from clean_deploy.compress.distill.masks import foreground_mask
 from clean_deploy.compress.distill.response_kd import bernoulli_kl, masked_response_loss
@@ -61,6 +63,35 @@ def test_masked_feature_loss_value_and_gradient_match_the_formula():
     assert torch.equal(s.grad, first)
     with pytest.raises(ValueError, match="must be"):
         masked_feature_loss(s, t[:, :4], mask)
+
+
+@pytest.mark.parametrize("src,dst", [((5, 4), (10, 8)), ((7, 5), (10, 8)), ((10, 8), (6, 3)), ((6, 7), (6, 7))])
+def test_feature_adapter_equals_resize_then_project(src, dst):
+    """The adapter projects on the student's grid, then resizes; that equals resizing first and
+    projecting (the composition it replaces), values and gradients of input, weight and bias,
+    in float64, for up-, down-, non-integer and no resizing."""
+    g = torch.Generator().manual_seed(2)
+    ad = FeatureAdapter(3, 5).double()
+    with torch.no_grad():
+        ad.proj.bias.copy_(torch.randn(5, generator=g, dtype=torch.float64))
+    x = torch.randn(2, 3, *src, generator=g, dtype=torch.float64, requires_grad=True)
+    up = torch.randn(2, 5, *dst, generator=g, dtype=torch.float64)
+    out = ad(x, dst)
+    xr = F.interpolate(x, size=dst, mode="bilinear", align_corners=False) if src != dst else x
+    ref = ad.proj(xr)
+    assert out.shape == ref.shape == (2, 5, *dst) and out.is_contiguous()
+    assert torch.allclose(out, ref, rtol=1e-12, atol=1e-12)
+    params = [x, ad.proj.weight, ad.proj.bias]
+    got = torch.autograd.grad((out * up).sum(), params)
+    want = torch.autograd.grad((ref * up).sum(), params)
+    for a, b in zip(got, want):
+        assert torch.allclose(a, b, rtol=1e-11, atol=1e-12)
+    # laid out like a channels-last teacher map: the same values, and the same feature loss
+    cl = ad(x, dst, torch.channels_last)
+    assert cl.is_contiguous(memory_format=torch.channels_last) and torch.allclose(cl, ref, rtol=1e-12, atol=1e-12)
+    t = up.contiguous(memory_format=torch.channels_last)
+    mask = torch.rand(2, *dst, generator=g, dtype=torch.float64)
+    assert masked_feature_loss(cl, t, mask).item() == pytest.approx(masked_feature_loss(out, up, mask).item(), rel=1e-12)
 
 
 def test_score_boxes_valid_rows_only(pair):

@@ -81,7 +81,9 @@ class CaKDLoss:
             mask = foreground_mask(batch["gt_boxes"], t_dets, core.cfg.point_cloud_range, size, cfg.class_weights,
                                    cfg.bg_weight, cfg.mask_enlarge, cfg.mask_teacher_score)
             if cfg.feature > 0:
-                lf = masked_feature_loss(self.adapter(s_out["spatial_features_2d"], size), t_feat, mask)
+                fmt = (torch.channels_last if not t_feat.is_contiguous()
+                       and t_feat.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format)
+                lf = masked_feature_loss(self.adapter(s_out["spatial_features_2d"], size, fmt), t_feat, mask)
                 total = total + cfg.feature * lf
                 parts["kd_feature"] = float(lf.detach())
             if cfg.response > 0:

@@ -10,7 +10,9 @@ Protocol (benchmarks/results/int8/int8.md states it with the numbers):
   2. calibration method (minmax / percentile / entropy) chosen by the all-int8 model's AP on the
      first --val-frames frames of the val split;
   3. per-layer sensitivity profile on the same val frames (one layer int8, the rest float32); the
-     layers whose drop exceeds --threshold AP stay float32 (NVIDIA's PTQ workflow);
+     layers whose drop exceeds --threshold AP and --noise-z standard errors of that drop (jackknife
+     over --folds groups of the frames) stay float32 (NVIDIA's PTQ workflow, with the noise of a
+     few hundred frames' AP accounted for);
   4. float32, all-int8 and the final int8 model on the test split (--test-frames frames of data seed
      --test-seed, which no choice looked at): AP, box parity against float32;
   5. latency: `clean-deploy bench` of the float32 and final int8 models (ONNX Runtime from Python and
@@ -98,9 +100,10 @@ def accuracy(args, steps: Steps) -> dict:
         print(f"[int8] val AP all-int8 with {m}: {methods[m]:.2f} (float32 {fp32_val:.2f})")
     best = max(METHODS, key=lambda m: methods[m])
     profile = steps.get(f"sensitivity_{best}", lambda: sensitivity_profile(
-        src, args.data, "val", args.val_frames, cfg(best), ranges_of(best), work, args.threads))
-    keep = auto_keep(profile, args.threshold)
-    print(f"[int8] method {best}; kept in float32 (val drop > {args.threshold}): {keep or 'none'}")
+        src, args.data, "val", args.val_frames, cfg(best), ranges_of(best), work, args.threads, folds=args.folds))
+    keep = auto_keep(profile, args.threshold, args.noise_z)
+    print(f"[int8] method {best}; kept in float32 (val drop > {args.threshold} and > {args.noise_z} SE): "
+          f"{keep or 'none'}")
 
     final = args.out / "student.int8.onnx"
     all_int8 = args.out / "student.int8_all.onnx"  # every layer int8 (for the latency table)
@@ -222,7 +225,7 @@ def kernel_widths(args, reps: int = 40) -> dict:
     return {"isa": ort_ops.int8_isa(), "reps": reps, "rows": rows}
 
 
-def sensitivity_plot(profile: dict, keep: list[str], path: Path, threshold: float) -> None:
+def sensitivity_plot(profile: dict, keep: list[str], path: Path, threshold: float, z: float) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -234,12 +237,16 @@ def sensitivity_plot(profile: dict, keep: list[str], path: Path, threshold: floa
              else r["layer"].split("/")[-2] + (" (T)" if r["op"] == "ConvTranspose" else "") for r in rows]
     colors = ["tab:red" if r["layer"] in keep else ("tab:blue" if r["op"] == "SparseConvolution" else "tab:green")
               for r in rows]
-    ax.bar(range(len(rows)), [r["drop"] for r in rows], color=colors)
-    ax.axhline(threshold, color="tab:red", ls="--", lw=1, label=f"keep float32 above {threshold} AP")
+    se = [r.get("drop_se") for r in rows]
+    ax.bar(range(len(rows)), [r["drop"] for r in rows], color=colors,
+           yerr=None if None in se else [z * e for e in se], capsize=2, error_kw={"lw": 0.8})
+    ax.axhline(threshold, color="tab:red", ls="--", lw=1, label=f"keep float32 above {threshold} AP"
+               + ("" if None in se else f" and above {z} SE (error bars: {z} SE)"))
     ax.axhline(0, color="black", lw=0.5)
     ax.set_xticks(range(len(rows)), names, rotation=75, ha="right", fontsize=7)
     ax.set_ylabel("AP drop (float32 - one layer int8)")
-    ax.set_title(f"int8 sensitivity per layer ({profile['split']}, {profile['frames']} frames; blue sparse, "
+    ax.set_title(f"int8 sensitivity per layer ({profile['split']}, {profile['frames']} frames, jackknife over "
+                 f"{profile.get('folds')} groups; blue sparse, "
                  f"green dense, red kept float32)", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -258,11 +265,21 @@ def markdown(doc: dict) -> str:
              "## Choices on val (mean moderate 3D AP)", ""]
     lines += markdown_table(["model", "val AP"], [["float32", f"{a['fp32_val']:.2f}"]]
                             + [[f"all int8, {m} calibration", f"{v:.2f}"] for m, v in a["methods_val"].items()])
+    pr = a["profile"]
+    se_all = f" (all int8 - float32: {pr['int8_all'] - pr['fp32']:+.2f} +- {pr['int8_all_se']:.2f} SE)" \
+        if pr.get("int8_all_se") is not None else ""
     lines += ["", f"Chosen: **{a['method']}**. Sensitivity profile (one layer int8 at a time): float32 "
-                  f"{a['profile']['fp32']:.2f}, all int8 {a['profile']['int8_all']:.2f}; kept float32 "
-                  f"(drop > {p['threshold']} AP): {', '.join(f'`{k}`' for k in a['keep_fp32']) or 'none'}. "
-                  "![sensitivity](sensitivity.png)", "",
-              "## Test split", ""]
+                  f"{pr['fp32']:.2f}, all int8 {pr['int8_all']:.2f}{se_all}; kept float32 "
+                  f"(drop > {p['threshold']} AP and > {p.get('noise_z')} standard errors of the drop, jackknife over "
+                  f"{p.get('folds')} interleaved groups of the val frames): "
+                  f"{', '.join(f'`{k}`' for k in a['keep_fp32']) or 'none'}. ![sensitivity](sensitivity.png)", ""]
+    if pr["layers"] and pr["layers"][0].get("drop_se") is not None:
+        lines += markdown_table(["layer", "op", "val AP drop", "SE", "drop / SE", "kept float32"],
+                                [[f"`{r['layer']}`", r["op"], f"{r['drop']:+.2f}", f"{r['drop_se']:.2f}",
+                                  f"{r['drop'] / r['drop_se']:+.1f}" if r["drop_se"] > 0 else "-",
+                                  "yes" if r["layer"] in a["keep_fp32"] else ""] for r in pr["layers"]])
+        lines.append("")
+    lines += ["## Test split", ""]
     rows = []
     for name in ("fp32", "int8", "int8_w8", "int8_all_layers"):
         if name not in t:
@@ -317,8 +334,8 @@ def markdown(doc: dict) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    # the CLEAN student deployed on 2026-12-01 (a copy of the deploy benchmark's export of that date, kept
-    # here so that a later deploy benchmark does not change the source of these results)
+    # the CLEAN student of the deploy benchmark (clean_0.5x seed 0 of the ablation, exported 2026-12-02 with the
+    # MatMul mean VFE): a copy kept here, so that a later deploy benchmark does not change the source of these results
     ap.add_argument("--onnx", type=Path, default=ROOT / "benchmarks" / "results" / "int8" / "source" / "compressed.onnx")
     ap.add_argument("--data", type=Path, default=ROOT / "benchmarks" / "data" / "synth")
     ap.add_argument("--test-data", type=Path, default=ROOT / "benchmarks" / "data" / "synth_test")
@@ -330,6 +347,9 @@ def main() -> None:
     ap.add_argument("--calib-frames", type=int, default=32)
     ap.add_argument("--val-frames", type=int, default=250, help="val frames of the method choice and the profile")
     ap.add_argument("--threshold", type=float, default=0.5, help="keep a layer float32 above this val AP drop")
+    ap.add_argument("--noise-z", type=float, default=2.0,
+                    help="... and above this many standard errors of its drop")
+    ap.add_argument("--folds", type=int, default=5, help="frame groups of the drops' jackknife standard errors")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--frames", type=int, default=50, help="timed frames per latency run")
     ap.add_argument("--repeats", type=int, default=3)
@@ -342,7 +362,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     protocol = {"onnx": str(args.onnx.relative_to(ROOT)) if args.onnx.is_relative_to(ROOT) else str(args.onnx),
                 "onnx_sha": sha(args.onnx), "calib_frames": args.calib_frames, "val_frames": args.val_frames,
-                "test_frames": args.test_frames, "test_seed": args.test_seed, "threshold": args.threshold}
+                "test_frames": args.test_frames, "test_seed": args.test_seed, "threshold": args.threshold,
+                "noise_z": args.noise_z, "folds": args.folds}
     steps = Steps(args.out / "steps", {k: v for k, v in protocol.items() if k != "onnx"})  # the model by content
     doc_path = args.out / "int8.json"
     doc = json.loads(doc_path.read_text()) if doc_path.is_file() else {}
@@ -352,7 +373,7 @@ def main() -> None:
     if args.stage in ("accuracy", "all"):
         doc["accuracy"] = accuracy(args, steps)
         sensitivity_plot(doc["accuracy"]["profile"], doc["accuracy"]["keep_fp32"], args.out / "sensitivity.png",
-                         args.threshold)
+                         args.threshold, args.noise_z)
     if args.stage in ("latency", "all"):
         doc["latency"] = latency(args)
     if "accuracy" not in doc:

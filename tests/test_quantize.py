@@ -239,3 +239,69 @@ def test_cli_errors_are_one_line(exported, synth_data, tmp_path):
                         str(synth_data), "--out", str(exported)], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert r.returncode == 4 and "would overwrite its float32 source" in r.stderr
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_jackknife_se_of_a_mean_is_the_se_of_the_group_means():
+    """Independent reference: for the mean of K equal groups, the delete-a-group jackknife SE is the
+    textbook standard error of the group means, std(ddof=1) / sqrt(K)."""
+    from clean_deploy.quantize.sensitivity import jackknife_se
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=60)
+    k = 5
+    groups = [x[i::k] for i in range(k)]
+    leave_out = [np.concatenate([g for j, g in enumerate(groups) if j != i]).mean() for i in range(k)]
+    means = np.array([g.mean() for g in groups])
+    assert jackknife_se(leave_out) == pytest.approx(means.std(ddof=1) / np.sqrt(k), rel=1e-12)
+    assert jackknife_se([3.0, 3.0, 3.0]) == 0.0
+    with pytest.raises(ValueError, match=">= 2"):
+        jackknife_se([1.0])
+
+
+def test_auto_keep_needs_a_drop_beyond_threshold_and_noise():
+    from clean_deploy.quantize.sensitivity import auto_keep
+
+    prof = {"layers": [{"layer": "a", "drop": 0.9, "drop_se": 0.6},   # above the threshold, within 2 SE
+                       {"layer": "b", "drop": 1.5, "drop_se": 0.3},   # above both
+                       {"layer": "c", "drop": 0.4, "drop_se": 0.05},  # beyond the noise, below the threshold
+                       {"layer": "d", "drop": 0.7, "drop_se": 0.3},   # above both (0.7 > 0.6)
+                       {"layer": "e", "drop": 0.8, "drop_se": None}]}  # no SE: the threshold alone
+    assert auto_keep(prof, 0.5) == ["b", "e", "d"]
+    assert auto_keep(prof, 0.5, z=1.0) == ["b", "a", "e", "d"]
+    assert auto_keep(prof, 0.5, z=3.0) == ["b", "e"]
+
+
+def test_sensitivity_profile_standard_errors_from_the_kept_predictions(exported, synth_data, tmp_path):
+    """Each drop's SE is the jackknife of the per-fold drops, recomputed here from the predictions
+    the profile wrote (KITTI evaluation of the frames outside each fold); drop = fp32 - layer AP."""
+    from clean_deploy.data.kitti.reader import KittiReader
+    from clean_deploy.eval.files import load_annos
+    from clean_deploy.eval.kitti_protocol import evaluate
+    from clean_deploy.quantize.sensitivity import jackknife_se, quantizable_layers, sensitivity_profile
+    from clean_deploy.sidecar import read_sidecar
+    from clean_deploy.train.evaluate import mean_moderate_ap
+
+    cfg = QuantizeConfig(calib_frames=4, dense=False)  # the sparse layers only: a short profile
+    model = onnx.load(str(exported))
+    ranges = collect_ranges(model, read_sidecar(exported.with_suffix(".json")), synth_data, cfg, 1)
+    frames, folds = 6, 2  # the fixture's train frames (its val split has 2)
+    prof = sensitivity_profile(exported, synth_data, "train", frames, cfg, ranges, tmp_path, threads=1, folds=folds)
+    layers = quantizable_layers(model, cfg)
+    assert [r["layer"] for r in prof["layers"]] == layers and prof["folds"] == folds
+    side = read_sidecar(exported.with_suffix(".json"))
+    ids = KittiReader(synth_data, "train").frame_ids[:frames]
+
+    def fold_aps(name):
+        _, gt, dt = load_annos(synth_data, "train", tmp_path / "pred" / name, frame_ids=ids,
+                               eval_range=side["preprocess"]["point_cloud_range"])
+        return np.array([mean_moderate_ap(evaluate([g for i, g in enumerate(gt) if i % folds != k],
+                                                   [d for i, d in enumerate(dt) if i % folds != k],
+                                                   ("Car", "Pedestrian", "Cyclist"))) for k in range(folds)])
+
+    base = fold_aps("fp32")
+    for i, r in enumerate(prof["layers"]):
+        assert r["drop"] == pytest.approx(prof["fp32"] - r["ap"], abs=1e-9)
+        assert r["drop_se"] == pytest.approx(jackknife_se(base - fold_aps(f"layer{i}")), abs=1e-9)
+    assert prof["int8_all_se"] == pytest.approx(jackknife_se(base - fold_aps("int8_all")), abs=1e-9)
+    with pytest.raises(ValueError, match="too few for 2 folds"):
+        sensitivity_profile(exported, synth_data, "train", 3, cfg, ranges, tmp_path / "x", threads=1, folds=2)

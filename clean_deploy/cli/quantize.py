@@ -31,6 +31,11 @@ def quantize_command(
     auto_keep: Annotated[Optional[float], typer.Option(help="also keep in float32 every layer whose own int8 "
                                                             "quantisation drops the AP on --sensitivity-split by more "
                                                             "than this (AP points); runs the sensitivity profile")] = None,
+    keep_noise_z: Annotated[float, typer.Option(help="--auto-keep keeps a layer only if its drop also exceeds this "
+                                                    "many standard errors of the drop (jackknife over "
+                                                    "--sensitivity-folds groups of the frames)")] = 2.0,
+    sensitivity_folds: Annotated[int, typer.Option(help="frame groups of the drops' standard errors (< 2: none, "
+                                                        "the threshold alone decides)")] = 5,
     sensitivity_split: Annotated[str, typer.Option(help="split of the sensitivity profile")] = "val",
     sensitivity_frames: Annotated[Optional[int], typer.Option(help="frames of the profile (default: all)")] = None,
     eval_split: Annotated[Optional[str], typer.Option(help="after quantising: AP of both models and their box "
@@ -61,12 +66,17 @@ def quantize_command(
     if auto_keep is not None:
         with tempfile.TemporaryDirectory(prefix="clean_deploy_sens.") as tmp:
             profile = sensitivity_profile(onnx_path, data, sensitivity_split, sensitivity_frames, cfg, ranges, tmp,
-                                          threads)
+                                          threads, folds=sensitivity_folds)
+
+        def pm(se):
+            return f" +- {se:.2f}" if se is not None else ""
+
         for r in profile["layers"]:
-            typer.echo(f"  {r['layer']}: AP {r['ap']:.2f} (drop {r['drop']:+.2f})")
-        extra = pick(profile, auto_keep)
+            typer.echo(f"  {r['layer']}: AP {r['ap']:.2f} (drop {r['drop']:+.2f}{pm(r['drop_se'])})")
+        extra = pick(profile, auto_keep, keep_noise_z)
+        rule = f"drop > {auto_keep}" + (f" and > {keep_noise_z} SE" if profile["folds"] else "")
         typer.echo(f"sensitivity on {sensitivity_split}: float32 {profile['fp32']:.2f}, all int8 "
-                   f"{profile['int8_all']:.2f}; kept in float32 (drop > {auto_keep}): {extra or 'none'}")
+                   f"{profile['int8_all']:.2f}; kept in float32 ({rule}): {extra or 'none'}")
         cfg = QuantizeConfig(**{**cfg.__dict__, "keep_fp32": tuple(dict.fromkeys(cfg.keep_fp32 + tuple(extra)))})
     rep = quantize_onnx(onnx_path, out, data, cfg, threads, ranges=ranges)
     if profile is not None:

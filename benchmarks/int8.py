@@ -141,6 +141,27 @@ def accuracy(args, steps: Steps) -> dict:
                 "parity": {str(s): box_parity(d32, d8, 0.5, s) for s in (0.1, 0.3)}}
 
     test["int8_w8"] = steps.get(f"test_w8_{sha(final_w8)}", test_eval_w8)
+
+    def test_difference_se():
+        """Jackknife SE of the paired test difference int8 - float32 (folds of the test frames)."""
+        import numpy as np
+
+        from clean_deploy.data.kitti.reader import KittiReader
+        from clean_deploy.eval.kitti_protocol import KITTI_CLASSES
+        from clean_deploy.quantize.sensitivity import fold_aps, jackknife_se
+
+        ids = KittiReader(args.test_data, "val").frame_ids
+        classes = tuple(c for c in side["class_names"] if c in KITTI_CLASSES)
+        folds = []
+        for name, path in (("fp32", src), ("int8", final)):
+            pred = work / "test_pred" / name
+            pred.mkdir(parents=True, exist_ok=True)
+            run_split(path, args.test_data, "val", None, args.threads, pred_dir=pred, desc=f"test {name} (SE)")
+            folds.append(fold_aps(args.test_data, "val", pred, ids, side["preprocess"]["point_cloud_range"], classes,
+                                  args.folds))
+        return jackknife_se(np.subtract(folds[1], folds[0]))
+
+    test["int8_minus_fp32_se"] = steps.get(f"test_se_{sha(final)}", test_difference_se)
     return {"fp32_val": fp32_val, "methods_val": methods, "method": best, "profile": profile, "keep_fp32": keep,
             "test": test, "file_bytes": {**report["file_bytes"], "int8_all_layers": all_int8.stat().st_size,
                                          "int8_w8": report_w8["file_bytes"]["int8"]},
@@ -294,7 +315,9 @@ def markdown(doc: dict) -> str:
     lines += markdown_table(["model", "mean mod 3D AP", "Car", "Ped", "Cyc", "boxes matched to float32 (score >= 0.3)",
                              "median abs score diff", "file MB"], rows)
     d = t["int8"]["mean_moderate_3d"] - t["fp32"]["mean_moderate_3d"]
-    lines += ["", f"INT8 - float32 on test: **{d:+.2f} AP** (goal: within -1.0; CUDA-CenterPoint's PTQ drop is 0.5). "
+    se = t.get("int8_minus_fp32_se")
+    se_txt = f" +- {se:.2f} (jackknife SE over {p.get('folds')} groups of the test frames)" if se is not None else ""
+    lines += ["", f"INT8 - float32 on test: **{d:+.2f} AP**{se_txt} (goal: within -1.0; CUDA-CenterPoint's PTQ drop is 0.5). "
                   f"File {a['file_bytes']['fp32'] / a['file_bytes']['int8']:.2f}x smaller (goal >= 3x)."]
     if "int8_w8" in t:
         d8 = t["int8_w8"]["mean_moderate_3d"] - t["fp32"]["mean_moderate_3d"]

@@ -41,11 +41,16 @@ def jackknife_se(leave_one_out: list[float] | np.ndarray) -> float:
     return float(np.sqrt((k - 1) / k * np.sum((v - v.mean()) ** 2)))
 
 
-def _fold_aps(gt: list, dt: list, classes: tuple[str, ...], folds: int) -> list[float]:
-    """Mean moderate 3D AP with each of ``folds`` interleaved frame groups left out."""
+def fold_aps(data_root: str | Path, split: str, pred_dir: str | Path, frame_ids: list[str], eval_range,
+             classes: tuple[str, ...], folds: int) -> list[float]:
+    """Mean moderate 3D AP of the KITTI results in ``pred_dir`` on ``frame_ids`` of ``split``, with
+    each of ``folds`` interleaved groups of those frames left out in turn (the inputs of
+    :func:`jackknife_se`; two models' lists on the same frames give a paired difference)."""
+    from clean_deploy.eval.files import load_annos
     from clean_deploy.eval.kitti_protocol import evaluate
     from clean_deploy.train.evaluate import mean_moderate_ap
 
+    _, gt, dt = load_annos(data_root, split, pred_dir, frame_ids=frame_ids, eval_range=eval_range)
     n = len(gt)
     out = []
     for k in range(folds):
@@ -65,7 +70,6 @@ def sensitivity_profile(onnx_path: str | Path, data_root: str | Path, split: str
     import onnx
 
     from clean_deploy.data.kitti.reader import KittiReader
-    from clean_deploy.eval.files import load_annos
     from clean_deploy.eval.kitti_protocol import KITTI_CLASSES
     from clean_deploy.quantize.evaluate import run_split
     from clean_deploy.quantize.pipeline import quantize_onnx
@@ -93,8 +97,7 @@ def sensitivity_profile(onnx_path: str | Path, data_root: str | Path, split: str
         _, ap = run_split(path, data_root, split, frames, threads, pred_dir=pred, desc=desc)
         if folds < 2:
             return mean_moderate_ap(ap), None
-        _, gt, dt = load_annos(data_root, split, pred, frame_ids=ids, eval_range=eval_range)
-        return mean_moderate_ap(ap), _fold_aps(gt, dt, classes, folds)
+        return mean_moderate_ap(ap), fold_aps(data_root, split, pred, ids, eval_range, classes, folds)
 
     def se(base_folds, other_folds):
         if base_folds is None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -169,25 +170,39 @@ def accuracy(args, steps: Steps) -> dict:
 
 
 def latency(args) -> dict:
+    """``--repeats`` back-to-back runs of ``clean-deploy bench`` over the float32 source and the int8
+    files. A file identical to one already in the list (the final / weight-only / all-int8 models
+    coincide when the sensitivity rule keeps no layer) is timed once and its rows say so. Speed-ups
+    are paired per run (float32 p50 / int8 p50 of the same run), reported as median [range]."""
     from clean_deploy.bench.run import bench
 
     final = args.out / "student.int8.onnx"
     if not final.is_file():
         raise SystemExit(f"{final} missing: run the accuracy stage first")
+    candidates = [args.onnx, final] + [args.out / f"student.{v}.onnx" for v in ("int8_w8", "int8_all")
+                                       if (args.out / f"student.{v}.onnx").is_file()]
+    timed, same_as, seen = [], {}, {}
+    for m in candidates:
+        digest = sha(m)
+        if digest in seen:
+            same_as[m.stem] = seen[digest]
+            continue
+        seen[digest] = m.stem
+        timed.append(m)
+    load_before = load_average()
     runs = []
     for k in range(args.repeats):
-        models = [str(args.onnx), str(final)] + [str(args.out / f"student.{v}.onnx") for v in ("int8_w8", "int8_all")
-                                                 if (args.out / f"student.{v}.onnx").is_file()]
-        doc = bench(models, args.test_data, args.out / "bench", split="val", frames=args.frames,
+        doc = bench([str(m) for m in timed], args.test_data, args.out / "bench", split="val", frames=args.frames,
                     threads=args.threads, cpp=True, echo=lambda s: None)
         runs.append(doc)
         print(f"[int8] latency run {k + 1}/{args.repeats} done")
     from clean_deploy.bench.results import BenchResult
 
-    rows = {}
+    rows, per_run_p50 = {}, {}
     for r in runs[0]["results"]:
         label = r["label"]
         per = [BenchResult.from_dict(next(x for x in d["results"] if x["label"] == label)) for d in runs]
+        per_run_p50[label] = [x.latency.stage("net").p50 for x in per]
         stat = lambda f: {"median": statistics.median(f(x) for x in per), "min": min(f(x) for x in per),  # noqa: E731
                           "max": max(f(x) for x in per)}
         rows[label] = {
@@ -197,10 +212,27 @@ def latency(args) -> dict:
             "total_p50": stat(lambda x: x.latency.p50()),
             "peak_mem_mb": stat(lambda x: x.peak_memory_mb or 0.0),
             "weight_mb": per[0].weight_mb, "mean_moderate_3d": per[0].mean_moderate_3d}
+    speedups = {}
+    for backend in ("onnxruntime", "cpp"):
+        k32 = f"{args.onnx.stem} [{backend}]"
+        for m in candidates[1:]:
+            k8 = f"{same_as.get(m.stem, m.stem)} [{backend}]"
+            if k32 in per_run_p50 and k8 in per_run_p50:
+                r = [a / b for a, b in zip(per_run_p50[k32], per_run_p50[k8])]
+                speedups[f"{m.stem} [{backend}]"] = {"per_run": r, "median": statistics.median(r),
+                                                     "min": min(r), "max": max(r)}
     return {"machine": runs[0]["machine"], "date": runs[0]["date"], "threads": args.threads, "frames": args.frames,
-            "repeats": args.repeats, "rows": rows, "fp32_stem": args.onnx.stem, "int8_stem": final.stem,
+            "repeats": args.repeats, "rows": rows, "same_file_as": same_as, "speedups": speedups,
+            "load_before": load_before, "fp32_stem": args.onnx.stem, "int8_stem": final.stem,
             "int8_all_stem": "student.int8_all", "int8_w8_stem": "student.int8_w8",
             "kernel": kernel_widths(args)}
+
+
+def load_average() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
 
 
 def kernel_widths(args, reps: int = 40) -> dict:
@@ -328,22 +360,37 @@ def markdown(doc: dict) -> str:
     if lat:
         lines += ["", "## Latency", "",
                   f"{lat['date']}, {lat['machine']}; {lat['threads']} threads; {lat['frames']} test frames after "
-                  f"warm-up; median [range] over {lat['repeats']} back-to-back runs of `clean-deploy bench`.", ""]
+                  f"warm-up; median [range] over {lat['repeats']} back-to-back runs of `clean-deploy bench`"
+                  + (f"; load average before: {', '.join(map(str, lat['load_before']))}" if lat.get("load_before") else "")
+                  + ".", ""]
         f = lambda s: f"{s['median']:.1f} [{s['min']:.1f}..{s['max']:.1f}]"  # noqa: E731
         lines += markdown_table(
             ["model [backend]", "net p50 ms", "net p90 ms", "net p99 ms", "total p50 ms", "peak mem MB", "AP (test)"],
             [[label, f(r["net_p50"]), f(r["net_p90"]), f(r["net_p99"]), f(r["total_p50"]),
               "-" if not r["peak_mem_mb"]["median"] else f(r["peak_mem_mb"]), f"{r['mean_moderate_3d']:.2f}"]
              for label, r in lat["rows"].items()])
-        for backend in ("onnxruntime", "cpp"):
-            k32 = f"{lat['fp32_stem']} [{backend}]"
-            for stem, what in ((lat["int8_stem"], "final int8"), (lat.get("int8_w8_stem"), "final int8, kept layers' "
-                               "weights int8"), (lat.get("int8_all_stem"), "all-layers int8")):
-                k8 = f"{stem} [{backend}]"
-                if k32 in lat["rows"] and k8 in lat["rows"]:
-                    ratio = lat["rows"][k32]["net_p50"]["median"] / lat["rows"][k8]["net_p50"]["median"]
-                    lines.append(f"\nNetwork p50 speed-up, {what} vs float32 [{backend}]: **{ratio:.2f}x** "
-                                 "(goal >= 1.5x).")
+        for stem, first in lat.get("same_file_as", {}).items():
+            lines.append(f"\n`{stem}` is the same file as `{first}` (no layer kept float32): timed once, under `{first}`.")
+        what = {lat["int8_stem"]: "final int8", lat.get("int8_w8_stem"): "final int8, kept layers' weights int8",
+                lat.get("int8_all_stem"): "all-layers int8"}
+        if "speedups" in lat:
+            same = lat.get("same_file_as", {})
+            for key, sp in lat["speedups"].items():
+                stem, backend = key.split(" [")
+                if stem in same:  # its line is the timed file's
+                    continue
+                names = " = ".join(what.get(x, x) for x in [stem] + [a for a, b in same.items() if b == stem])
+                lines.append(f"\nNetwork p50 speed-up, {names} vs float32 [{backend[:-1]}], paired per run: "
+                             f"**{sp['median']:.2f}x** [{sp['min']:.2f}..{sp['max']:.2f}] (goal >= 1.5x).")
+        else:  # results written before the paired speed-ups
+            for backend in ("onnxruntime", "cpp"):
+                k32 = f"{lat['fp32_stem']} [{backend}]"
+                for stem in (lat["int8_stem"], lat.get("int8_w8_stem"), lat.get("int8_all_stem")):
+                    k8 = f"{stem} [{backend}]"
+                    if k32 in lat["rows"] and k8 in lat["rows"]:
+                        ratio = lat["rows"][k32]["net_p50"]["median"] / lat["rows"][k8]["net_p50"]["median"]
+                        lines.append(f"\nNetwork p50 speed-up, {what[stem]} vs float32 [{backend}]: **{ratio:.2f}x** "
+                                     "(goal >= 1.5x).")
         k = lat.get("kernel")
         if k:
             lines += ["", f"Sparse conv alone (one submanifold 3x3x3 layer, Cin = Cout = width, {k['rows'][0]['sites']} "

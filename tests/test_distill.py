@@ -180,7 +180,8 @@ def test_add_teacher_boxes_only_adds_unexplained_confident_boxes():
     assert torch.allclose(out[0, -1], torch.tensor([30.0, -10.0, -0.9, 4.0, 1.7, 1.5, 0.0, 1.0]))
 
 
-@pytest.mark.parametrize("name", ["second_fast@0.25x", "centerpoint_fast@0.25x", "pointpillars_fast@0.25x"])
+@pytest.mark.parametrize("name", ["second_fast@0.25x", "centerpoint_fast@0.25x", "pointpillars_fast@0.25x",
+                                  "centerpoint_fast@0.25x+axis"])
 def test_cakd_trains_heterogeneous_students(pair, name):
     teacher = pair
     cfg = with_iou_branch(get_config(name))
@@ -191,6 +192,8 @@ def test_cakd_trains_heterogeneous_students(pair, name):
     for k in ("kd_feature", "kd_response", "kd_student_oriented", "loss_cls", "loss_box", "loss_iou"):
         assert k in parts and math.isfinite(parts[k]), k
     assert parts["kd_feature"] > 0 and parts["kd_response"] > 0 and parts["kd_student_oriented"] > 0
+    if name.endswith("+axis"):  # the direction logit is learnt under CaKD too
+        assert math.isfinite(parts["loss_dir"]) and parts["loss_dir"] > 0
     total.backward()
     assert loss.adapter.proj.weight.grad is not None and loss.adapter.proj.weight.grad.abs().sum() > 0
     assert all(p.grad is None for p in teacher.parameters())

@@ -47,7 +47,7 @@ def _zero_filter(u, f):
     bn.bias.data[f] = 0
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", NAMES + ["centerpoint_fast@0.25x+axis"])
 def test_removing_zero_filters_keeps_outputs_identical(name):
     det = _model(name)
     units = find_units(det)
@@ -66,7 +66,7 @@ def test_removing_zero_filters_keeps_outputs_identical(name):
     pruned = apply_pruning(det, keep, tuple(ref["bev"].shape[-2:]))
     with torch.no_grad():
         out = pruned(batch)
-    for k in ("cls", "box", "hm", "reg"):
+    for k in ("cls", "box", "hm", "reg", "dir"):
         if k in ref["dense"]:
             torch.testing.assert_close(out["dense"][k], ref["dense"][k], atol=1e-4, rtol=1e-4)
     # parameter count falls exactly by the removed rows/columns

@@ -116,35 +116,36 @@ def accuracy(args, steps: Steps) -> dict:
     final_w8 = args.out / "student.int8_w8.onnx"
     report_w8 = quantize_onnx(src, final_w8, args.data, cfg(best, keep, "int8"), args.threads, ranges=ranges_of(best))
 
-    fp32_test: list = []  # the float32 model's test predictions, made once for both test stages
+    made: dict[str, tuple] = {}  # file sha -> (detections, AP, prediction folder): each file predicted once
 
-    def test_fp32():
-        if not fp32_test:
-            fp32_test.extend(run_split(src, args.test_data, "val", None, args.threads, desc="test fp32"))
-        return fp32_test
+    def test_run(name: str, path: Path):
+        key = sha(path)
+        if key not in made:
+            pred = work / "test_pred" / key
+            pred.mkdir(parents=True, exist_ok=True)
+            made[key] = (*run_split(path, args.test_data, "val", None, args.threads, pred_dir=pred,
+                                    desc=f"test {name}"), pred)
+        return made[key]
 
-    def test_eval():
-        d32, a32 = test_fp32()
-        out = {"fp32": {"ap": a32, "mean_moderate_3d": mean_moderate_ap(a32)}}
-        for name, path in (("int8", final), ("int8_all_layers", all_int8)):
-            d8, a8 = run_split(path, args.test_data, "val", None, args.threads, desc=f"test {name}")
-            out[name] = {"ap": a8, "mean_moderate_3d": mean_moderate_ap(a8),
-                         "parity": {str(s): box_parity(d32, d8, 0.5, s) for s in (0.1, 0.3)}}
-        out["frames"] = len(d32)
-        return out
-
-    test = steps.get(f"test_{sha(final)}", test_eval)
-
-    def test_eval_w8():
-        d32, _ = test_fp32()
-        d8, a8 = run_split(final_w8, args.test_data, "val", None, args.threads, desc="test int8_w8")
+    def scored(name: str, path: Path) -> dict:
+        d32, _, _ = test_run("fp32", src)
+        d8, a8, _ = test_run(name, path)
         return {"ap": a8, "mean_moderate_3d": mean_moderate_ap(a8),
                 "parity": {str(s): box_parity(d32, d8, 0.5, s) for s in (0.1, 0.3)}}
 
-    test["int8_w8"] = steps.get(f"test_w8_{sha(final_w8)}", test_eval_w8)
+    def test_eval():
+        d32, a32, _ = test_run("fp32", src)
+        out = {"fp32": {"ap": a32, "mean_moderate_3d": mean_moderate_ap(a32)}, "frames": len(d32)}
+        for name, path in (("int8", final), ("int8_all_layers", all_int8)):
+            out[name] = scored(name, path)
+        return out
+
+    test = steps.get(f"test_{sha(final)}", test_eval)
+    test["int8_w8"] = steps.get(f"test_w8_{sha(final_w8)}", lambda: scored("int8_w8", final_w8))
 
     def test_difference_se():
-        """Jackknife SE of the paired test difference int8 - float32 (folds of the test frames)."""
+        """Jackknife SE of the paired test difference int8 - float32 (folds of the test frames), from
+        the predictions the test stage wrote (made here if that stage's result was stored before)."""
         import numpy as np
 
         from clean_deploy.data.kitti.reader import KittiReader
@@ -153,13 +154,8 @@ def accuracy(args, steps: Steps) -> dict:
 
         ids = KittiReader(args.test_data, "val").frame_ids
         classes = tuple(c for c in side["class_names"] if c in KITTI_CLASSES)
-        folds = []
-        for name, path in (("fp32", src), ("int8", final)):
-            pred = work / "test_pred" / name
-            pred.mkdir(parents=True, exist_ok=True)
-            run_split(path, args.test_data, "val", None, args.threads, pred_dir=pred, desc=f"test {name} (SE)")
-            folds.append(fold_aps(args.test_data, "val", pred, ids, side["preprocess"]["point_cloud_range"], classes,
-                                  args.folds))
+        folds = [fold_aps(args.test_data, "val", test_run(name, path)[2], ids, side["preprocess"]["point_cloud_range"],
+                          classes, args.folds) for name, path in (("fp32", src), ("int8", final))]
         return jackknife_se(np.subtract(folds[1], folds[0]))
 
     test["int8_minus_fp32_se"] = steps.get(f"test_se_{sha(final)}", test_difference_se)

@@ -28,7 +28,9 @@ Resumable: each finished (row, seed) writes ``benchmarks/results/ablation/<row>_
 one is run again. Run directories (``benchmarks/runs/ablation/<protocol hash>/``) resume an
 interrupted training; another protocol gets other directories, so no model of one protocol is ever
 reported under another.
-Writes ``benchmarks/results/ablation.{json,md}`` and ``ablation_accuracy_vs_compute.png``.
+Writes ``benchmarks/results/ablation.{json,md}`` and ``ablation_accuracy_vs_compute.png``. Another
+``--student`` is another study: its units, table and plot are named ``ablation@<student>`` (e.g.
+``ablation@centerpoint_fast@0.5x+iou+axis/``), so it never replaces the default student's results.
 """
 from __future__ import annotations
 
@@ -51,6 +53,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ("Car", "Pedestrian", "Cyclist")
 KEPT_TEACHER = ROOT / "benchmarks" / "checkpoints" / "teacher_voxel_rcnn_fast.pth"
 PRUNE_METHODS = ("masked", "l1", "random")
+DEFAULT_STUDENT = "centerpoint_fast@0.5x+iou"
 #: version of the stored true-positive box errors; units holding another are computed again from their
 #: test predictions (2: height between box centres, not bottoms; axis-off and reversed fractions)
 TP_ERRORS_VERSION = 2
@@ -150,11 +153,22 @@ def describe(row: str) -> str:
             "kd_so": "+ student-oriented KD", "cakd": "+ label-assignment KD (CaKD)"}[row]
 
 
+def study_name(student: str) -> str:
+    """The name of a study's results: ``ablation`` for the default student, ``ablation@<student>``
+    for another (a stored unit of another protocol is run again and replaced, so two students must
+    not share a folder)."""
+    if student == DEFAULT_STUDENT:
+        return "ablation"
+    if not re.fullmatch(r"[A-Za-z0-9_.@+-]+", student):
+        raise SystemExit(f"--student: {student!r} has characters a file name should not carry")
+    return f"ablation@{student}"
+
+
 class Ablation:
     def __init__(self, args, protocol: Protocol, teacher: Path) -> None:
         self.args, self.protocol, self.teacher = args, protocol, teacher
         self.runs = args.runs / protocol.digest()
-        self.results = args.out / "ablation"
+        self.results = args.out / study_name(args.student)
 
     # ------------------------------------------------------------------ helpers
     def tcfg(self, epochs: int, seed: int, lr: float | None = None):
@@ -496,7 +510,7 @@ def render(doc: dict) -> str:
     if curves:
         lines += ["", "## Fine-tuning loss per epoch (pruned students)", ""]
         lines += [f"- {r} seed {s}: " + ", ".join(f"{x:.3f}" for x in c) for r, s, c in curves]
-    missing = [f"{r} s{s}" for r, s in doc["missing"]]
+    missing = [r if s is None else f"{r} s{s}" for r, s in doc["missing"]]
     if missing:
         lines += ["", f"Not yet run ({len(missing)}): " + ", ".join(missing) + "."]
     return "\n".join(lines) + "\n"
@@ -556,7 +570,7 @@ def main(argv=None) -> int:
     ap.add_argument("--teacher", type=Path, default=KEPT_TEACHER)
     ap.add_argument("--keep-dir", type=Path, default=ROOT / "benchmarks" / "checkpoints" / "ablation",
                     help="where the CaKD students that the pruned rows start from are kept (commit them)")
-    ap.add_argument("--student", default="centerpoint_fast@0.5x+iou")
+    ap.add_argument("--student", default=DEFAULT_STUDENT)
     ap.add_argument("--rows", nargs="*", default=None, help="default: every row (see the module docstring)")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--targets", nargs="+", type=float, default=[0.5, 0.3], help="FLOPs budgets of the pruned rows")
@@ -587,7 +601,11 @@ def main(argv=None) -> int:
     from clean_deploy.bench.run import machine_description
     from clean_deploy.models.zoo import get_config
 
-    student = get_config(args.student)
+    try:
+        student = get_config(args.student)
+    except KeyError as e:
+        raise SystemExit(f"--student: {e.args[0]}") from None
+    study_name(args.student)  # a name its result files can carry
     if not student.dense_head.iou_branch:
         raise SystemExit(f"{args.student}: the ablation needs the IoU-quality branch (append '+iou')")
     protocol = Protocol(args.student, sha256(args.teacher), args.epochs, args.finetune_epochs, args.batch_size,
@@ -628,11 +646,12 @@ def main(argv=None) -> int:
            "row_order": order, "summary": summarise(units, args.epochs), "units": units, "missing": missing,
            "wall_seconds_this_run": time.time() - t0}
     args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write(args.out / "ablation.json", lambda f: f.write((json.dumps(doc, indent=1, default=str) + "\n").encode()))
+    name = study_name(args.student)
+    atomic_write(args.out / f"{name}.json", lambda f: f.write((json.dumps(doc, indent=1, default=str) + "\n").encode()))
     md = render(doc)
-    (args.out / "ablation.md").write_text(md)
+    atomic_write(args.out / f"{name}.md", lambda f: f.write(md.encode()))
     if units:
-        plot(doc, args.out / "ablation_accuracy_vs_compute.png")
+        plot(doc, args.out / f"{name}_accuracy_vs_compute.png")
     print(md)
     return 0
 

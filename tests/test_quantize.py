@@ -305,3 +305,45 @@ def test_sensitivity_profile_standard_errors_from_the_kept_predictions(exported,
     assert prof["int8_all_se"] == pytest.approx(jackknife_se(base - fold_aps("int8_all")), abs=1e-9)
     with pytest.raises(ValueError, match="too few for 2 folds"):
         sensitivity_profile(exported, synth_data, "train", 3, cfg, ranges, tmp_path / "x", threads=1, folds=2)
+
+
+def test_paired_bootstrap_matches_resampled_frame_lists(synth_data, tmp_path):
+    """Each bootstrap value is the AP difference on a list of frame ids drawn with replacement,
+    recomputed here through the file-level evaluation of those id lists; identical predictions
+    give zero differences. Predictions: the labels themselves (scored), and a worse copy."""
+    from clean_deploy.data.kitti.reader import KittiReader
+    from clean_deploy.quantize.sensitivity import paired_bootstrap
+    from clean_deploy.train.evaluate import evaluate_predictions, mean_moderate_ap
+
+    classes = ("Car", "Pedestrian", "Cyclist")
+    frames = 6
+    ids = KittiReader(synth_data, "train").frame_ids[:frames]
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    g = np.random.default_rng(1)
+    for i in ids:
+        rows = [r.split() for r in (synth_data / "training" / "label_2" / f"{i}.txt").read_text().splitlines()]
+        rows = [r[:15] for r in rows if r and r[0] in classes]
+        (a / f"{i}.txt").write_text("".join(" ".join(r) + f" {g.uniform(0.5, 1.0):.4f}\n" for r in rows))
+        # the worse model: every third object missed, a shifted false positive per object kept
+        worse = []
+        for k, r in enumerate(rows):
+            if k % 3 == 2:
+                continue
+            fp = list(r)
+            fp[11] = f"{float(r[11]) + 3.0:.2f}"
+            worse += [" ".join(r) + f" {g.uniform(0.2, 1.0):.4f}", " ".join(fp) + f" {g.uniform(0.2, 1.0):.4f}"]
+        (b / f"{i}.txt").write_text("".join(w + "\n" for w in worse))
+    rng = None  # the whole scene
+    assert not paired_bootstrap(synth_data, "train", a, a, ids, rng, classes, 3).any()
+    boot = paired_bootstrap(synth_data, "train", a, b, ids, rng, classes, 4, seed=3)
+    draws = np.random.default_rng(3)
+    for v in boot:
+        pick = [ids[i] for i in draws.integers(0, frames, frames)]
+        ref = (mean_moderate_ap(evaluate_predictions(synth_data, "train", b, classes, frame_ids=pick))
+               - mean_moderate_ap(evaluate_predictions(synth_data, "train", a, classes, frame_ids=pick)))
+        assert v == pytest.approx(ref, abs=1e-9)
+    assert (boot < -1.0).all() and np.ptp(boot) > 0  # worse on every draw, by amounts that vary
+    with pytest.raises(ValueError, match="resamples"):
+        paired_bootstrap(synth_data, "train", a, b, ids, rng, classes, 1)

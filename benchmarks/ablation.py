@@ -605,7 +605,7 @@ def main(argv=None) -> int:
         student = get_config(args.student)
     except KeyError as e:
         raise SystemExit(f"--student: {e.args[0]}") from None
-    study_name(args.student)  # a name its result files can carry
+    name = study_name(args.student)  # also checks that its result files can carry it
     if not student.dense_head.iou_branch:
         raise SystemExit(f"{args.student}: the ablation needs the IoU-quality branch (append '+iou')")
     protocol = Protocol(args.student, sha256(args.teacher), args.epochs, args.finetune_epochs, args.batch_size,
@@ -646,7 +646,6 @@ def main(argv=None) -> int:
            "row_order": order, "summary": summarise(units, args.epochs), "units": units, "missing": missing,
            "wall_seconds_this_run": time.time() - t0}
     args.out.mkdir(parents=True, exist_ok=True)
-    name = study_name(args.student)
     atomic_write(args.out / f"{name}.json", lambda f: f.write((json.dumps(doc, indent=1, default=str) + "\n").encode()))
     md = render(doc)
     atomic_write(args.out / f"{name}.md", lambda f: f.write(md.encode()))

@@ -211,12 +211,11 @@ def latency(args) -> dict:
     speedups = {}
     for backend in ("onnxruntime", "cpp"):
         k32 = f"{args.onnx.stem} [{backend}]"
-        for m in candidates[1:]:
-            k8 = f"{same_as.get(m.stem, m.stem)} [{backend}]"
+        for m in timed[1:]:  # a file's copies under other names share its entry (same_file_as)
+            k8 = f"{m.stem} [{backend}]"
             if k32 in per_run_p50 and k8 in per_run_p50:
                 r = [a / b for a, b in zip(per_run_p50[k32], per_run_p50[k8])]
-                speedups[f"{m.stem} [{backend}]"] = {"per_run": r, "median": statistics.median(r),
-                                                     "min": min(r), "max": max(r)}
+                speedups[k8] = {"per_run": r, "median": statistics.median(r), "min": min(r), "max": max(r)}
     return {"machine": runs[0]["machine"], "date": runs[0]["date"], "threads": args.threads, "frames": args.frames,
             "repeats": args.repeats, "rows": rows, "same_file_as": same_as, "speedups": speedups,
             "load_before": load_before, "fp32_stem": args.onnx.stem, "int8_stem": final.stem,
@@ -373,8 +372,6 @@ def markdown(doc: dict) -> str:
             same = lat.get("same_file_as", {})
             for key, sp in lat["speedups"].items():
                 stem, backend = key.split(" [")
-                if stem in same:  # its line is the timed file's
-                    continue
                 names = " = ".join(what.get(x, x) for x in [stem] + [a for a, b in same.items() if b == stem])
                 lines.append(f"\nNetwork p50 speed-up, {names} vs float32 [{backend[:-1]}], paired per run: "
                              f"**{sp['median']:.2f}x** [{sp['min']:.2f}..{sp['max']:.2f}] (goal >= 1.5x).")

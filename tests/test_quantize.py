@@ -335,9 +335,9 @@ def test_paired_bootstrap_matches_resampled_frame_lists(synth_data, tmp_path):
             fp[11] = f"{float(r[11]) + 3.0:.2f}"
             worse += [" ".join(r) + f" {g.uniform(0.2, 1.0):.4f}", " ".join(fp) + f" {g.uniform(0.2, 1.0):.4f}"]
         (b / f"{i}.txt").write_text("".join(w + "\n" for w in worse))
-    rng = None  # the whole scene
-    assert not paired_bootstrap(synth_data, "train", a, a, ids, rng, classes, 3).any()
-    boot = paired_bootstrap(synth_data, "train", a, b, ids, rng, classes, 4, seed=3)
+    whole_scene = None  # no evaluation range
+    assert not paired_bootstrap(synth_data, "train", a, a, ids, whole_scene, classes, 3).any()
+    boot = paired_bootstrap(synth_data, "train", a, b, ids, whole_scene, classes, 4, seed=3)
     draws = np.random.default_rng(3)
     for v in boot:
         pick = [ids[i] for i in draws.integers(0, frames, frames)]
@@ -346,4 +346,4 @@ def test_paired_bootstrap_matches_resampled_frame_lists(synth_data, tmp_path):
         assert v == pytest.approx(ref, abs=1e-9)
     assert (boot < -1.0).all() and np.ptp(boot) > 0  # worse on every draw, by amounts that vary
     with pytest.raises(ValueError, match="resamples"):
-        paired_bootstrap(synth_data, "train", a, b, ids, rng, classes, 1)
+        paired_bootstrap(synth_data, "train", a, b, ids, whole_scene, classes, 1)

@@ -13,7 +13,11 @@ head with its grid pooling), the teacher's forward in a CaKD step (and its RoI p
 backward is also timed alone on the step's batch (the forward hooks cannot split backward).
 
 Medians over ``--steps`` steps after ``--warmup``; the load average before each run is recorded.
-The teacher is untrained (timing only: its RoI head pools a fixed number of proposals).
+The teacher is untrained (timing only: its RoI head pools a fixed number of proposals) unless
+``--teacher-checkpoint`` names a trained one (what CaKD training runs with). ``--repeats N`` runs
+every (kind, backend) N times, alternating the kinds, and reports the CaKD / plain ratio of each
+pair of neighbouring runs (median [range]): one pair of single runs moves by 10-20 % between runs
+on the 2-core machines.
 Writes ``benchmarks/results/train_speed.json`` (every step's times) and ``train_speed.md`` (the
 before/after table: the ``spconv`` backend is the path training used before our kernels).
 """
@@ -98,7 +102,8 @@ def _backbone_alone(det, batch) -> float:
         _HOOKS_ON[0] = True
 
 
-def worker(kind: str, backend: str, data: str, steps: int, warmup: int, workers: int, threads: int, out: str) -> None:
+def worker(kind: str, backend: str, data: str, steps: int, warmup: int, workers: int, threads: int, out: str,
+           teacher_ckpt: str | None = None) -> None:
     import torch
 
     torch.set_num_threads(threads)
@@ -125,7 +130,14 @@ def worker(kind: str, backend: str, data: str, steps: int, warmup: int, workers:
     acc: dict[str, float] = {}
     kw = {}
     if kind == "cakd":
-        teacher = build_detector(get_config(TEACHER))
+        if teacher_ckpt:
+            from clean_deploy.models.checkpoint import load_detector
+
+            teacher, _ = load_detector(teacher_ckpt)
+            if teacher.cfg.name != TEACHER:
+                raise SystemExit(f"{teacher_ckpt}: expected a {TEACHER} checkpoint, got {teacher.cfg.name}")
+        else:
+            teacher = build_detector(get_config(TEACHER))
         student = build_detector(cfg)
         kd = CaKDLoss(teacher, student, DistillConfig())
         _instrument(kd.teacher, acc, prefix="teacher")  # the frozen copy CaKD runs
@@ -212,6 +224,13 @@ def _column_text(label: str, commit: str | None) -> str:
     return known.get(label, f"`{label}` = the code at {commit}")
 
 
+def _teacher_text(meta: dict) -> str:
+    teachers = meta.get("teachers") or {}
+    if not teachers or all(t == "untrained" for t in teachers.values()):
+        return "The teacher is untrained (timing only)."
+    return "The CaKD step's teacher: " + "; ".join(f"`{b}`: {t}" for b, t in teachers.items()) + "."
+
+
 def render(results: dict, meta: dict, sweep: dict | None = None) -> str:
     from clean_deploy.bench.results import markdown_table
 
@@ -223,7 +242,7 @@ def render(results: dict, meta: dict, sweep: dict | None = None) -> str:
              "Columns: " + "; ".join(_column_text(b, meta["commits"].get(b)) for b in backends) + ". "
              "Speed-up: first column over last. Rows in italics are part of the row above "
              "them (voxelisation is inside data when the loader runs in the main process). "
-             "The teacher is untrained (timing only).", ""]
+             + _teacher_text(meta), ""]
     for kind, title in KINDS.items():
         if not any((b, kind) in results for b in backends):
             continue
@@ -239,14 +258,22 @@ def render(results: dict, meta: dict, sweep: dict | None = None) -> str:
                   else "")
             rows.append([name, *cells, sp])
         lines += markdown_table(["part", *backends, "speed-up"], rows)
-        loads = [results[(b, kind)].get("load_before") for b in backends if (b, kind) in results]
+        loads = [x for b in backends if (b, kind) in results
+                 for x in results[(b, kind)].get("loads_before", [results[(b, kind)].get("load_before")])]
         lines += ["", "load average (1 min) before each run: " + ", ".join(f"{x:.2f}" for x in loads if x is not None),
                   ""]
     s = {b: results.get((b, "student"), {}).get("median_ms", {}).get("step total") for b in backends}
     c = {b: results.get((b, "cakd"), {}).get("median_ms", {}).get("step total") for b in backends}
-    ratio = [f"{b}: {c[b] / s[b]:.2f}x" for b in backends if s.get(b) and c.get(b)]
+    ratio = []
+    for b in backends:
+        if not (s.get(b) and c.get(b)):
+            continue
+        pr = paired_ratios(results[(b, "student")], results[(b, "cakd")])
+        ratio.append(f"{b}: {c[b] / s[b]:.2f}x" if not pr else
+                     f"{b}: {statistics.median(pr):.2f}x [{min(pr):.2f}..{max(pr):.2f}] (median [range] of "
+                     f"{len(pr)} paired runs: " + ", ".join(f"{x:.2f}" for x in pr) + ")")
     if ratio:
-        lines += ["CaKD step / plain student step: " + ", ".join(ratio), ""]
+        lines += ["CaKD step / plain student step: " + "; ".join(ratio), ""]
     if sweep:
         lines += ["## DataLoader workers (plain student step, clean_deploy backend)", ""]
         lines += markdown_table(["workers", "step total ms", "waiting for data ms", "load before"],
@@ -273,12 +300,37 @@ def _run_worker(kind: str, backend: str, args, workers: int) -> dict:
     print(f"[train_speed] {kind} / {backend} / {workers} loader workers (load {load:.2f}) ...", flush=True)
     cmd = [sys.executable, __file__, "--worker", kind, backend, tmp, "--data", str(args.data), "--steps",
            str(args.steps), "--warmup", str(args.warmup), "--workers", str(workers), "--threads", str(args.threads)]
+    if args.teacher_checkpoint is not None:
+        cmd += ["--teacher-checkpoint", str(args.teacher_checkpoint)]
     subprocess.run(cmd, check=True)
     res = json.loads(Path(tmp).read_text())
     os.unlink(tmp)
     res["load_before"] = load
     res["date"] = date.today().isoformat()
     return res
+
+
+def merge_repeats(runs: list[dict]) -> dict:
+    """Repeated runs of one (column, kind) -> one result: per part the median of the runs' medians,
+    each run's medians and load kept (``runs_median_ms``, ``loads_before``)."""
+    if len(runs) == 1:
+        return runs[0]
+    parts = [k for k in runs[0]["median_ms"] if all(k in r["median_ms"] for r in runs)]
+    out = {k: v for k, v in runs[0].items() if k not in ("steps", "median_ms", "load_before")}
+    out["median_ms"] = {k: statistics.median(r["median_ms"][k] for r in runs) for k in parts}
+    out["runs_median_ms"] = [r["median_ms"] for r in runs]
+    out["loads_before"] = [r["load_before"] for r in runs]
+    out["load_before"] = runs[0]["load_before"]
+    return out
+
+
+def paired_ratios(student: dict, cakd: dict) -> list[float]:
+    """CaKD step / plain step of each repeat (runs alternate plain, CaKD, plain, CaKD, ...: a pair
+    shares the machine's state of the moment), [] without repeats."""
+    a, b = student.get("runs_median_ms"), cakd.get("runs_median_ms")
+    if not a or not b or len(a) != len(b):
+        return []
+    return [y["step total"] / x["step total"] for x, y in zip(a, b)]
 
 
 def main(argv=None) -> int:
@@ -297,12 +349,21 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     ap.add_argument("--workers-sweep", action="store_true",
                     help="also time the plain student step (clean_deploy backend) with 0, 1 and 2 loader workers")
+    ap.add_argument("--teacher-checkpoint", type=Path, default=None,
+                    help="time the CaKD step with this trained teacher (default: an untrained one)")
+    ap.add_argument("--repeats", type=int, default=1,
+                    help="run every (kind, backend) this many times, alternating the kinds; the table shows the "
+                         "median of the runs and the CaKD / plain ratio of each pair")
     ap.add_argument("--worker", nargs=3, metavar=("KIND", "BACKEND", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
         worker(args.worker[0], args.worker[1], str(args.data), args.steps, args.warmup, args.workers, args.threads,
-               args.worker[2])
+               args.worker[2], None if args.teacher_checkpoint is None else str(args.teacher_checkpoint))
         return 0
+    if args.repeats < 1:
+        raise SystemExit(f"--repeats: expected >= 1, got {args.repeats}")
+    if args.teacher_checkpoint is not None and not args.teacher_checkpoint.is_file():
+        raise SystemExit(f"--teacher-checkpoint: {args.teacher_checkpoint} is not a file")
     from clean_deploy.bench.run import machine_description
 
     ensure_data(args.data, args.frames)
@@ -310,13 +371,24 @@ def main(argv=None) -> int:
     jpath = args.out / "train_speed.json"
     old = json.loads(jpath.read_text()) if jpath.is_file() else {"runs": []}
     results = {(r.get("label", r["backend"]), r["kind"]): r for r in old.get("runs", [])}
-    for kind in args.kinds:
-        for backend in args.backends:
-            res = _run_worker(kind, backend, args, workers=args.workers)
-            res["label"] = args.label or backend
-            res["commit"] = args.commit or _git_commit()
-            results[(res["label"], kind)] = res
-            print(f"[train_speed]   step total {res['median_ms']['step total']:.0f} ms", flush=True)
+    teacher = "untrained"
+    if args.teacher_checkpoint is not None:
+        import hashlib
+
+        digest = hashlib.sha256(args.teacher_checkpoint.read_bytes()).hexdigest()[:16]
+        teacher = f"{args.teacher_checkpoint.name} (sha256 {digest})"
+    runs: dict[tuple[str, str], list[dict]] = {}
+    for _ in range(args.repeats):
+        for kind in args.kinds:
+            for backend in args.backends:
+                res = _run_worker(kind, backend, args, workers=args.workers)
+                res["label"] = args.label or backend
+                res["commit"] = args.commit or _git_commit()
+                res["teacher"] = teacher
+                runs.setdefault((res["label"], kind), []).append(res)
+                print(f"[train_speed]   step total {res['median_ms']['step total']:.0f} ms", flush=True)
+    for key, rs in runs.items():
+        results[key] = merge_repeats(rs)
     sweep = old.get("workers_sweep", {})
     if args.workers_sweep:
         for w in (0, 1, 2):
@@ -328,7 +400,8 @@ def main(argv=None) -> int:
     labels = sorted({k[0] for k in results}, key=lambda x: (order.index(x) if x in order else len(order), x))
     meta = {"date": date.today().isoformat(), "machine": machine_description(), "threads": args.threads,
             "workers": args.workers, "frames": args.frames, "steps": args.steps, "warmup": args.warmup,
-            "columns": labels, "commits": {k[0]: r.get("commit") for k, r in results.items()}}
+            "columns": labels, "commits": {k[0]: r.get("commit") for k, r in results.items()},
+            "teachers": {k[0]: r.get("teacher", "untrained") for k, r in results.items() if k[1] == "cakd"}}
     tmp = jpath.with_suffix(".json.tmp")
     tmp.write_text(json.dumps({"meta": meta, "runs": list(results.values()), "workers_sweep": sweep}, indent=1))
     tmp.replace(jpath)

@@ -162,3 +162,11 @@ def test_nms_kernel_iou_matches_vectorised_iou():
         if alive[i]:
             alive[i + 1:] &= ~over[i, i + 1:]
     assert keep.tolist() == order[torch.from_numpy(np.flatnonzero(alive))].tolist()
+    # a cap stops the greedy loop early: the first post_max of the brute-force result, every cap
+    full = order[torch.from_numpy(np.flatnonzero(alive))].tolist()
+    for cap in (0, 1, 5, len(full) - 1, len(full), len(full) + 3):
+        assert nms_rotated(boxes, scores, 0.3, post_max=cap).tolist() == full[:cap]
+    labels = torch.from_numpy(rng.integers(0, 3, 120))
+    full_mc = nms_rotated_multiclass(boxes, scores, labels, 0.3).tolist()
+    for cap in (0, 3, len(full_mc)):
+        assert nms_rotated_multiclass(boxes, scores, labels, 0.3, post_max=cap).tolist() == full_mc[:cap]

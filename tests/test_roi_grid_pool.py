@@ -3,6 +3,7 @@ non-empty voxels in its query neighbourhood of relu(BN(W_f f + W_p (centre - poi
 import itertools
 
 import numpy as np
+import pytest
 import torch
 
 from clean_deploy.models.roi.grid_pool import VoxelQueryPool, roi_grid_points
@@ -39,7 +40,10 @@ def _reference(pool: VoxelQueryPool, coords, feats, shape, points, batch_idx):
     return torch.relu(y * s2 + bn2.bias.double() - bn2.running_mean.double() * s2).view(k, g3, c)
 
 
-def test_voxel_query_pool_matches_loop_reference():
+@pytest.mark.parametrize("origin", [(0.0, -2.8, -1.0), (61.0, -39.5, -3.0)], ids=["near", "far"])
+def test_voxel_query_pool_matches_loop_reference(origin):
+    """``far``: the grid sits at KITTI-range coordinates (x ~ 62-67 m), where a point's absolute
+    position carries ~5e-6 m of float rounding: the pooling must not lose precision there."""
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     shape = (4, 12, 14)  # z, y, x
@@ -49,12 +53,13 @@ def test_voxel_query_pool_matches_loop_reference():
     coords = torch.unique(coords, dim=0)
     feats = torch.randn(len(coords), 5)
     sparse = spconv.SparseConvTensor(feats, coords, list(shape), 2)
-    pool = VoxelQueryPool(5, 8, voxel_size=(0.4, 0.4, 0.5), pc_min=(0.0, -2.8, -1.0), query_range=(1, 1, 1)).eval()
+    pool = VoxelQueryPool(5, 8, voxel_size=(0.4, 0.4, 0.5), pc_min=origin, query_range=(1, 1, 1)).eval()
     for bn in (pool.norm, pool.out[1]):  # non-trivial running statistics
         bn.running_mean.uniform_(-0.2, 0.2)
         bn.running_var.uniform_(0.5, 2.0)
     rois = torch.tensor([[2.0, 0.0, 0.0, 2.0, 1.2, 1.0, 0.3], [3.5, -1.0, -0.3, 1.0, 1.5, 0.8, -1.1],
                          [5.2, 2.2, 0.2, 0.8, 0.8, 1.5, 2.0]])
+    rois[:, :3] += torch.tensor(origin) - torch.tensor((0.0, -2.8, -1.0))
     points = roi_grid_points(rois, 3)
     batch_idx = torch.tensor([0, 1, 1])
     with torch.no_grad():

@@ -11,12 +11,13 @@ from clean_deploy.geometry.nms_kernel import greedy_nms
 __all__ = ["nms_rotated", "nms_rotated_multiclass", "nms_rotated_ordered"]
 
 
-def nms_rotated_ordered(boxes: torch.Tensor, labels: torch.Tensor | None, same_thresh, cross_thresh: float
-                        ) -> torch.Tensor:
+def nms_rotated_ordered(boxes: torch.Tensor, labels: torch.Tensor | None, same_thresh, cross_thresh: float,
+                        max_keep: int | None = None) -> torch.Tensor:
     """Keep mask (bool, same device) of greedy NMS over boxes *already sorted* by priority.
 
     ``same_thresh``: one value or one per label; ``cross_thresh``: threshold between different
-    labels (>= 1 disables cross-label suppression).
+    labels (>= 1 disables cross-label suppression); ``max_keep``: keep at most that many (the
+    first ones of the uncapped result; the suppression stops there).
     """
     k = boxes.shape[0]
     if k == 0:
@@ -31,7 +32,7 @@ def nms_rotated_ordered(boxes: torch.Tensor, labels: torch.Tensor | None, same_t
     else:
         thr = np.asarray(same_thresh, dtype=np.float64)
     cand = np.ascontiguousarray(boxes[:, :7].detach().to("cpu", torch.float64).numpy())
-    keep = greedy_nms(cand, lab, thr, float(cross_thresh))
+    keep = greedy_nms(cand, lab, thr, float(cross_thresh), -1 if max_keep is None else int(max_keep))
     return torch.from_numpy(keep).to(boxes.device)
 
 
@@ -47,7 +48,7 @@ def nms_rotated(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float,
     order = scores.argsort(descending=True, stable=True)
     if pre_max is not None:
         order = order[:pre_max]
-    keep = nms_rotated_ordered(boxes[order], None, float(iou_threshold), float(iou_threshold))
+    keep = nms_rotated_ordered(boxes[order], None, float(iou_threshold), float(iou_threshold), post_max)
     kept = order[keep]
     return kept[:post_max] if post_max is not None else kept
 
@@ -64,6 +65,6 @@ def nms_rotated_multiclass(boxes: torch.Tensor, scores: torch.Tensor, labels: to
     order = scores.argsort(descending=True, stable=True)
     if pre_max is not None:
         order = order[:pre_max]
-    keep = nms_rotated_ordered(boxes[order], labels[order], iou_threshold, cross_class_threshold)
+    keep = nms_rotated_ordered(boxes[order], labels[order], iou_threshold, cross_class_threshold, post_max)
     kept = order[keep]
     return kept[:post_max] if post_max is not None else kept

@@ -68,15 +68,18 @@ def rect_iou_bev(a, b, ca, cb, buf_a, buf_b):
 
 
 @numba.njit(cache=True)
-def greedy_nms(boxes, labels, same_thresh, cross_thresh):
+def greedy_nms(boxes, labels, same_thresh, cross_thresh, max_keep=-1):
     """Keep mask of greedy NMS over score-sorted boxes (K,7) (float64).
 
     A kept box suppresses a later box of the same label when their BEV IoU exceeds
     ``same_thresh[label]``, and a box of another label when it exceeds ``cross_thresh`` (use a
     value >= 1 for class-aware NMS, the same value as ``same_thresh`` for class-agnostic NMS).
+    ``max_keep`` >= 0 stops once that many boxes are kept (the later ones are dropped): the kept
+    boxes are then the first ``max_keep`` of the uncapped result, found without scanning the rest.
     """
     k = boxes.shape[0]
     keep = np.ones(k, dtype=np.bool_)
+    kept = 0
     corners = np.empty((k, 4, 2))
     radius = np.empty(k)
     for i in range(k):
@@ -87,6 +90,10 @@ def greedy_nms(boxes, labels, same_thresh, cross_thresh):
     for i in range(k):
         if not keep[i]:
             continue
+        if max_keep >= 0 and kept >= max_keep:
+            keep[i:] = False
+            break
+        kept += 1
         for j in range(i + 1, k):
             if not keep[j]:
                 continue

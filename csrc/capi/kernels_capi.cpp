@@ -11,6 +11,7 @@
 #include <exception>
 #include <stdexcept>
 #include <memory>
+#include <vector>
 
 #include "clean_deploy/sparse_conv.h"
 
@@ -199,42 +200,79 @@ CD_API int cd_segment_max(const float* src, int64_t rows, int64_t c, const int64
 //   rel = (coords[v] (x, y, z) + 0.5) * voxel_size + pc_min - points[p],
 // and out[p, c] = max(0, max_v e[c]). proj: V x C; coords: V x 4 int32 (b, z, y, x); volume:
 // dims[0..3] = (B, D, H, W) int64; wpos: C x 3.
+//
+// Computed as e = P[v] + O[k] + R[p]: the voxel found at offset k of p's cell sits at
+// rel = offset_k * voxel_size + (centre of p's cell - points[p]), so with
+//   P[v, c] = scale[c] * proj[v, c] + shift[c]                      (once per voxel),
+//   O[k, c] = scale[c] * sum_j wpos[c, j] * offset_k,j * voxel_size_j (once per offset),
+//   R[p, c] = scale[c] * sum_j wpos[c, j] * (cell centre - point)_j   (once per grid point),
+// out[p, c] = max(0, max_k (P[v_k, c] + O[k, c]) + R[p, c]): one add and one max per found voxel
+// and channel. Every term is small (an offset of at most the query range, a point within half a
+// voxel of its cell centre), so the regrouping costs no precision (float rounding, ~1e-7 relative).
 CD_API int cd_voxel_query_pool_eval(const float* proj, const int32_t* coords, int64_t num_voxels, const float* points,
                                     const int64_t* point_batch, int64_t num_points, const int64_t* volume,
                                     const int64_t* dims, const int64_t* offsets, int64_t q, int64_t c,
                                     const float* wpos, const float* scale, const float* shift,
                                     const float* voxel_size, const float* pc_min, float* out, int threads, char* err,
                                     size_t err_len) {
+  (void)coords;  // the voxel found at a cell has that cell's coordinates: rel follows from the offset
   return guarded(err, err_len, threads, [&](const clean_deploy::Executor& ex) {
     const int64_t B = dims[0], D = dims[1], H = dims[2], W = dims[3];
+    const size_t C = static_cast<size_t>(c);
+    std::vector<float> sw(3 * C);  // scale[c] * wpos[c, j], as 3 x C (unit stride along the channels)
+    for (size_t j = 0; j < C; ++j)
+      for (size_t i = 0; i < 3; ++i) sw[i * C + j] = scale[j] * wpos[j * 3 + i];
+    std::vector<float> off(static_cast<size_t>(q) * C);
+    for (int64_t k = 0; k < q; ++k) {
+      const float d0 = static_cast<float>(offsets[3 * k + 2]) * voxel_size[0];
+      const float d1 = static_cast<float>(offsets[3 * k + 1]) * voxel_size[1];
+      const float d2 = static_cast<float>(offsets[3 * k]) * voxel_size[2];
+      for (size_t j = 0; j < C; ++j) off[k * C + j] = sw[j] * d0 + sw[C + j] * d1 + sw[2 * C + j] * d2;
+    }
+    std::vector<float> pv(static_cast<size_t>(num_voxels) * C);
+    constexpr int64_t kVoxBlock = 4096;
+    ex.for_each((num_voxels + kVoxBlock - 1) / kVoxBlock, [&](int64_t task) {
+      const int64_t v1 = std::min(num_voxels, (task + 1) * kVoxBlock);
+      for (int64_t v = task * kVoxBlock; v < v1; ++v) {
+        const float* __restrict f = proj + v * c;
+        float* __restrict o = pv.data() + v * c;
+        for (int64_t j = 0; j < c; ++j) o[j] = scale[j] * f[j] + shift[j];
+      }
+    });
     constexpr int64_t kBlock = 256;
     ex.for_each((num_points + kBlock - 1) / kBlock, [&](int64_t task) {
       const int64_t p0 = task * kBlock, p1 = std::min(num_points, p0 + kBlock);
+      std::vector<float> m(C);
       for (int64_t p = p0; p < p1; ++p) {
-        float* o = out + p * c;
-        for (int64_t j = 0; j < c; ++j) o[j] = 0.0f;
         const float* pt = points + p * 3;
         const int64_t b = point_batch[p];
         if (b < 0 || b >= B) throw std::invalid_argument("grid point batch index out of range");
-        const int64_t cx = static_cast<int64_t>(std::floor((pt[0] - pc_min[0]) / voxel_size[0]));
-        const int64_t cy = static_cast<int64_t>(std::floor((pt[1] - pc_min[1]) / voxel_size[1]));
-        const int64_t cz = static_cast<int64_t>(std::floor((pt[2] - pc_min[2]) / voxel_size[2]));
+        const float fx = std::floor((pt[0] - pc_min[0]) / voxel_size[0]);
+        const float fy = std::floor((pt[1] - pc_min[1]) / voxel_size[1]);
+        const float fz = std::floor((pt[2] - pc_min[2]) / voxel_size[2]);
+        const int64_t cx = static_cast<int64_t>(fx), cy = static_cast<int64_t>(fy), cz = static_cast<int64_t>(fz);
+        float* __restrict mm = m.data();
+        for (size_t j = 0; j < C; ++j) mm[j] = -INFINITY;
         for (int64_t k = 0; k < q; ++k) {
           const int64_t z = cz + offsets[3 * k], y = cy + offsets[3 * k + 1], x = cx + offsets[3 * k + 2];
           if (z < 0 || z >= D || y < 0 || y >= H || x < 0 || x >= W) continue;
           const int64_t v = volume[((b * D + z) * H + y) * W + x];
           if (v < 0) continue;
           if (v >= num_voxels) throw std::invalid_argument("voxel index out of range");
-          const int32_t* cv = coords + v * 4;
-          const float r0 = (static_cast<float>(cv[3]) + 0.5f) * voxel_size[0] + pc_min[0] - pt[0];
-          const float r1 = (static_cast<float>(cv[2]) + 0.5f) * voxel_size[1] + pc_min[1] - pt[1];
-          const float r2 = (static_cast<float>(cv[1]) + 0.5f) * voxel_size[2] + pc_min[2] - pt[2];
-          const float* f = proj + v * c;
+          const float* __restrict a = pv.data() + v * c;
+          const float* __restrict ok = off.data() + k * c;
           for (int64_t j = 0; j < c; ++j) {
-            const float* w = wpos + j * 3;
-            const float e = scale[j] * (f[j] + (w[0] * r0 + w[1] * r1 + w[2] * r2)) + shift[j];
-            o[j] = e > o[j] ? e : o[j];
+            const float t = a[j] + ok[j];
+            mm[j] = t > mm[j] ? t : mm[j];
           }
+        }
+        const float d0 = (fx + 0.5f) * voxel_size[0] + pc_min[0] - pt[0];
+        const float d1 = (fy + 0.5f) * voxel_size[1] + pc_min[1] - pt[1];
+        const float d2 = (fz + 0.5f) * voxel_size[2] + pc_min[2] - pt[2];
+        float* __restrict o = out + p * c;
+        for (size_t j = 0; j < C; ++j) {
+          const float e = mm[j] + (sw[j] * d0 + sw[C + j] * d1 + sw[2 * C + j] * d2);
+          o[j] = e > 0.0f ? e : 0.0f;  // no voxel found: -inf -> 0
         }
       }
     });

@@ -9,6 +9,9 @@ split (a choice; the ablation's test split is not read):
     sincos       the ablation's student: (cos t, sin t) regressed, box loss weight 0.25
     sincos_box1  the same with box loss weight 1.0
     axis         '+axis': (cos 2t, sin 2t) + a forward/backward logit (clean_deploy CenterHeadConfig.heading)
+    axis_up2     '+axis+up2': the same, predicting on 0.4 m instead of 0.8 m cells (the BEV backbone
+                 upsamples 2x further; the output stride of OpenPCDet's KITTI CenterPoint), a test of
+                 whether the students' coarse output map limits their Car AP at 3D IoU 0.7
 
     .venv/bin/python benchmarks/heading_pilot.py --variants sincos axis --seeds 0 1 2
 
@@ -33,7 +36,8 @@ from clean_deploy.atomic import atomic_write  # noqa: E402
 from clean_deploy.bench.results import markdown_table  # noqa: E402
 
 STUDENT = "centerpoint_fast@0.5x+iou"
-VARIANTS = {"sincos": (STUDENT, None), "sincos_box1": (STUDENT, 1.0), "axis": (STUDENT + "+axis", None)}
+VARIANTS = {"sincos": (STUDENT, None), "sincos_box1": (STUDENT, 1.0), "axis": (STUDENT + "+axis", None),
+            "axis_up2": (STUDENT + "+axis+up2", None)}
 CLASSES = ("Car", "Pedestrian", "Cyclist")
 
 
@@ -66,7 +70,8 @@ def run_unit(variant: str, seed: int, args) -> dict:
     model, _ = load_detector(d / "model.pth")
     pred = d / "pred_val"
     predict_split(model, args.data, "val", pred_dir=pred, progress=True)
-    return score(variant, seed, cfg, pred, args) | {"direction_cut": "pi/4" if cfg.dense_head.heading == "axis" else None}
+    return score(variant, seed, cfg, pred, args) | {"direction_cut": "pi/4" if cfg.dense_head.heading == "axis" else None,
+                                                    "cell_m": model.dense_head.cell_size()[0]}
 
 
 def score(variant: str, seed: int, cfg, pred: Path, args) -> dict:
@@ -99,7 +104,8 @@ def render(units: list[dict]) -> str:
                      f"{statistics.fmean(x['orientation_axis']['median'] for x in car):.3f}",
                      f"{statistics.fmean(x['orientation_axis']['mean'] for x in car):.3f}",
                      f"{100 * statistics.fmean(x['orientation_axis']['frac_off'] for x in car):.1f} %",
-                     f"{statistics.fmean(x['height']['median'] for x in car):.3f}", c])
+                     f"{statistics.fmean(x['height']['median'] for x in car):.3f}", c,
+                     f"{us[0].get('cell_m', 0.8):.1f}"])
     d = units[0]
     return "\n".join([f"# Heading pilot ({d['date']}): plain `{STUDENT}` students, val split", "",
                       f"{d['machine']}. {d['epochs']} epochs, batch 4, AdamW one-cycle lr 0.003, the ablation's seeds "
@@ -108,7 +114,7 @@ def render(units: list[dict]) -> str:
                       "heading folded to [0, pi/2] (what the IoU sees), `clean_deploy/eval/tp_errors.py`.", ""]
                      + markdown_table(["variant", "seeds", "val mean mod 3D", "per seed", "Car mod 3D", "Car mod BEV",
                                        "Car heading median", "Car heading mean", "Car > 0.3 rad", "Car height median",
-                                       "direction cut"], rows)
+                                       "direction cut", "head cell (m)"], rows)
                      + ["", "Direction cut: where the '+axis' head's forward/backward label flips (pi/4 since the commit "
                         "after e8ece93; units without the field ran with the first version's cut at +-pi/2, where the "
                         "synthetic crossing traffic is; the 3D and BEV IoU, and so the AP, do not see the direction)."]) + "\n"

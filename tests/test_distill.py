@@ -181,7 +181,7 @@ def test_add_teacher_boxes_only_adds_unexplained_confident_boxes():
 
 
 @pytest.mark.parametrize("name", ["second_fast@0.25x", "centerpoint_fast@0.25x", "pointpillars_fast@0.25x",
-                                  "centerpoint_fast@0.25x+axis"])
+                                  "centerpoint_fast@0.25x+axis", "centerpoint_fast@0.25x+axis+up2"])
 def test_cakd_trains_heterogeneous_students(pair, name):
     teacher = pair
     cfg = with_iou_branch(get_config(name))

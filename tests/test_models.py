@@ -70,11 +70,20 @@ def test_anchor_head_decode_recovers_targets():
     assert torch.equal(res["labels"][order], ref[:, 7].long() - 1)
 
 
-def test_center_head_decode_recovers_targets():
-    cfg = get_config("centerpoint_fast")
+@pytest.mark.parametrize("name,cells", [("centerpoint_fast", (100, 88)), ("centerpoint_fast+up2", (200, 176))])
+def test_center_head_decode_recovers_targets(name, cells):
+    """'+up2': the head predicts on a 2x finer map (0.4 m cells); the detector's forward makes that map."""
+    cfg = get_config(name)
     model = build_detector(cfg)
     head = model.dense_head
-    h, w = 100, 88
+    h, w = cells
+    assert head.cell_size() == pytest.approx((70.4 / w, 80.0 / h))
+    if name.endswith("+up2"):
+        batch = toy_batch(cfg, 1)
+        with torch.no_grad():
+            assert model.eval()(batch)["dense"]["hm"].shape[-2:] == (h, w)
+        with pytest.raises(KeyError, match=r"'\+up2' is for centre-head"):
+            get_config("second_fast+up2")
     gt = torch.from_numpy(TOY_BOXES)[None]
     tg = head.assign_targets(gt, (h, w))
     assert tg["hm"].eq(1).sum() == len(TOY_BOXES)

@@ -88,7 +88,7 @@ CONFIGS: dict[str, Callable[[], DetectorConfig]] = {
     "voxel_rcnn_fast": voxel_rcnn_fast,
 }
 
-_NAME = re.compile(r"^(?P<base>[a-z_]+)(@(?P<mult>[0-9.]+)x)?(?P<iou>\+iou)?(?P<axis>\+axis)?$")
+_NAME = re.compile(r"^(?P<base>[a-z_]+)(@(?P<mult>[0-9.]+)x)?(?P<iou>\+iou)?(?P<axis>\+axis)?(?P<up2>\+up2)?$")
 
 
 def scale_width(cfg: DetectorConfig, mult: float) -> DetectorConfig:
@@ -100,12 +100,14 @@ def scale_width(cfg: DetectorConfig, mult: float) -> DetectorConfig:
 
 
 def get_config(name: str) -> DetectorConfig:
-    """``NAME[@<mult>x][+iou][+axis]``: e.g. ``second_fast@0.5x`` (half width),
-    ``second_fast@0.5x+iou`` (with the IoU-quality branch the redundancy elimination needs) or
-    ``centerpoint_fast@0.5x+iou+axis`` (heading learnt as axis + direction)."""
+    """``NAME[@<mult>x][+iou][+axis][+up2]``: e.g. ``second_fast@0.5x`` (half width),
+    ``second_fast@0.5x+iou`` (with the IoU-quality branch the redundancy elimination needs),
+    ``centerpoint_fast@0.5x+iou+axis`` (heading learnt as axis + direction) or
+    ``centerpoint_fast@0.5x+iou+axis+up2`` (the head predicts on a 2x finer map: 0.4 m cells)."""
     m = _NAME.match(name)
     if not m or m.group("base") not in CONFIGS:
-        raise KeyError(f"unknown detector config {name!r}; known: {sorted(CONFIGS)} (optionally '@0.5x', '+iou', '+axis')")
+        raise KeyError(f"unknown detector config {name!r}; known: {sorted(CONFIGS)} "
+                       "(optionally '@0.5x', '+iou', '+axis', '+up2')")
     cfg = CONFIGS[m.group("base")]()
     if m.group("mult"):
         cfg = scale_width(cfg, float(m.group("mult")))
@@ -113,9 +115,24 @@ def get_config(name: str) -> DetectorConfig:
         cfg = with_iou_branch(cfg)
     if m.group("axis"):
         cfg = with_axis_heading(cfg, name)
-    if m.group("mult") or m.group("iou") or m.group("axis"):
+    if m.group("up2"):
+        cfg = with_finer_output(cfg, name)
+    if m.group("mult") or m.group("iou") or m.group("axis") or m.group("up2"):
         cfg = cfg.replace(name=name)
     return cfg
+
+
+def with_finer_output(cfg: DetectorConfig, name: str | None = None) -> DetectorConfig:
+    """A centre-head detector whose BEV backbone upsamples every block 2x further (``up_strides``
+    doubled), so the head predicts on a map of half the stride: 0.4 m cells instead of 0.8 m for the
+    ``_fast`` voxel configs, the output stride of OpenPCDet's KITTI CenterPoint. Same weights' shapes
+    except the transposed convs' kernels; the head's cost grows with its 4x more cells."""
+    dh = cfg.dense_head
+    if getattr(dh, "heading", None) is None or cfg.backbone2d is None:
+        raise KeyError(f"{name or cfg.name}: '+up2' is for centre-head detectors with a BEV backbone "
+                       f"(centerpoint*); {cfg.name} has a {dh.type} head")
+    b2 = cfg.backbone2d
+    return cfg.replace(backbone2d=b2.replace(up_strides=tuple(2 * s for s in b2.up_strides)))
 
 
 def with_axis_heading(cfg: DetectorConfig, name: str | None = None) -> DetectorConfig:

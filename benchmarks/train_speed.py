@@ -238,7 +238,9 @@ def render(results: dict, meta: dict, sweep: dict | None = None) -> str:
     lines = [f"# Training step profile (CPU)", "",
              f"{meta['date']}, {meta['machine']}, {meta['threads']} torch threads, DataLoader workers "
              f"{meta['workers']}, batch 4 of full-size synthetic frames ({meta['frames']} train frames, "
-             f"~105k points each); median of {meta['steps']} steps after {meta['warmup']} warm-up, ms. "
+             f"~105k points each); median of {meta['steps']} steps after {meta['warmup']} warm-up, ms"
+             + (f" (with repeated runs: the median of the runs' medians)" if any(
+                 "runs_median_ms" in r for r in results.values()) else "") + ". "
              "Columns: " + "; ".join(_column_text(b, meta["commits"].get(b)) for b in backends) + ". "
              "Speed-up: first column over last. Rows in italics are part of the row above "
              "them (voxelisation is inside data when the loader runs in the main process). "
@@ -319,17 +321,19 @@ def merge_repeats(runs: list[dict]) -> dict:
     out = {k: v for k, v in runs[0].items() if k not in ("steps", "median_ms", "load_before")}
     out["median_ms"] = {k: statistics.median(r["median_ms"][k] for r in runs) for k in parts}
     out["runs_median_ms"] = [r["median_ms"] for r in runs]
+    out["runs_steps"] = [r.get("steps") for r in runs]
     out["loads_before"] = [r["load_before"] for r in runs]
     out["load_before"] = runs[0]["load_before"]
     return out
 
 
 def paired_ratios(student: dict, cakd: dict) -> list[float]:
-    """CaKD step / plain step of each repeat (runs alternate plain, CaKD, plain, CaKD, ...: a pair
-    shares the machine's state of the moment), [] without repeats."""
+    """CaKD step / plain step of each repeat (per backend the runs alternate plain, CaKD, plain,
+    CaKD, ...: a pair shares the machine's state of the moment); [] without repeats or when the two
+    come from different invocations of this script."""
     a, b = student.get("runs_median_ms"), cakd.get("runs_median_ms")
-    if not a or not b or len(a) != len(b):
-        return []
+    if not a or not b or len(a) != len(b) or student.get("session") != cakd.get("session"):
+        return []  # not run together (one of them kept from an earlier invocation)
     return [y["step total"] / x["step total"] for x, y in zip(a, b)]
 
 
@@ -378,13 +382,15 @@ def main(argv=None) -> int:
         digest = hashlib.sha256(args.teacher_checkpoint.read_bytes()).hexdigest()[:16]
         teacher = f"{args.teacher_checkpoint.name} (sha256 {digest})"
     runs: dict[tuple[str, str], list[dict]] = {}
+    session = f"{time.time():.0f}-{os.getpid()}"  # which runs were taken together (paired ratios)
     for _ in range(args.repeats):
-        for kind in args.kinds:
-            for backend in args.backends:
+        for backend in args.backends:
+            for kind in args.kinds:  # one backend's kinds back to back: neighbouring runs form a pair
                 res = _run_worker(kind, backend, args, workers=args.workers)
                 res["label"] = args.label or backend
                 res["commit"] = args.commit or _git_commit()
                 res["teacher"] = teacher
+                res["session"] = session
                 runs.setdefault((res["label"], kind), []).append(res)
                 print(f"[train_speed]   step total {res['median_ms']['step total']:.0f} ms", flush=True)
     for key, rs in runs.items():

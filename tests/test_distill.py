@@ -67,7 +67,7 @@ def test_masked_feature_loss_value_and_gradient_match_the_formula():
 
 @pytest.mark.parametrize("src,dst", [((5, 4), (10, 8)), ((7, 5), (10, 8)), ((10, 8), (6, 3)), ((6, 7), (6, 7))])
 def test_feature_adapter_equals_resize_then_project(src, dst):
-    """The adapter projects on the student's grid, then resizes; that equals resizing first and
+    """The adapter projects on the coarser grid (resizing after or before); that equals resizing first and
     projecting (the composition it replaces), values and gradients of input, weight and bias,
     in float64, for up-, down-, non-integer and no resizing."""
     g = torch.Generator().manual_seed(2)
@@ -192,7 +192,7 @@ def test_cakd_trains_heterogeneous_students(pair, name):
     for k in ("kd_feature", "kd_response", "kd_student_oriented", "loss_cls", "loss_box", "loss_iou"):
         assert k in parts and math.isfinite(parts[k]), k
     assert parts["kd_feature"] > 0 and parts["kd_response"] > 0 and parts["kd_student_oriented"] > 0
-    if name.endswith("+axis"):  # the direction logit is learnt under CaKD too
+    if "+axis" in name:  # the direction logit is learnt under CaKD too
         assert math.isfinite(parts["loss_dir"]) and parts["loss_dir"] > 0
     total.backward()
     assert loss.adapter.proj.weight.grad is not None and loss.adapter.proj.weight.grad.abs().sum() > 0

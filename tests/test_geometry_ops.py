@@ -168,5 +168,12 @@ def test_nms_kernel_iou_matches_vectorised_iou():
         assert nms_rotated(boxes, scores, 0.3, post_max=cap).tolist() == full[:cap]
     labels = torch.from_numpy(rng.integers(0, 3, 120))
     full_mc = nms_rotated_multiclass(boxes, scores, labels, 0.3).tolist()
-    for cap in (0, 3, len(full_mc)):
+    for cap in (0, 3, len(full_mc), len(full_mc) + 2):
         assert nms_rotated_multiclass(boxes, scores, labels, 0.3, post_max=cap).tolist() == full_mc[:cap]
+    # the kernel itself stops: its mask holds exactly the first `cap` kept boxes
+    from clean_deploy.geometry.nms import nms_rotated_ordered
+    uncapped = nms_rotated_ordered(boxes[order], None, 0.3, 0.3)
+    for cap in (0, 4, int(uncapped.sum()) + 1):
+        capped = nms_rotated_ordered(boxes[order], None, 0.3, 0.3, max_keep=cap)
+        assert int(capped.sum()) == min(cap, int(uncapped.sum()))
+        assert torch.equal(capped.nonzero().flatten(), uncapped.nonzero().flatten()[:cap])

@@ -107,7 +107,7 @@ def get_config(name: str) -> DetectorConfig:
     m = _NAME.match(name)
     if not m or m.group("base") not in CONFIGS:
         raise KeyError(f"unknown detector config {name!r}; known: {sorted(CONFIGS)} "
-                       "(optionally '@0.5x', '+iou', '+axis', '+up2')")
+                       "(optionally, in this order: '@0.5x', '+iou', '+axis', '+up2')")
     cfg = CONFIGS[m.group("base")]()
     if m.group("mult"):
         cfg = scale_width(cfg, float(m.group("mult")))
@@ -125,8 +125,9 @@ def get_config(name: str) -> DetectorConfig:
 def with_finer_output(cfg: DetectorConfig, name: str | None = None) -> DetectorConfig:
     """A centre-head detector whose BEV backbone upsamples every block 2x further (``up_strides``
     doubled), so the head predicts on a map of half the stride: 0.4 m cells instead of 0.8 m for the
-    ``_fast`` voxel configs, the output stride of OpenPCDet's KITTI CenterPoint. Same weights' shapes
-    except the transposed convs' kernels; the head's cost grows with its 4x more cells."""
+    ``_fast`` voxel configs, the output stride of OpenPCDet's KITTI CenterPoint. The first
+    upsampling block becomes a transposed conv (2x2 kernel) where it was a 1x1 conv, the others'
+    kernels double; the head's cost grows with its 4x more cells."""
     dh = cfg.dense_head
     if getattr(dh, "heading", None) is None or cfg.backbone2d is None:
         raise KeyError(f"{name or cfg.name}: '+up2' is for centre-head detectors with a BEV backbone "

@@ -198,8 +198,9 @@ CD_API int cd_segment_max(const float* src, int64_t rows, int64_t c, const int64
 // (-1: empty; cells outside the grid are skipped) contributes
 //   e[c] = scale[c] * (proj[v, c] + sum_j wpos[c, j] * rel_j) + shift[c],
 //   rel = (coords[v] (x, y, z) + 0.5) * voxel_size + pc_min - points[p],
-// and out[p, c] = max(0, max_v e[c]). proj: V x C; coords: V x 4 int32 (b, z, y, x); volume:
-// dims[0..3] = (B, D, H, W) int64; wpos: C x 3.
+// and out[p, c] = max(0, max_v e[c]). proj: V x C; coords: V x 4 int32 (b, z, y, x), not read (the
+// voxel found at a cell of `volume`, which is built from these coords, has that cell's coordinates;
+// the argument stays for the ABI); volume: dims[0..3] = (B, D, H, W) int64; wpos: C x 3.
 //
 // Computed as e = P[v] + O[k] + R[p]: the voxel found at offset k of p's cell sits at
 // rel = offset_k * voxel_size + (centre of p's cell - points[p]), so with

@@ -11,7 +11,8 @@ from torch.autograd.function import once_differentiable
 class FeatureAdapter(nn.Module):
     """1x1 conv mapping student BEV features to the teacher's width (and grid).
 
-    The projection runs on the student's grid and its output is resized: bilinear resizing is a
+    The projection runs on the coarser of the two grids (a student's coarser map: projected, then
+    resized; a finer one: resized, then projected): bilinear resizing is a
     per-channel linear map whose weights sum to one, so it commutes with a 1x1 conv (bias
     included) and the result equals resizing first, to float rounding. A student on 0.8 m cells
     distilled from a teacher on 0.4 m cells thus projects 4x fewer cells: in a CaKD step on 2 CPU
@@ -29,7 +30,10 @@ class FeatureAdapter(nn.Module):
         teacher's BEV maps are channels-last): the loss then reads both maps in one order, and on
         CPU the channels-last 1x1 conv is a plain matrix product (CaKD step, 4 x 128 -> 256 x
         100 x 88 on 2 cores: adapter + feature loss 183 -> 119 ms forward and backward against a
-        channels-last teacher map)."""
+        channels-last teacher map). The projection runs on the smaller of the two grids: a student
+        on a finer map than the teacher's ('+up2') is resized first."""
+        if x.shape[-2] * x.shape[-1] > size[0] * size[1]:
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
         y = self.proj(x.contiguous(memory_format=memory_format))
         if tuple(y.shape[-2:]) != tuple(size):
             y = F.interpolate(y, size=size, mode="bilinear", align_corners=False)

@@ -329,3 +329,69 @@ def test_frozen_teacher_folds_batchnorm_and_predicts_the_same(backend):
         assert (x - y).abs().max().item() <= 1e-5 * max(1.0, x.abs().max().item())
     # the fold really changed the modules' weights (a no-op fold would also pass the comparison)
     assert not torch.equal(frozen.backbone2d.blocks[0][0][0].weight, teacher.backbone2d.blocks[0][0][0].weight)
+
+
+def test_cakd_student_reuses_the_teachers_rulebooks_with_the_same_result(pair, monkeypatch):
+    """Teacher and student on the same voxels: the student's sparse convs take the rulebooks the
+    teacher's forward built (no build of its own) and the loss and every gradient are bitwise
+    those of a student that builds its own."""
+    import clean_deploy.compress.distill.cakd as cakd_mod
+    import clean_deploy.models.sparse_ops as sparse_ops
+    from clean_deploy.models.sparse import use_sparse_backend
+
+    cfg = with_iou_branch(get_config("centerpoint_fast@0.25x+axis"))
+    torch.manual_seed(1)
+    student = build_detector(cfg).train()
+    loss = CaKDLoss(pair, student, DistillConfig(so_score_thresh=0.0))
+    batch = toy_batch(cfg, 2)
+    builds = []
+    real_build = sparse_ops.build_rulebook
+
+    def counting(*a, **k):
+        builds.append(torch.is_grad_enabled())  # teacher: no grad; student: grad
+        return real_build(*a, **k)
+
+    monkeypatch.setattr(sparse_ops, "build_rulebook", counting)
+
+    def run():
+        student.zero_grad(set_to_none=True)
+        loss.adapter.zero_grad(set_to_none=True)
+        torch.manual_seed(2)
+        with use_sparse_backend("clean_deploy"):
+            total, _ = loss(student, batch)
+        total.backward()
+        return total.detach(), {n: p.grad.clone() for n, p in student.named_parameters() if p.grad is not None}
+
+    shared_total, shared_grads = run()
+    n_layers = sum(1 for m in student.backbone3d.modules() if hasattr(m, "indice_key"))
+    assert n_layers > 0 and builds and not any(builds), builds  # only the teacher built rulebooks
+    builds.clear()
+    monkeypatch.setattr(cakd_mod, "shared_rulebooks", lambda x: {})
+    own_total, own_grads = run()
+    assert sum(builds) > 0  # the student now builds its own
+    assert torch.equal(shared_total, own_total)
+    assert shared_grads.keys() == own_grads.keys() and len(own_grads) > 0
+    assert all(torch.equal(shared_grads[k], own_grads[k]) for k in own_grads)
+
+
+def test_shared_rulebooks_keep_only_ours_and_a_different_geometry_rebuilds():
+    """Only our backend's rulebooks are shared (spconv reuses an entry by key alone); a layer whose
+    geometry differs from the shared rulebook's builds its own and convolves correctly."""
+    from clean_deploy.models.sparse import shared_rulebooks
+    from clean_deploy.models.sparse_ops import build_rulebook
+    import spconv.pytorch as spconv
+
+    idx = torch.tensor([[0, 1, 1, 1], [0, 1, 2, 1], [0, 2, 2, 2]], dtype=torch.int32)
+    rb = build_rulebook(idx, (4, 4, 4), 3, 1, 1, 1, subm=True)
+    x = spconv.SparseConvTensor(torch.ones(3, 2), idx, [4, 4, 4], 1,
+                                indice_dict={"clean_deploy:subm1": rb, "subm1": object(), "clean_deploy:vol": 1})
+    assert shared_rulebooks(x) == {"clean_deploy:subm1": rb}
+    from clean_deploy.models.sparse import SubMConv3d, use_sparse_backend
+
+    torch.manual_seed(0)
+    conv = SubMConv3d(2, 3, kernel_size=1, bias=False, indice_key="subm1")  # geometry of its own
+    feats = torch.randn(3, 2)
+    with use_sparse_backend("clean_deploy"):
+        got = conv(spconv.SparseConvTensor(feats, idx, [4, 4, 4], 1, indice_dict=shared_rulebooks(x)))
+    assert torch.allclose(got.features, feats @ conv.weight.reshape(3, 2).T, atol=1e-6)  # a 1x1x1 conv
+    assert got.indice_dict["clean_deploy:subm1"] is not rb

@@ -118,9 +118,15 @@ class VoxelBackbone8x(SparseBackbone3D):
             scales[f"x_conv{i + 1}"] = (ch, (vs[0] * down[0], vs[1] * down[1], vs[2] * down[2]))
         return scales
 
-    def forward(self, voxel_features: torch.Tensor, coords: torch.Tensor, batch_size: int) -> dict:
+    def forward(self, voxel_features: torch.Tensor, coords: torch.Tensor, batch_size: int,
+                rulebooks: dict | None = None) -> dict:
+        """``rulebooks``: rulebooks another network built for the same ``coords`` tensor
+        (:func:`~clean_deploy.models.sparse.shared_rulebooks`, a CaKD teacher's); each layer takes the
+        one under its ``indice_key`` when it was built for its very input sites and geometry, else it
+        builds its own."""
         with SparseBlock(voxel_features.device) as blk:
-            x = spconv.SparseConvTensor(blk.input(voxel_features), coords.int(), self.sparse_shape, batch_size)
+            x = spconv.SparseConvTensor(blk.input(voxel_features), coords.int(), self.sparse_shape, batch_size,
+                                        indice_dict=dict(rulebooks) if rulebooks else None)
             outs = {}
             for i, stage in enumerate(self.stages):
                 x = stage(x)

@@ -55,7 +55,7 @@ class Detector(nn.Module):
         vf = self.vfe(batch["voxels"], batch["voxel_num_points"], coords)
         out: dict = {"voxel_features": vf}
         if self.backbone3d is not None:
-            sp = self.backbone3d(vf, coords, bs)
+            sp = self.backbone3d(vf, coords, bs, rulebooks=batch.get("rulebooks"))
             out["sparse"] = sp
             bev = self.to_bev(sp["encoded"])
         else:

@@ -330,6 +330,18 @@ def describe_backend(device: torch.device | str = "cpu") -> str:
 _RULEBOOK_PREFIX = "clean_deploy:"
 
 
+def shared_rulebooks(x) -> dict:
+    """The rulebooks of our backend that a forward kept in ``x.indice_dict`` (``x``: any sparse
+    tensor of that forward), for another network that convolves the same input sites: a CaKD student
+    on its teacher's voxels skips building them (a layer takes one only when it was built for its very
+    input sites and geometry, so a different architecture gets correct results, just no saving).
+    spconv's own entries are left out: spconv reuses an entry by key alone."""
+    from clean_deploy.models.sparse_ops import SparseRulebook
+
+    d = getattr(x, "indice_dict", None) or {}
+    return {k: v for k, v in d.items() if k.startswith(_RULEBOOK_PREFIX) and isinstance(v, SparseRulebook)}
+
+
 def _clean_deploy_conv(mod, x):
     """Forward of a spconv conv module on our operator; the rulebook is cached in
     ``x.indice_dict`` under the module's ``indice_key`` (checked against the indices and geometry)."""

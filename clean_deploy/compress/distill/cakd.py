@@ -16,6 +16,7 @@ from clean_deploy.compress.distill.student_oriented import student_oriented_loss
 from clean_deploy.data.voxelize import Voxelizer
 from clean_deploy.models.detector import Detector
 from clean_deploy.models.fold import frozen_for_inference
+from clean_deploy.models.sparse import shared_rulebooks
 
 
 def _same_voxels(a, b) -> bool:
@@ -68,6 +69,9 @@ class CaKDLoss:
             t_dets = self.teacher.predict(t_out) if need_dets else None
         if cfg.add_teacher_boxes:
             batch = {**batch, "gt_boxes": add_teacher_boxes(batch["gt_boxes"], t_dets, cfg.add_score_thresh)}
+        if self._teacher_voxelizer is None and t_out.get("sparse"):
+            # same voxels: the student's sparse convs reuse the teacher's rulebooks where layers agree
+            batch = {**batch, "rulebooks": shared_rulebooks(next(iter(t_out["sparse"].values())))}
         s_out = model(batch)
         targets = None
         if cfg.label_assignment:

@@ -15,6 +15,7 @@ import time
 from datetime import date
 from pathlib import Path
 
+from clean_deploy.atomic import atomic_write
 from clean_deploy.bench.results import Latency, markdown_table
 from clean_deploy.bench.run import BenchJob, machine_description, run_job
 from clean_deploy.config import TrainConfig
@@ -59,7 +60,7 @@ def run_model(key: str, cfg_name: str, args) -> dict:
     res = run_job(BenchJob(str(ckpt), "torch"), args.data, "val", args.latency_frames, 3, args.threads,
                   args.out / "baselines_jobs")
     return {"key": key, "config": cfg_name, "train_seconds": ck["meta"].get("train_seconds"),
-            "epochs": ck["meta"].get("epochs"), "ap": res["ap"], "mean_moderate_3d": res["mean_moderate_3d"], "memory": res["memory"],
+            "epochs": ck["meta"].get("epochs"), "sparse_backend": ck["meta"].get("sparse_backend"), "ap": res["ap"], "mean_moderate_3d": res["mean_moderate_3d"], "memory": res["memory"],
             **{k: res[k] for k in ("params", "gmacs", "gflops", "weight_mb") if k in res}, "latency": res["latency"]}
 
 
@@ -70,11 +71,13 @@ def markdown(rows: list[dict], header: str) -> str:
         st = Latency.from_dict(r["latency"])
         lat = f"{st.p50():.0f} ({st.p50('pre'):.0f}/{st.p50('net'):.0f}/{st.p50('post'):.0f})"
         tmin = f"{r['train_seconds'] / 60:.0f}" if r.get("train_seconds") else "-"
+        if r.get("sparse_backend"):
+            tmin += f" ({r['sparse_backend']})"
         table.append([r["key"], f"`{r['config']}`", *aps, f"{r['mean_moderate_3d']:.2f}", f"{r['params'] / 1e6:.2f}",
                       f"{r['gmacs']:.2f}", lat, f"{r['memory']['peak_inference_mb']:.0f}", tmin])
     lines = [header, ""] + markdown_table(
         ["model", "config", *(f"{c} 3D e/m/h" for c in CLASSES), "mean mod 3D", "params (M)", "GMACs",
-         "CPU latency p50 ms (pre/net/post)", "peak mem (MB)", "train (min)"], table)
+         "CPU latency p50 ms (pre/net/post)", "peak mem (MB)", "train (min) (sparse conv)"], table)
     return "\n".join(lines) + "\n"
 
 
@@ -104,16 +107,22 @@ def main() -> None:
             continue
         results[key] = run_model(key, cfg_name, args)
         print(f"{key}: mean moderate 3D AP {results[key]['mean_moderate_3d']:.2f}")
+        write_results(results, args, time.time() - t0)  # after each model: an interruption loses nothing
+
+
+def write_results(results: dict, args, wall_seconds: float) -> None:
     doc = {"date": str(date.today()), "machine": machine_description(), "threads": args.threads, "data": str(args.data),
            "frames": {"train": args.frames, "val": args.val_frames}, "models": results,
-           "wall_seconds": time.time() - t0}
-    out_json.write_text(json.dumps(doc, indent=2) + "\n")
+           "wall_seconds": wall_seconds}
+    atomic_write(args.out / "baselines.json", lambda f: f.write((json.dumps(doc, indent=2) + "\n").encode()))
     rows = [results[k] for k, _, _ in MODELS if k in results]
     header = (f"# Baselines on the synthetic benchmark ({args.frames} train / {args.val_frames} val frames)\n\n"
               f"{doc['date']}, {doc['machine']}. AP_R40 (%), KITTI protocol, GT outside the detector range "
-              f"ignored. Latency: PyTorch eager, CPU, batch 1, {args.threads} threads, {args.latency_frames} val frames after 3 warm-up, one subprocess per model; peak mem = weights + peak RSS growth while running 10 frames (freed pages returned to the OS).")
-    (args.out / "baselines.md").write_text(markdown(rows, header))
-    print(markdown(rows, header))
+              f"ignored. Latency: PyTorch eager, CPU, batch 1, {args.threads} threads, {args.latency_frames} val frames after 3 warm-up, one subprocess per model; peak mem = weights + peak RSS growth while running 10 frames (freed pages returned to the OS). "
+              f"Train: {args.frames} frames, batch {args.batch_size}, 2 data workers, the sparse-conv backend of the training log in brackets (PointPillars has no sparse conv).")
+    md = markdown(rows, header)
+    atomic_write(args.out / "baselines.md", lambda f: f.write(md.encode()))
+    print(md)
 
 
 if __name__ == "__main__":

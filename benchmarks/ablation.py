@@ -453,6 +453,11 @@ def summarise(units: list[dict], epochs: int = 12) -> dict:
         student, ep = split_epochs(name)
         if student == "cakd" and ep is not None:
             cmp(f"{name}_vs_plain_e{ep}", f"plain_e{ep}", name, 2.0)
+        if student == "plain" and ep is not None:
+            # a stricter control than the equal-steps one: a CaKD step costs about 1.9 plain
+            # steps (benchmarks/results/train_speed_rulebooks), so the 12-epoch CaKD student had about
+            # the compute of a plain student trained 23 epochs
+            cmp(f"cakd_vs_{name}", name, "cakd", None)
         if name.startswith("prune_masked_") and ft is None:
             t = name.split("_")[2]
             for other in ("l1", "random"):

@@ -47,3 +47,32 @@ def test_another_student_keeps_its_own_units(ablation, tmp_path):
     assert main.stored("plain", 0) is not None
     assert axis.stored("plain", 0) is None and not p_axis.exists()
     assert main.runs != axis.runs  # run directories are per protocol already
+
+
+def _unit(row, seed, test_ap):
+    return {"row": row, "seed": seed, "description": row, "params": 1, "gmacs": 1.0,
+            "val": {"mean_moderate_3d": test_ap - 1.0}, "test": {"mean_moderate_3d": test_ap}}
+
+
+def test_summary_pairs_seeds_against_scipy(ablation):
+    """Paired comparisons (b - a by seed) equal scipy's paired t-test, the 24-epoch controls are
+    compared with CLEAN-ft12 and with the 12-epoch CaKD student, and the goals are judged as stated."""
+    from scipy import stats
+
+    ap = {"plain": [54.6, 55.6, 54.0], "cakd": [61.9, 61.7, 59.9], "plain_e24": [65.3, 63.0, 64.1],
+          "clean_0.5x_ft12": [66.6, 65.1, 62.8], "scratch_0.5x_ft12": [60.7, 58.2, 58.5]}
+    units = [_unit(r, s, v[s]) for r, v in ap.items() for s in range(3)] + [_unit("teacher", None, 71.6)]
+    comps = ablation.summarise(units, epochs=12)["comparisons"]
+    for name, a, b in [("cakd_vs_plain", "plain", "cakd"), ("cakd_vs_plain_e24", "plain_e24", "cakd"),
+                       ("clean_0.5x_ft12_vs_plain_e24", "plain_e24", "clean_0.5x_ft12"),
+                       ("clean_0.5x_ft12_vs_scratch", "scratch_0.5x_ft12", "clean_0.5x_ft12")]:
+        c = comps[name]
+        d = [x - y for x, y in zip(ap[b], ap[a])]
+        assert c["mean"] == pytest.approx(sum(d) / 3)
+        assert c["standard_error"] == pytest.approx(stats.sem(d))
+        assert c["p_paired_t"] == pytest.approx(stats.ttest_rel(ap[b], ap[a]).pvalue)
+    assert comps["cakd_vs_plain"]["met"] is True  # +6.3 beyond 2 SE
+    assert comps["cakd_vs_plain_e24"]["mean"] < 0 and comps["cakd_vs_plain_e24"]["met"] is None  # reported, no goal
+    assert comps["clean_0.5x_ft12_vs_plain_e24"]["met"] is True  # goal ">= plain" is on the mean only
+    assert comps["teacher_minus_clean_0.5x_ft12"]["mean"] == pytest.approx(71.6 - sum(ap["clean_0.5x_ft12"]) / 3)
+    assert comps["teacher_minus_clean_0.5x_ft12"]["met"] is False

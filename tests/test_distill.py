@@ -244,6 +244,53 @@ def test_anchor_soft_targets_rise_with_teacher_quality():
     assert torch.all(hi["cls_soft"][pos] > lo["cls_soft"][pos])
 
 
+def test_normalised_weight_per_group_against_brute_force():
+    from clean_deploy.models.heads.losses import normalised_weight
+
+    g = torch.Generator().manual_seed(0)
+    w = torch.rand(3, 7, generator=g) + 0.1
+    groups = torch.randint(0, 4, (3, 7), generator=g)
+    mask = torch.rand(3, 7, generator=g) > 0.3
+    got = normalised_weight(w, mask, groups)
+    for k in groups.unique().tolist():
+        sel = mask & (groups == k)
+        if sel.any():
+            ref = w[groups == k] / w[sel].mean()
+            torch.testing.assert_close(got[groups == k], ref)
+            assert got[sel].mean().item() == pytest.approx(1.0)
+    # without groups: the batch-wide mean (as before)
+    torch.testing.assert_close(normalised_weight(w, mask), w / w[mask].mean())
+
+
+@pytest.mark.parametrize("name", ["centerpoint_fast@0.25x", "second_fast@0.25x"])
+def test_class_norm_keeps_box_weight_from_moving_between_classes(name):
+    """Low-quality classes (pedestrians: the teacher's quality is lower) lose box-loss weight to the
+    others with a batch-wide normalisation; ``class_norm`` keeps each class's mean weight at 1 and
+    the order within a class."""
+    cfg = get_config(name)
+    student = build_detector(cfg).train()
+    batch = toy_batch(cfg, 1)
+    out = student(batch)
+    gt = batch["gt_boxes"]
+    cls = gt[..., 7]
+    q = torch.where(cls == 1, 0.8, 0.3) * torch.linspace(0.8, 1.0, gt.shape[1]).view(1, -1)
+    assert {1, 2} <= set(cls[cls > 0].long().tolist())
+    key, pos_of = (("obj_weight", lambda t: t["mask"]) if "centerpoint" in name else ("box_weight", lambda t: t["labels"] > 0))
+    cls_of = (lambda t: t["classes"]) if "centerpoint" in name else (lambda t: t["labels"])
+    batch_wide = distilled_targets(student.dense_head, out["dense"], gt, q, 0.5, 1.0)
+    per_class = distilled_targets(student.dense_head, out["dense"], gt, q, 0.5, 1.0, class_norm=True)
+    for t, low_below_one in ((batch_wide, True), (per_class, False)):
+        pos, c, w = pos_of(t), cls_of(t), t[key]
+        m2 = w[pos & (c == 2)].mean().item()
+        assert (m2 < 0.8) if low_below_one else (m2 == pytest.approx(1.0, rel=1e-5))
+        if not low_below_one:
+            assert w[pos & (c == 1)].mean().item() == pytest.approx(1.0, rel=1e-5)
+    # within a class the order (and ratios) of the weights are the batch-wide ones
+    pos, c = pos_of(per_class), cls_of(per_class)
+    sel = pos & (c == 1)
+    torch.testing.assert_close(per_class[key][sel] / per_class[key][sel][0], batch_wide[key][sel] / batch_wide[key][sel][0])
+
+
 def test_class_aware_quality_scales_with_the_teachers_class_probability(pair):
     from clean_deploy.compress.distill.label_assignment import teacher_class_probability, teacher_gt_quality
 

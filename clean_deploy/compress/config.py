@@ -31,6 +31,10 @@ class DistillConfig(ConfigBase):
     la_soft_peaks: bool = True
     #: teacher quality x its first-stage probability of the GT's class
     la_class_aware: bool = True
+    #: regression weights normalised to mean 1 within each class instead of over all objects (the
+    #: teacher's quality is lower for small classes, so a batch-wide mean moves box-loss weight from
+    #: pedestrians to cars)
+    la_class_norm: bool = False
     add_teacher_boxes: bool = False
     add_score_thresh: float = 0.8
     #: foreground mask: GT boxes and teacher predictions above this score, enlarged by this (m)

@@ -77,7 +77,7 @@ class CaKDLoss:
         if cfg.label_assignment:
             q = teacher_gt_quality(self.teacher, t_out, batch["gt_boxes"], class_aware=cfg.la_class_aware)
             targets = distilled_targets(core.dense_head, s_out["dense"], batch["gt_boxes"], q, cfg.la_alpha,
-                                        cfg.la_box_gamma, soft_peaks=cfg.la_soft_peaks)
+                                        cfg.la_box_gamma, soft_peaks=cfg.la_soft_peaks, class_norm=cfg.la_class_norm)
         total, parts = core.loss(s_out, batch, targets)
         if cfg.response > 0 or cfg.feature > 0:
             t_feat = t_out["spatial_features_2d"]

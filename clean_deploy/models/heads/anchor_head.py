@@ -133,15 +133,16 @@ class AnchorHead(DenseHead):
 
     @torch.no_grad()
     def quality_targets(self, preds: dict, gt_boxes: torch.Tensor, quality: torch.Tensor, alpha: float,
-                        gamma: float, soft_peaks: bool = True) -> dict:
+                        gamma: float, soft_peaks: bool = True, class_norm: bool = False) -> dict:
         """Positive anchors get ``cls_soft = iou_match^alpha * quality^(1-alpha)`` and a box weight
-        ``quality^gamma`` (``soft_peaks`` concerns centre heads only)."""
+        ``quality^gamma`` (``soft_peaks`` concerns centre heads only; ``class_norm``: box weights
+        normalised per class)."""
         t = self.assign_targets_for(preds, gt_boxes)
         pos = t["labels"] > 0
         q = quality.gather(1, t["gt_index"].clamp(min=0))
         soft = t["iou"].clamp(0, 1).pow(alpha) * q.clamp(1e-3, 1).pow(1 - alpha)
         t["cls_soft"] = torch.where(pos, soft, torch.zeros_like(soft))
-        t["box_weight"] = L.normalised_weight(q.clamp(min=1e-3).pow(gamma), pos)
+        t["box_weight"] = L.normalised_weight(q.clamp(min=1e-3).pow(gamma), pos, t["labels"] if class_norm else None)
         return t
 
     # --------------------------------------------------------------------- loss

@@ -42,10 +42,11 @@ class DenseHead(nn.Module, abc.ABC):
 
     @abc.abstractmethod
     def quality_targets(self, preds: dict, gt_boxes: torch.Tensor, quality: torch.Tensor, alpha: float,
-                        gamma: float, soft_peaks: bool = True) -> dict:
+                        gamma: float, soft_peaks: bool = True, class_norm: bool = False) -> dict:
         """Targets with a teacher's per-GT quality (N,M) folded in (two-stage-oriented label
         assignment): soft classification targets ``iou_match^alpha * quality^(1-alpha)`` of the
-        positives and regression weights ``quality^gamma`` (normalised to mean 1)."""
+        positives and regression weights ``quality^gamma`` (normalised to mean 1 over the batch's
+        positives; ``class_norm``: to mean 1 within each class)."""
 
     # ------------------------------------------------------------------ reading outputs
     @abc.abstractmethod

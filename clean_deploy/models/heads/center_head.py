@@ -182,13 +182,15 @@ class CenterHead(DenseHead):
 
     @torch.no_grad()
     def quality_targets(self, preds: dict, gt_boxes: torch.Tensor, quality: torch.Tensor, alpha: float,
-                        gamma: float, soft_peaks: bool = True) -> dict:
+                        gamma: float, soft_peaks: bool = True, class_norm: bool = False) -> dict:
         """The anchor rule in heatmap form: an object's peak has the soft target
         ``iou_match^alpha * quality^(1 - alpha)`` with iou_match = 1 (the peak is the object's own
         centre cell), learnt with the quality focal loss; regression weighted by ``quality^gamma``.
-        ``soft_peaks=False``: hard peaks weighted by the quality instead."""
+        ``soft_peaks=False``: hard peaks weighted by the quality instead. ``class_norm``: the weights
+        normalised to mean 1 within each class (the batch's mean otherwise)."""
         t = self.assign_targets_for(preds, gt_boxes)
-        t["obj_weight"] = L.normalised_weight(quality.clamp(min=1e-3).pow(gamma), t["mask"])
+        t["obj_weight"] = L.normalised_weight(quality.clamp(min=1e-3).pow(gamma), t["mask"],
+                                              t["classes"] if class_norm else None)
         if soft_peaks:
             t["peak_target"] = quality.clamp(1e-3, 1).pow(1 - alpha)
         return t

@@ -89,7 +89,17 @@ def apply_direction(yaw: torch.Tensor, dir_labels: torch.Tensor, dir_offset: flo
     return rot + dir_offset + period * dir_labels.to(yaw.dtype)
 
 
-def normalised_weight(w: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``w`` divided by its mean over ``mask`` (loss weights that keep the loss scale)."""
-    mean = (w * mask).sum() / mask.sum().clamp(min=1)
-    return w / mean.clamp(min=1e-6)
+def normalised_weight(w: torch.Tensor, mask: torch.Tensor, groups: torch.Tensor | None = None) -> torch.Tensor:
+    """``w`` divided by its mean over ``mask`` (loss weights that keep the loss scale); with
+    ``groups`` (integer labels of ``w``'s shape, e.g. classes) by the mean over the masked entries of
+    its own group, so that the weights shift emphasis within a group and never between groups."""
+    if groups is None:
+        mean = (w * mask).sum() / mask.sum().clamp(min=1)
+        return w / mean.clamp(min=1e-6)
+    m = mask.to(w.dtype)
+    g = groups.long().clamp(min=0)
+    n = int(g.max()) + 1 if g.numel() else 1
+    total = w.new_zeros(n).index_add_(0, g.reshape(-1), (w * m).reshape(-1))
+    count = w.new_zeros(n).index_add_(0, g.reshape(-1), m.reshape(-1))
+    mean = torch.where(count > 0, total / count.clamp(min=1), torch.ones_like(total))  # empty group: w as is
+    return w / mean[g].clamp(min=1e-6)

@@ -60,7 +60,9 @@ def run_model(key: str, cfg_name: str, args) -> dict:
     res = run_job(BenchJob(str(ckpt), "torch"), args.data, "val", args.latency_frames, 3, args.threads,
                   args.out / "baselines_jobs")
     return {"key": key, "config": cfg_name, "train_seconds": ck["meta"].get("train_seconds"),
-            "epochs": ck["meta"].get("epochs"), "sparse_backend": ck["meta"].get("sparse_backend"), "ap": res["ap"], "mean_moderate_3d": res["mean_moderate_3d"], "memory": res["memory"],
+            "epochs": ck["meta"].get("epochs"),
+            # the training log's sparse-conv backend; none for a model without a sparse 3D backbone
+            "sparse_backend": ck["meta"].get("sparse_backend") if get_config(cfg_name).backbone3d is not None else None, "ap": res["ap"], "mean_moderate_3d": res["mean_moderate_3d"], "memory": res["memory"],
             **{k: res[k] for k in ("params", "gmacs", "gflops", "weight_mb") if k in res}, "latency": res["latency"]}
 
 
@@ -96,11 +98,25 @@ def main() -> None:
     ap.add_argument("--latency-frames", type=int, default=30)
     ap.add_argument("--threads", type=int, default=2, help="torch/ORT threads of the latency measurement")
     ap.add_argument("--only", nargs="*", help="subset of model keys")
+    ap.add_argument("--report", action="store_true", help="only rewrite the table from baselines.json")
     args = ap.parse_args()
+    unknown = sorted(set(args.only or ()) - {k for k, _, _ in MODELS})
+    if unknown:
+        raise SystemExit(f"--only: unknown model key(s) {unknown}; expected some of {[k for k, _, _ in MODELS]}")
     ensure_data(args.data, args.frames, args.val_frames, args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     out_json = args.out / "baselines.json"
     results = json.loads(out_json.read_text())["models"] if out_json.is_file() else {}
+    if args.report:
+        if not results:
+            raise SystemExit(f"--report: {out_json} has no models (run the benchmark first)")
+        doc = json.loads(out_json.read_text())
+        for r in results.values():  # records written before the backend column knew sparse-free models
+            if get_config(r["config"]).backbone3d is None:
+                r["sparse_backend"] = None
+        args.threads = doc.get("threads", args.threads)
+        write_results(results, args, doc.get("wall_seconds", 0.0), doc.get("date"))
+        return
     t0 = time.time()
     for key, cfg_name, _ in MODELS:
         if args.only and key not in args.only:
@@ -108,10 +124,11 @@ def main() -> None:
         results[key] = run_model(key, cfg_name, args)
         print(f"{key}: mean moderate 3D AP {results[key]['mean_moderate_3d']:.2f}")
         write_results(results, args, time.time() - t0)  # after each model: an interruption loses nothing
+    print(markdown([results[k] for k, _, _ in MODELS if k in results], "# Baselines"))
 
 
-def write_results(results: dict, args, wall_seconds: float) -> None:
-    doc = {"date": str(date.today()), "machine": machine_description(), "threads": args.threads, "data": str(args.data),
+def write_results(results: dict, args, wall_seconds: float, day: str | None = None) -> None:
+    doc = {"date": day or str(date.today()), "machine": machine_description(), "threads": args.threads, "data": str(args.data),
            "frames": {"train": args.frames, "val": args.val_frames}, "models": results,
            "wall_seconds": wall_seconds}
     atomic_write(args.out / "baselines.json", lambda f: f.write((json.dumps(doc, indent=2) + "\n").encode()))
@@ -119,10 +136,9 @@ def write_results(results: dict, args, wall_seconds: float) -> None:
     header = (f"# Baselines on the synthetic benchmark ({args.frames} train / {args.val_frames} val frames)\n\n"
               f"{doc['date']}, {doc['machine']}. AP_R40 (%), KITTI protocol, GT outside the detector range "
               f"ignored. Latency: PyTorch eager, CPU, batch 1, {args.threads} threads, {args.latency_frames} val frames after 3 warm-up, one subprocess per model; peak mem = weights + peak RSS growth while running 10 frames (freed pages returned to the OS). "
-              f"Train: {args.frames} frames, batch {args.batch_size}, 2 data workers, the sparse-conv backend of the training log in brackets (PointPillars has no sparse conv).")
+              f"Train: {args.frames} frames, batch {args.batch_size}, 2 data workers, the sparse-conv backend of the training log in brackets (none: no sparse 3D backbone).")
     md = markdown(rows, header)
     atomic_write(args.out / "baselines.md", lambda f: f.write(md.encode()))
-    print(md)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """Label-assignment pilot: does the teacher's quality, as CaKD folds it into the student's targets,
 cost the pedestrians their AP?
 
-In the '+axis' ablation the CaKD students gain Car AP over the plain ones but keep the lowest
-Pedestrian AP of any 12-epoch row trained as long (val; ``ablation@<student>.md``), and the class gap to the teacher
-is largest for pedestrians. The teacher's class-aware quality (second-stage IoU confidence x
+In the '+axis' ablation (test split, ``ablation@<student>.md``) the 12-epoch CaKD students gain 20
+Car AP over the plain ones but only 4 Pedestrian AP and lose 5 Cyclist AP; against plain students
+trained 24 epochs they are +2 Car, -6 Pedestrian, -7 Cyclist, and the class gap to the teacher is
+largest for pedestrians. The teacher's class-aware quality (second-stage IoU confidence x
 first-stage class probability) is lower for pedestrians than for cars (about 0.28 vs 0.48 on
 training batches), so the default label assignment gives pedestrian peaks lower soft targets and,
 with regression weights normalised over the whole batch, moves box-loss weight from pedestrians to
@@ -16,6 +17,7 @@ choice; the ablation's test split is not read):
     class_norm    regression weights normalised per class (la_class_norm on)
 
     .venv/bin/python benchmarks/kd_pilot.py --variants iou_quality class_norm --seeds 0
+    .venv/bin/python benchmarks/kd_pilot.py --quality-batches 25   # the per-class quality statistics only
 
 The table also lists the ablation's own ``cakd`` unit of each seed (val), which may have run on
 another machine. Resumable: a (variant, seed) whose JSON exists in ``benchmarks/results/kd_pilot/``
@@ -43,6 +45,25 @@ VARIANTS = {"cakd": {}, "iou_quality": {"la_class_aware": False}, "class_norm": 
 CLASSES = ("Car", "Pedestrian", "Cyclist")
 
 
+def sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def protocol(args) -> dict:
+    """What a unit's result depends on besides its variant and seed."""
+    return {"student": args.student, "epochs": args.epochs, "teacher_sha": args.teacher_sha}
+
+
+def protocol_tag(args) -> str:
+    return f"{args.student}_e{args.epochs}_{args.teacher_sha[:8]}"
+
+
 def run_unit(variant: str, seed: int, args) -> dict:
     import torch
 
@@ -57,7 +78,7 @@ def run_unit(variant: str, seed: int, args) -> dict:
 
     cfg = get_config(args.student)
     dcfg = DistillConfig(**VARIANTS[variant])
-    d = args.runs / f"{variant}_s{seed}"
+    d = args.runs / protocol_tag(args) / f"{variant}_s{seed}"
     if not (d / "model.pth").is_file():
         torch.manual_seed(seed)  # the ablation's initial weights of this seed (its fresh_student)
         distill(args.teacher, cfg, args.data, d,
@@ -68,10 +89,65 @@ def run_unit(variant: str, seed: int, args) -> dict:
     predict_split(model, args.data, "val", pred_dir=pred, progress=True)
     ap = evaluate_predictions(args.data, "val", pred, CLASSES, eval_range=cfg.point_cloud_range)
     meta = load_checkpoint(d / "model.pth")["meta"]
-    return {"variant": variant, "seed": seed, "student": args.student, "distill_config": dcfg.to_dict(),
-            "epochs": args.epochs, "date": date.today().isoformat(), "machine": machine_description(),
+    return {"variant": variant, "seed": seed, **protocol(args), "distill_config": dcfg.to_dict(), "date": date.today().isoformat(), "machine": machine_description(),
             "train_seconds": meta.get("train_seconds"), "val_mean_moderate_3d": mean_moderate_ap(ap),
             "ap_3d": {c: ap[c]["3d"] for c in CLASSES}, "ap_bev": {c: ap[c]["bev"] for c in CLASSES}}
+
+
+def quality_statistics(args, batches: int) -> dict:
+    """Per class, over ``batches`` training batches of the ablation's loader (seed 0, augmented as in
+    training): the teacher's quality of the GT boxes (class-aware and IoU-only) and the regression
+    weights the default label assignment gives them (quality normalised over the batch)."""
+    import tempfile
+
+    import torch
+
+    from clean_deploy.bench.run import machine_description
+    from clean_deploy.compress.config import DistillConfig
+    from clean_deploy.compress.distill.cakd import CaKDLoss
+    from clean_deploy.compress.distill.label_assignment import distilled_targets, teacher_gt_quality
+    from clean_deploy.config import TrainConfig
+    from clean_deploy.models.checkpoint import load_detector
+    from clean_deploy.models.detector import build_detector
+    from clean_deploy.models.zoo import get_config
+    from clean_deploy.train.loop import Trainer
+
+    teacher, _ = load_detector(args.teacher)
+    cfg = get_config(args.student)
+    torch.manual_seed(0)
+    student = build_detector(cfg)
+    dcfg = DistillConfig()
+    kd = CaKDLoss(teacher, student, dcfg)
+    vals = {c: {"class_aware": [], "iou_only": [], "weight": []} for c in CLASSES}
+    with tempfile.TemporaryDirectory() as run, torch.no_grad():
+        tr = Trainer(cfg, TrainConfig(epochs=1, batch_size=4, num_workers=0, seed=0), args.data, run, progress=False,
+                     model=student, loss_fn=kd, extra_modules=kd.extra_modules())
+        if batches > tr.steps_per_epoch:
+            raise SystemExit(f"--quality-batches: {batches} is more than the {tr.steps_per_epoch} batches of one epoch")
+        it = iter(tr._loader(0))
+        for _ in range(batches):
+            batch = next(it)
+            t_out = kd.teacher(kd._teacher_batch(batch))  # as CaKDLoss sees the batch
+            gt = batch["gt_boxes"]
+            aware = teacher_gt_quality(kd.teacher, t_out, gt, class_aware=True)
+            iou = teacher_gt_quality(kd.teacher, t_out, gt, class_aware=False)
+            # the default label assignment's regression weights: the head's objects, batch-wide mean 1
+            t = distilled_targets(student.dense_head, student(batch)["dense"], gt, aware, dcfg.la_alpha,
+                                  dcfg.la_box_gamma, dcfg.la_soft_peaks)
+            if "obj_weight" not in t:
+                raise SystemExit(f"--student: {args.student} has no centre head (the statistics read its obj_weight)")
+            for i, c in enumerate(CLASSES):
+                sel = t["mask"] & (t["classes"] == i + 1)
+                vals[c]["class_aware"] += aware[sel].tolist()
+                vals[c]["iou_only"] += iou[sel].tolist()
+                vals[c]["weight"] += t["obj_weight"][sel].tolist()
+
+    def stats(x: list[float]) -> dict | None:
+        return {"mean": statistics.fmean(x), "median": statistics.median(x)} if x else None
+
+    return {"date": date.today().isoformat(), "machine": machine_description(), "batches": batches,
+            **protocol(args), "per_class": {c: {"objects": len(v["weight"]), **{k: stats(x) for k, x in v.items()}}
+                                            for c, v in vals.items()}}
 
 
 def ablation_reference(args, seeds: list[int]) -> list[dict]:
@@ -88,7 +164,7 @@ def ablation_reference(args, seeds: list[int]) -> list[dict]:
     return out
 
 
-def render(units: list[dict], reference: list[dict], student: str) -> str:
+def render(units: list[dict], reference: list[dict], student: str, epochs: int) -> str:
     def ms(xs):
         return f"{statistics.fmean(xs):.2f}" + (f" +- {statistics.stdev(xs):.2f}" if len(xs) > 1 else "")
 
@@ -103,7 +179,7 @@ def render(units: list[dict], reference: list[dict], student: str) -> str:
                      ", ".join(sorted({u["date"] for u in us}))])
     machines = sorted({u["machine"] for u in everything})
     return "\n".join([f"# Label-assignment pilot: CaKD `{student}` students, val split", "",
-                      "12-epoch CaKD students with the ablation's seeds (initial weights and data order), data "
+                      f"{epochs}-epoch CaKD students with the ablation's seeds (initial weights and data order), data "
                       "(300 train frames, 500 val frames of data seed 0), teacher and schedule (batch 4, AdamW "
                       "one-cycle lr 0.003); only the label assignment differs (`benchmarks/kd_pilot.py`). Val only: "
                       "a pilot for a choice, not a result. Moderate 3D AP_R40 (%). Machines: " + "; ".join(machines)
@@ -123,24 +199,48 @@ def main(argv=None) -> int:
     ap.add_argument("--data", type=Path, default=ROOT / "benchmarks" / "data" / "synth")
     ap.add_argument("--runs", type=Path, default=ROOT / "benchmarks" / "runs" / "kd_pilot")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    ap.add_argument("--quality-batches", type=int, default=0,
+                    help="only measure the teacher's per-class quality over this many training batches")
     args = ap.parse_args(argv)
+    from clean_deploy.models.zoo import get_config
+
     if not args.teacher.is_file():
         raise SystemExit(f"--teacher: {args.teacher} is not a file (expected a two-stage teacher checkpoint)")
+    try:
+        get_config(args.student)
+    except (KeyError, ValueError) as e:
+        raise SystemExit(f"--student: {args.student!r} is not a detector config ({e})")
+    if args.quality_batches < 0 or args.epochs < 1:
+        raise SystemExit("--quality-batches must be >= 0 and --epochs >= 1")
+    args.teacher_sha = sha256(args.teacher)
     ensure_data(args.data, 300, 500, 0)
+    if args.quality_batches > 0:
+        q = quality_statistics(args, args.quality_batches)
+        atomic_write(args.out / "kd_pilot_quality.json", lambda f: f.write((json.dumps(q, indent=1) + "\n").encode()))
+        for c, v in q["per_class"].items():
+            if v["objects"]:
+                print(f"{c}: {v['objects']} objects, class-aware quality mean {v['class_aware']['mean']:.3f}, IoU-only "
+                      f"{v['iou_only']['mean']:.3f}, regression weight mean {v['weight']['mean']:.3f}")
+        return 0
     res_dir = args.out / "kd_pilot"
     for v in args.variants:
         for s in args.seeds:
             p = res_dir / f"{v}_s{s}.json"
             if p.is_file():
+                stored = {k: json.loads(p.read_text()).get(k) for k in protocol(args)}
+                if stored != protocol(args):
+                    raise SystemExit(f"{p}: a unit of another protocol ({stored}, asked {protocol(args)}); "
+                                     "move it away or pass --out")
                 continue
             print(f"[kd_pilot] {v} seed {s}", flush=True)
             u = run_unit(v, s, args)
             atomic_write(p, lambda f: f.write((json.dumps(u, indent=1) + "\n").encode()))
-    units = [json.loads(p.read_text()) for p in sorted(res_dir.glob("*.json"))]
+    units = [u for u in (json.loads(p.read_text()) for p in sorted(res_dir.glob("*.json")))
+             if {k: u.get(k) for k in protocol(args)} == protocol(args)]
     if units:
-        ref = ablation_reference(args, sorted({u["seed"] for u in units}))
+        ref = ablation_reference(args, sorted({u["seed"] for u in units})) if args.epochs == 12 else []
         atomic_write(args.out / "kd_pilot.json", lambda f: f.write((json.dumps(units, indent=1) + "\n").encode()))
-        md = render(units, ref, args.student)
+        md = render(units, ref, args.student, args.epochs)
         atomic_write(args.out / "kd_pilot.md", lambda f: f.write(md.encode()))
         print(md)
     return 0

@@ -2,6 +2,7 @@
 combined loss trains heterogeneous pairs (anchor/center/pillar students from a two-stage teacher)."""
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -269,12 +270,14 @@ def test_class_norm_keeps_box_weight_from_moving_between_classes(name):
     the order within a class."""
     cfg = get_config(name)
     student = build_detector(cfg).train()
-    batch = toy_batch(cfg, 1)
+    # two cars and two pedestrians, so that both classes' means are over objects of different quality
+    boxes = np.concatenate([TOY_BOXES, np.array([[25.0, 4.0, -0.85, 0.7, 0.6, 1.7, 1.0, 2]], np.float32)])
+    batch = toy_batch(cfg, 1, boxes=boxes)
     out = student(batch)
     gt = batch["gt_boxes"]
     cls = gt[..., 7]
-    q = torch.where(cls == 1, 0.8, 0.3) * torch.linspace(0.8, 1.0, gt.shape[1]).view(1, -1)
-    assert {1, 2} <= set(cls[cls > 0].long().tolist())
+    q = torch.where(cls == 1, 0.8, 0.3) * torch.linspace(0.6, 1.0, gt.shape[1]).view(1, -1)
+    assert (cls == 1).sum() == 2 and (cls == 2).sum() == 2
     key, pos_of = (("obj_weight", lambda t: t["mask"]) if "centerpoint" in name else ("box_weight", lambda t: t["labels"] > 0))
     cls_of = (lambda t: t["classes"]) if "centerpoint" in name else (lambda t: t["labels"])
     batch_wide = distilled_targets(student.dense_head, out["dense"], gt, q, 0.5, 1.0)
@@ -287,8 +290,39 @@ def test_class_norm_keeps_box_weight_from_moving_between_classes(name):
             assert w[pos & (c == 1)].mean().item() == pytest.approx(1.0, rel=1e-5)
     # within a class the order (and ratios) of the weights are the batch-wide ones
     pos, c = pos_of(per_class), cls_of(per_class)
-    sel = pos & (c == 1)
-    torch.testing.assert_close(per_class[key][sel] / per_class[key][sel][0], batch_wide[key][sel] / batch_wide[key][sel][0])
+    for k in (1, 2):
+        sel = pos & (c == k)
+        assert len(set(per_class[key][sel].tolist())) > 1  # the quality still ranks the class's objects
+        torch.testing.assert_close(per_class[key][sel] / per_class[key][sel][0],
+                                   batch_wide[key][sel] / batch_wide[key][sel][0])
+    assert torch.isfinite(per_class[key]).all()  # padding / ignored entries included
+
+
+def test_normalised_weight_leaves_an_empty_group_as_is():
+    from clean_deploy.models.heads.losses import normalised_weight
+
+    w = torch.tensor([0.5, 2.0, 3.0, 4.0])
+    groups = torch.tensor([0, 1, 1, 2])
+    mask = torch.tensor([False, True, True, False])  # groups 0 and 2 have no masked entry
+    torch.testing.assert_close(normalised_weight(w, mask, groups), torch.tensor([0.5, 0.8, 1.2, 4.0]))
+
+
+@pytest.mark.parametrize("flag", [False, True])
+def test_cakd_passes_la_class_norm_to_the_label_assignment(pair, monkeypatch, flag):
+    import clean_deploy.compress.distill.cakd as cakd_mod
+
+    seen = []
+    real = cakd_mod.distilled_targets
+
+    def spy(*a, **k):
+        seen.append(k.get("class_norm"))
+        return real(*a, **k)
+
+    monkeypatch.setattr(cakd_mod, "distilled_targets", spy)
+    cfg = get_config("centerpoint_fast@0.25x")
+    student = build_detector(cfg).train()
+    total, parts = CaKDLoss(pair, student, DistillConfig(la_class_norm=flag))(student, toy_batch(cfg, 1))
+    assert seen == [flag] and math.isfinite(float(total))
 
 
 def test_class_aware_quality_scales_with_the_teachers_class_probability(pair):

@@ -59,7 +59,8 @@ def run_model(key: str, cfg_name: str, args) -> dict:
     # `clean-deploy bench`), so one model's allocations do not hide the next one's peak memory
     res = run_job(BenchJob(str(ckpt), "torch"), args.data, "val", args.latency_frames, 3, args.threads,
                   args.out / "baselines_jobs")
-    return {"key": key, "config": cfg_name, "train_seconds": ck["meta"].get("train_seconds"),
+    return {"key": key, "config": cfg_name, "date": str(date.today()), "machine": machine_description(),
+            "train_seconds": ck["meta"].get("train_seconds"),
             "epochs": ck["meta"].get("epochs"),
             # the training log's sparse-conv backend; none for a model without a sparse 3D backbone
             "sparse_backend": ck["meta"].get("sparse_backend") if get_config(cfg_name).backbone3d is not None else None, "ap": res["ap"], "mean_moderate_3d": res["mean_moderate_3d"], "memory": res["memory"],
@@ -75,10 +76,10 @@ def markdown(rows: list[dict], header: str) -> str:
         tmin = f"{r['train_seconds'] / 60:.0f}" if r.get("train_seconds") else "-"
         if r.get("sparse_backend"):
             tmin += f" ({r['sparse_backend']})"
-        table.append([r["key"], f"`{r['config']}`", *aps, f"{r['mean_moderate_3d']:.2f}", f"{r['params'] / 1e6:.2f}",
+        table.append([r["key"], r.get("date", "-"), f"`{r['config']}`", *aps, f"{r['mean_moderate_3d']:.2f}", f"{r['params'] / 1e6:.2f}",
                       f"{r['gmacs']:.2f}", lat, f"{r['memory']['peak_inference_mb']:.0f}", tmin])
     lines = [header, ""] + markdown_table(
-        ["model", "config", *(f"{c} 3D e/m/h" for c in CLASSES), "mean mod 3D", "params (M)", "GMACs",
+        ["model", "measured", "config", *(f"{c} 3D e/m/h" for c in CLASSES), "mean mod 3D", "params (M)", "GMACs",
          "CPU latency p50 ms (pre/net/post)", "peak mem (MB)", "train (min) (sparse conv)"], table)
     return "\n".join(lines) + "\n"
 
@@ -106,7 +107,11 @@ def main() -> None:
     ensure_data(args.data, args.frames, args.val_frames, args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     out_json = args.out / "baselines.json"
-    results = json.loads(out_json.read_text())["models"] if out_json.is_file() else {}
+    old = json.loads(out_json.read_text()) if out_json.is_file() else {"models": {}}
+    results = old["models"]
+    for r in results.values():  # records of files written before rows carried their own date and machine
+        r.setdefault("date", old.get("date"))
+        r.setdefault("machine", old.get("machine"))
     if args.report:
         if not results:
             raise SystemExit(f"--report: {out_json} has no models (run the benchmark first)")
@@ -133,8 +138,13 @@ def write_results(results: dict, args, wall_seconds: float, day: str | None = No
            "wall_seconds": wall_seconds}
     atomic_write(args.out / "baselines.json", lambda f: f.write((json.dumps(doc, indent=2) + "\n").encode()))
     rows = [results[k] for k, _, _ in MODELS if k in results]
+    machines = sorted({r.get("machine") or doc["machine"] for r in rows})
+    dates = sorted({r.get("date") or doc["date"] for r in rows})
+    where = f"{dates[0]}, {machines[0]}" if len(machines) == 1 and len(dates) == 1 else (
+        f"Rows measured on their own dates (column `measured`) on {'; '.join(machines)}: machines of one class, "
+        f"not one virtual machine, so times of different dates compare machines as well as code")
     header = (f"# Baselines on the synthetic benchmark ({args.frames} train / {args.val_frames} val frames)\n\n"
-              f"{doc['date']}, {doc['machine']}. AP_R40 (%), KITTI protocol, GT outside the detector range "
+              f"{where}. AP_R40 (%), KITTI protocol, GT outside the detector range "
               f"ignored. Latency: PyTorch eager, CPU, batch 1, {args.threads} threads, {args.latency_frames} val frames after 3 warm-up, one subprocess per model; peak mem = weights + peak RSS growth while running 10 frames (freed pages returned to the OS). "
               f"Train: {args.frames} frames, batch {args.batch_size}, 2 data workers, the sparse-conv backend of the training log in brackets (none: no sparse 3D backbone).")
     md = markdown(rows, header)

@@ -34,6 +34,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from ablation import sha256  # noqa: E402  (the ablation's teacher digest)
 from baselines import ensure_data  # noqa: E402
 
 from clean_deploy.atomic import atomic_write  # noqa: E402
@@ -43,16 +44,6 @@ STUDENT = "centerpoint_fast@0.5x+iou+axis"
 TEACHER = ROOT / "benchmarks" / "checkpoints" / "teacher_voxel_rcnn_fast.pth"
 VARIANTS = {"cakd": {}, "iou_quality": {"la_class_aware": False}, "class_norm": {"la_class_norm": True}}
 CLASSES = ("Car", "Pedestrian", "Cyclist")
-
-
-def sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
 
 
 def protocol(args) -> dict:

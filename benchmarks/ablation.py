@@ -13,7 +13,7 @@ Rows (student ``centerpoint_fast@0.5x+iou``, teacher ``voxel_rcnn_fast`` from
     | prune_<method>_<t>x (from cakd, CaKD fine-tuning; masked / l1 / random importance)
     | scratch_<t>x (the masked-pruned architecture trained from scratch, as many steps as cakd + fine-tuning)
     | clean_<t>x (prune_masked + IoU-aware redundancy elimination), at --targets (0.5 and 0.3 x FLOPs)
-    | prune_masked_<t>x_ft<n>, scratch_<t>x_ft<n>, clean_<t>x_ft<n>: the same with <n> fine-tuning epochs
+    | prune_<method>_<t>x_ft<n>, scratch_<t>x_ft<n>, clean_<t>x_ft<n>: the same with <n> fine-tuning epochs
       instead of --finetune-epochs (the scratch control again as many steps), at --long-finetune T:N
     | plain_e<m>, cakd_e<m> (m = --epochs + n): the unpruned students trained as many epochs as the
       CaKD student + <n> fine-tuning epochs took, the equal-steps controls of the _ft<n> rows
@@ -100,7 +100,7 @@ def row_names(targets: list[float], methods: list[str], long_finetune: list[tupl
         rows += [f"prune_{m}_{t:g}x" for m in methods] + [f"scratch_{t:g}x", f"clean_{t:g}x"]
         for lt, n in long_finetune:
             if lt == t:
-                rows += [f"prune_masked_{t:g}x_ft{n}", f"scratch_{t:g}x_ft{n}", f"clean_{t:g}x_ft{n}"]
+                rows += [f"prune_{m}_{t:g}x_ft{n}" for m in methods] + [f"scratch_{t:g}x_ft{n}", f"clean_{t:g}x_ft{n}"]
     for m in sorted({epochs + n for _, n in long_finetune}):
         rows += [f"plain_e{m}", f"cakd_e{m}"]
     return rows
@@ -458,10 +458,11 @@ def summarise(units: list[dict], epochs: int = 12) -> dict:
             # steps (benchmarks/results/train_speed_rulebooks), so the 12-epoch CaKD student had about
             # the compute of a plain student trained 23 epochs
             cmp(f"cakd_vs_{name}", name, "cakd", None)
-        if name.startswith("prune_masked_") and ft is None:
-            t = name.split("_")[2]
+        if base.startswith("prune_masked_"):
+            # the importance criteria at the same FLOPs and the same fine-tuning length
+            t, suffix = base.split("_")[2], name[len(base):]
             for other in ("l1", "random"):
-                cmp(f"masked_vs_{other}_{t}", f"prune_{other}_{t}", name, None)
+                cmp(f"masked_vs_{other}_{t}{suffix}", f"prune_{other}_{t}{suffix}", name, None)
     if "teacher" in rows:
         for name in rows:
             if name.startswith("clean_"):

@@ -76,3 +76,24 @@ def test_summary_pairs_seeds_against_scipy(ablation):
     assert comps["clean_0.5x_ft12_vs_plain_e24"]["met"] is True  # goal ">= plain" is on the mean only
     assert comps["teacher_minus_clean_0.5x_ft12"]["mean"] == pytest.approx(71.6 - sum(ap["clean_0.5x_ft12"]) / 3)
     assert comps["teacher_minus_clean_0.5x_ft12"]["met"] is False
+
+
+def test_importance_criteria_compared_at_each_finetune_length(ablation):
+    """Masked importance is compared with L1 and random at the same FLOPs *and* the same fine-tuning
+    length (the converged _ft<n> rows as well as the default one), never across lengths."""
+    from scipy import stats
+
+    rows = ablation.row_names([0.5], ["masked", "l1", "random"], [(0.5, 12)], epochs=12)
+    assert {"prune_l1_0.5x_ft12", "prune_random_0.5x_ft12", "prune_masked_0.5x_ft12", "prune_l1_0.5x"} <= set(rows)
+    ap = {"prune_masked_0.5x_ft12": [64.7, 63.6, 61.7], "prune_l1_0.5x_ft12": [62.0, 63.9, 60.1],
+          "prune_random_0.5x_ft12": [60.0, 61.0, 59.5], "prune_l1_0.5x": [55.0, 56.0, 57.0]}
+    units = [_unit(r, s, v[s]) for r, v in ap.items() for s in range(3)]
+    comps = ablation.summarise(units, epochs=12)["comparisons"]
+    for other in ("l1", "random"):
+        c = comps[f"masked_vs_{other}_0.5x_ft12"]
+        a, b = ap[f"prune_{other}_0.5x_ft12"], ap["prune_masked_0.5x_ft12"]
+        assert (c["a"], c["b"]) == (f"prune_{other}_0.5x_ft12", "prune_masked_0.5x_ft12")
+        assert c["mean"] == pytest.approx(sum(x - y for x, y in zip(b, a)) / 3)
+        assert c["p_paired_t"] == pytest.approx(stats.ttest_rel(b, a).pvalue)
+    # prune_masked_0.5x (6 fine-tuning epochs) is absent: no comparison across fine-tuning lengths
+    assert "masked_vs_l1_0.5x" not in comps

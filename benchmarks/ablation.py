@@ -454,9 +454,10 @@ def summarise(units: list[dict], epochs: int = 12) -> dict:
         if student == "cakd" and ep is not None:
             cmp(f"{name}_vs_plain_e{ep}", f"plain_e{ep}", name, 2.0)
         if student == "plain" and ep is not None:
-            # a stricter control than the equal-steps one: a CaKD step costs about 1.9 plain
-            # steps (benchmarks/results/train_speed_rulebooks), so the 12-epoch CaKD student had about
-            # the compute of a plain student trained 23 epochs
+            # reported against the CaKD student too: a CaKD step costs about 1.9 plain steps
+            # (benchmarks/results/train_speed_rulebooks), so with --epochs 12 the CaKD student had
+            # about the compute of a plain student trained 23 epochs; plain_e24 is then an
+            # equal-compute control, stricter than the equal-steps one (other m: neither)
             cmp(f"cakd_vs_{name}", name, "cakd", None)
         if base.startswith("prune_masked_"):
             # the importance criteria at the same FLOPs and the same fine-tuning length

@@ -60,16 +60,58 @@ def latency_breakdown_plot(rows: list[dict], out: str | Path, title: str) -> Pat
     return save_figure(fig, out)
 
 
+def dodge_layout(gmacs: list[float], means: list[float], spread: float = 0.03,
+                 min_gap: float = 1.0) -> tuple[list[float], list[float], list[float]]:
+    """Where rows at the same compute go: x positions spread by factors ``exp(+-k*spread)`` around
+    their shared GMACs (highest mean rightmost: ordered, no error bar hides another); their labels
+    start right of the group's rightmost point, at heights pushed at least ``min_gap`` (y units)
+    apart, in the order of the means. Returns (x, label x, label y) per row; a row alone at its
+    compute keeps its own x and y."""
+    import math
+
+    xs, ys = list(gmacs), list(means)
+    label_xs = [g * math.exp(spread) for g in gmacs]
+    groups: dict[float, list[int]] = {}
+    for i, g in enumerate(gmacs):
+        groups.setdefault(round(math.log(g), 2), []).append(i)
+    for idx in groups.values():
+        if len(idx) < 2:
+            continue
+        idx = sorted(idx, key=lambda i: means[i])
+        for k, i in enumerate(idx):
+            xs[i] = gmacs[i] * math.exp((k - (len(idx) - 1) / 2) * spread)
+        for i in idx:
+            label_xs[i] = max(xs[j] for j in idx) * math.exp(spread)
+        # labels bottom-up, each at least min_gap above the previous, then the block re-centred on the means
+        lab = [means[idx[0]]]
+        for i in idx[1:]:
+            lab.append(max(means[i], lab[-1] + min_gap))
+        shift = (sum(means[i] for i in idx) - sum(lab)) / len(idx)
+        lo = min(means[i] for i in idx) - min_gap
+        shift = max(shift, lo - lab[0])
+        for i, y in zip(idx, lab):
+            ys[i] = y + shift
+    return xs, label_xs, ys
+
+
 def accuracy_compute_errorbar_plot(rows: list[dict], out: str | Path, title: str,
                                    acc_label: str = "mean moderate 3D AP (%)") -> Path:
     """``rows``: dicts with ``label``, ``gmacs``, ``mean``, ``std`` and ``n`` (seeds); accuracy with
-    one-standard-deviation error bars against compute per frame (log x axis)."""
-    fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=130)
-    for r in rows:
-        ax.errorbar(r["gmacs"], r["mean"], yerr=r["std"], fmt="o", ms=5, capsize=3, alpha=0.8)
-        ax.annotate(f"{r['label']} (n={r['n']})", (r["gmacs"], r["mean"]), textcoords="offset points",
-                    xytext=(5, 4), fontsize=7)
+    one-standard-deviation error bars against compute per frame (log x axis). Rows at the same
+    compute are spread a little along x and their labels apart (:func:`dodge_layout`)."""
+    fig, ax = plt.subplots(figsize=(8, 5.2), dpi=130)
+    means = [r["mean"] for r in rows]
+    span = (max(means) - min(means)) if rows else 1.0
+    xs, label_xs, label_ys = dodge_layout([r["gmacs"] for r in rows], means, min_gap=max(span, 1.0) * 0.045)
+    for r, x, lx, ly in zip(rows, xs, label_xs, label_ys):
+        line = ax.errorbar(x, r["mean"], yerr=r["std"], fmt="o", ms=5, capsize=3, alpha=0.8)
+        color = line[0].get_color()
+        ax.annotate(f"{r['label']} (n={r['n']})", (x, r["mean"]), xytext=(lx, ly), fontsize=7,
+                    va="center", color=color,
+                    arrowprops={"arrowstyle": "-", "lw": 0.5, "color": color} if abs(ly - r["mean"]) > 1e-9 else None)
     ax.set_xscale("log")
+    if rows:  # room for the labels right of the rightmost point
+        ax.set_xlim(min(xs) / 1.15, max(xs) * 1.5)
     ax.set_xlabel("GMACs per frame (log)")
     ax.set_ylabel(acc_label)
     ax.set_title(title, fontsize=9)

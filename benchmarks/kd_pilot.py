@@ -15,6 +15,8 @@ choice; the ablation's test split is not read):
     cakd          the ablation's CaKD recipe (DistillConfig defaults), run again on this machine
     iou_quality   the teacher's quality without its class probability (la_class_aware off)
     class_norm    regression weights normalised per class (la_class_norm on)
+    iou_branch    the quality shapes only the IoU branch's target (la_target "iou_branch", the form
+                  of the paper's centre-head code): peaks and regression train as without KD
 
     .venv/bin/python benchmarks/kd_pilot.py --variants iou_quality class_norm --seeds 0
     .venv/bin/python benchmarks/kd_pilot.py --quality-batches 25   # the per-class quality statistics only
@@ -42,7 +44,8 @@ from clean_deploy.bench.results import markdown_table  # noqa: E402
 
 STUDENT = "centerpoint_fast@0.5x+iou+axis"
 TEACHER = ROOT / "benchmarks" / "checkpoints" / "teacher_voxel_rcnn_fast.pth"
-VARIANTS = {"cakd": {}, "iou_quality": {"la_class_aware": False}, "class_norm": {"la_class_norm": True}}
+VARIANTS = {"cakd": {}, "iou_quality": {"la_class_aware": False}, "class_norm": {"la_class_norm": True},
+            "iou_branch": {"la_target": "iou_branch"}}
 CLASSES = ("Car", "Pedestrian", "Cyclist")
 
 

@@ -476,3 +476,78 @@ def test_shared_rulebooks_keep_only_ours_and_a_different_geometry_rebuilds():
         got = conv(spconv.SparseConvTensor(feats, idx, [4, 4, 4], 1, indice_dict=shared_rulebooks(x)))
     assert torch.allclose(got.features, feats @ conv.weight.reshape(3, 2).T, atol=1e-6)  # a 1x1x1 conv
     assert got.indice_dict["clean_deploy:subm1"] is not rb
+
+
+# ------------------------------------------------- label assignment in the IoU branch (la_target)
+def _iou_branch_case(name):
+    cfg = get_config(name + "+iou")
+    student = build_detector(cfg).train()
+    boxes = np.concatenate([TOY_BOXES, np.array([[25.0, 4.0, -0.85, 0.7, 0.6, 1.7, 1.0, 2]], np.float32)])
+    batch = toy_batch(cfg, 1, boxes=boxes)
+    out = student(batch)
+    return student, batch, out, batch["gt_boxes"]
+
+
+def _iou_logits_at_positives(name, student, out, t):
+    """The IoU branch's logits at the positives, read from the raw output independently of the loss."""
+    if "centerpoint" in name:
+        n, _, h, w = out["dense"]["reg"].shape
+        return out["dense"]["iou"].reshape(n, h * w).gather(1, t["ind"])[t["mask"]], t["mask"]
+    return out["dense"]["iou"][t["labels"] > 0], t["labels"] > 0
+
+
+@pytest.mark.parametrize("name", ["centerpoint_fast@0.25x", "second_fast@0.25x"])
+def test_iou_branch_target_carries_the_teachers_quality_and_nothing_else(name):
+    """la_target='iou_branch': classification and regression losses are the plain ones to the bit,
+    and the IoU branch learns iou^alpha * quality^(1-alpha): with alpha = 0 exactly the teacher's
+    quality (checked against a BCE computed here from the raw logits); higher quality -> higher
+    target; alpha = 1 is the plain IoU loss."""
+    student, batch, out, gt = _iou_branch_case(name)
+    plain = student.dense_head.loss(out["dense"], gt)
+    q = torch.linspace(0.2, 0.9, gt.shape[1]).view(1, -1)
+    t = distilled_targets(student.dense_head, out["dense"], gt, q, 0.0, 1.0, target="iou_branch")
+    assert not ({"peak_target", "obj_weight", "cls_soft", "box_weight"} & set(t))
+    got = student.dense_head.loss(out["dense"], gt, t)
+    for k in plain:
+        if k != "loss_iou":
+            torch.testing.assert_close(got[k], plain[k], rtol=0, atol=0)
+    logits, pos = _iou_logits_at_positives(name, student, out, t)
+    if "centerpoint" in name:
+        q_pos = q.expand_as(t["mask"])[pos]
+        norm = pos.sum().float()
+    else:
+        q_pos = q.gather(1, t["gt_index"].clamp(min=0))[pos]
+        norm = pos.sum().float()
+    assert len(set(q_pos.tolist())) >= 3  # several objects of different quality
+    ref = F.binary_cross_entropy_with_logits(logits, q_pos, reduction="sum") / norm
+    torch.testing.assert_close(got["loss_iou"], ref * student.dense_head.cfg.loss_weights.iou)
+    # direction: a target rises with the teacher's quality
+    hi = distilled_targets(student.dense_head, out["dense"], gt, (q + 0.1).clamp(max=1), 0.5, 1.0, target="iou_branch")
+    lo = distilled_targets(student.dense_head, out["dense"], gt, q, 0.5, 1.0, target="iou_branch")
+    assert torch.all(hi["iou_teacher"] >= lo["iou_teacher"]) and torch.any(hi["iou_teacher"] > lo["iou_teacher"])
+    # alpha = 1: the teacher's factor is 1, the plain IoU loss
+    one = distilled_targets(student.dense_head, out["dense"], gt, q, 1.0, 1.0, target="iou_branch")
+    torch.testing.assert_close(student.dense_head.loss(out["dense"], gt, one)["loss_iou"], plain["loss_iou"])
+
+
+def test_iou_branch_blend_against_the_formula():
+    from clean_deploy.models.heads.iou_quality import blend_iou_target
+
+    iou = torch.tensor([0.0, 0.25, 0.81, 1.0])
+    q = torch.tensor([0.9, 0.36, 0.49, 0.04])
+    torch.testing.assert_close(blend_iou_target(iou, q.sqrt(), 0.5), torch.tensor([0.0, 0.3, 0.63, 0.2]))
+
+
+def test_iou_branch_refuses_a_student_without_an_iou_branch(pair):
+    cfg = get_config("centerpoint_fast@0.25x")
+    assert not cfg.dense_head.iou_branch
+    student = build_detector(cfg).train()
+    with pytest.raises(ValueError, match="IoU-quality branch"):
+        CaKDLoss(pair, student, DistillConfig(la_target="iou_branch"))
+    with pytest.raises(ValueError, match="la_target"):
+        DistillConfig(la_target="heatmap")
+    # with the branch: CaKD runs and its loss is finite
+    cfg = get_config("centerpoint_fast@0.25x+iou")
+    student = build_detector(cfg).train()
+    total, parts = CaKDLoss(pair, student, DistillConfig(la_target="iou_branch"))(student, toy_batch(cfg, 1))
+    assert math.isfinite(float(total.detach())) and "loss_iou" in parts

@@ -7,6 +7,10 @@ from clean_deploy.config import ConfigBase
 from clean_deploy.models.config import RedundancyConfig
 
 
+#: where label-assignment distillation puts the teacher's quality (``DistillConfig.la_target``)
+LA_TARGETS = ("peaks", "iou_branch")
+
+
 @dataclass
 class DistillConfig(ConfigBase):
     """CaKD: every term switchable (weight 0 = off) and weighted.
@@ -35,6 +39,12 @@ class DistillConfig(ConfigBase):
     #: teacher's quality is lower for small classes, so a batch-wide mean moves box-loss weight from
     #: pedestrians to cars)
     la_class_norm: bool = False
+    #: where the teacher's quality goes: ``"peaks"`` (soft classification targets of the positives
+    #: and quality-weighted regression, the anchor rule; in heatmap form for centre heads) or
+    #: ``"iou_branch"`` (only the IoU-quality branch's target becomes ``iou^alpha *
+    #: quality^(1-alpha)``, iou = the student's own box vs its GT; classification and regression
+    #: train as without KD: the form of the paper's centre-head code; needs a '+iou' student)
+    la_target: str = "peaks"
     add_teacher_boxes: bool = False
     add_score_thresh: float = 0.8
     #: foreground mask: GT boxes and teacher predictions above this score, enlarged by this (m)
@@ -47,6 +57,10 @@ class DistillConfig(ConfigBase):
     so_score_thresh: float = 0.1
     so_nms_thresh: float = 0.3
     so_max: int = 64
+
+    def __post_init__(self) -> None:
+        if self.la_target not in LA_TARGETS:
+            raise ValueError(f"la_target must be one of {LA_TARGETS}, got {self.la_target!r}")
 
 
 @dataclass

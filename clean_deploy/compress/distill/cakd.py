@@ -35,6 +35,9 @@ class CaKDLoss:
         # a frozen copy, BN folded: the same predictions to float rounding, one pass less per map
         self.teacher = frozen_for_inference(teacher)
         self.cfg = cfg
+        if cfg.label_assignment and cfg.la_target == "iou_branch" and not student.dense_head.has_iou_branch():
+            raise ValueError(f"DistillConfig.la_target 'iou_branch' needs a student with an IoU-quality branch "
+                             f"(a '+iou' model); {student.cfg.name!r} has none")
         self.adapter = (FeatureAdapter(student.backbone2d.out_channels, teacher.backbone2d.out_channels)
                         if cfg.feature > 0 else None)
         self._teacher_voxelizer = None
@@ -77,7 +80,8 @@ class CaKDLoss:
         if cfg.label_assignment:
             q = teacher_gt_quality(self.teacher, t_out, batch["gt_boxes"], class_aware=cfg.la_class_aware)
             targets = distilled_targets(core.dense_head, s_out["dense"], batch["gt_boxes"], q, cfg.la_alpha,
-                                        cfg.la_box_gamma, soft_peaks=cfg.la_soft_peaks, class_norm=cfg.la_class_norm)
+                                        cfg.la_box_gamma, soft_peaks=cfg.la_soft_peaks, class_norm=cfg.la_class_norm,
+                                        target=cfg.la_target)
         total, parts = core.loss(s_out, batch, targets)
         if cfg.response > 0 or cfg.feature > 0:
             t_feat = t_out["spatial_features_2d"]

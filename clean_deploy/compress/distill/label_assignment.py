@@ -46,12 +46,14 @@ def teacher_gt_quality(teacher, teacher_out: dict, gt_boxes: torch.Tensor, class
 
 @torch.no_grad()
 def distilled_targets(head, preds: dict, gt_boxes: torch.Tensor, quality: torch.Tensor, alpha: float,
-                      gamma: float, soft_peaks: bool = True, class_norm: bool = False) -> dict:
+                      gamma: float, soft_peaks: bool = True, class_norm: bool = False,
+                      target: str = "peaks") -> dict:
     """Targets of the student's dense head with the teacher's quality folded in: soft
     classification targets (anchor heads: positives' ``cls_soft``; centre heads: soft peaks, unless
     ``soft_peaks`` is off, which falls back to quality-weighted peaks) and quality-weighted
-    regression (:meth:`~clean_deploy.models.heads.base.DenseHead.quality_targets`)."""
-    return head.quality_targets(preds, gt_boxes, quality, alpha, gamma, soft_peaks, class_norm)
+    regression (:meth:`~clean_deploy.models.heads.base.DenseHead.quality_targets`); ``target="iou_branch"``:
+    the quality in the IoU branch's target only."""
+    return head.quality_targets(preds, gt_boxes, quality, alpha, gamma, soft_peaks, class_norm, target)
 
 
 @torch.no_grad()

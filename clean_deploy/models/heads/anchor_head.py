@@ -13,7 +13,7 @@ from clean_deploy.geometry.iou import iou_bev_nearest
 from clean_deploy.models.config import AnchorHeadConfig
 from clean_deploy.models.heads import losses as L
 from clean_deploy.models.heads.base import DenseHead
-from clean_deploy.models.heads.iou_quality import iou_loss, iou_targets
+from clean_deploy.models.heads.iou_quality import blend_iou_target, iou_loss, iou_targets
 
 
 def generate_anchors(cfg: AnchorHeadConfig, point_cloud_range, feature_size: tuple[int, int],
@@ -133,13 +133,19 @@ class AnchorHead(DenseHead):
 
     @torch.no_grad()
     def quality_targets(self, preds: dict, gt_boxes: torch.Tensor, quality: torch.Tensor, alpha: float,
-                        gamma: float, soft_peaks: bool = True, class_norm: bool = False) -> dict:
+                        gamma: float, soft_peaks: bool = True, class_norm: bool = False,
+                        target: str = "peaks") -> dict:
         """Positive anchors get ``cls_soft = iou_match^alpha * quality^(1-alpha)`` and a box weight
         ``quality^gamma`` (``soft_peaks`` concerns centre heads only; ``class_norm``: box weights
-        normalised per class)."""
+        normalised per class). ``target="iou_branch"``: plain targets, the IoU branch's target of
+        each positive anchor ``iou^alpha * quality^(1-alpha)`` instead."""
         t = self.assign_targets_for(preds, gt_boxes)
         pos = t["labels"] > 0
         q = quality.gather(1, t["gt_index"].clamp(min=0))
+        if target == "iou_branch":
+            return self._iou_branch_targets(t, q, alpha)
+        if target != "peaks":
+            raise ValueError(f"label-assignment target must be 'peaks' or 'iou_branch', got {target!r}")
         soft = t["iou"].clamp(0, 1).pow(alpha) * q.clamp(1e-3, 1).pow(1 - alpha)
         t["cls_soft"] = torch.where(pos, soft, torch.zeros_like(soft))
         t["box_weight"] = L.normalised_weight(q.clamp(min=1e-3).pow(gamma), pos, t["labels"] if class_norm else None)
@@ -190,6 +196,8 @@ class AnchorHead(DenseHead):
                 dec = self.coder.decode(box_pred.detach(), a_pos)
                 dec = self._resolve_direction(dec, preds["dir"][pos].detach() if self.conv_dir is not None else None)
                 t_iou = iou_targets(dec, gt_pos)
+                if "iou_teacher" in targets:
+                    t_iou = blend_iou_target(t_iou, targets["iou_teacher"][pos], targets["iou_alpha"])
             out["loss_iou"] = iou_loss(preds["iou"][pos], t_iou, normalizer) * cfg.loss_weights.iou
         out["num_pos"] = normalizer.detach()
         return out
@@ -215,6 +223,9 @@ class AnchorHead(DenseHead):
                 "logits": logits, "index": None}
 
     # ------------------------------------------------------------ reading outputs
+    def has_iou_branch(self) -> bool:
+        return self.conv_iou is not None
+
     def class_logit_map(self, preds: dict) -> torch.Tensor:
         n, c = preds["cls"].shape[0], preds["cls"].shape[-1]
         h, w = preds["feature_size"]

@@ -42,11 +42,29 @@ class DenseHead(nn.Module, abc.ABC):
 
     @abc.abstractmethod
     def quality_targets(self, preds: dict, gt_boxes: torch.Tensor, quality: torch.Tensor, alpha: float,
-                        gamma: float, soft_peaks: bool = True, class_norm: bool = False) -> dict:
+                        gamma: float, soft_peaks: bool = True, class_norm: bool = False,
+                        target: str = "peaks") -> dict:
         """Targets with a teacher's per-GT quality (N,M) folded in (two-stage-oriented label
-        assignment): soft classification targets ``iou_match^alpha * quality^(1-alpha)`` of the
-        positives and regression weights ``quality^gamma`` (normalised to mean 1 over the batch's
-        positives; ``class_norm``: to mean 1 within each class)."""
+        assignment). ``target="peaks"``: soft classification targets ``iou_match^alpha *
+        quality^(1-alpha)`` of the positives and regression weights ``quality^gamma`` (normalised
+        to mean 1 over the batch's positives; ``class_norm``: to mean 1 within each class).
+        ``target="iou_branch"``: the plain targets, except that the IoU-quality branch learns
+        ``iou^alpha * quality^(1-alpha)`` at the positives (iou: the student's decoded box against
+        its GT), :meth:`_iou_branch_targets`."""
+
+    def _iou_branch_targets(self, t: dict, quality: torch.Tensor, alpha: float) -> dict:
+        """``t`` (plain targets) with the teacher's factor ``quality^(1-alpha)`` per target row
+        (``iou_teacher``) and ``alpha`` (``iou_alpha``) for the loss's IoU-branch target."""
+        if not self.has_iou_branch():
+            raise ValueError("label-assignment target 'iou_branch' needs a head with an IoU-quality branch "
+                             "(a '+iou' student)")
+        t["iou_teacher"] = quality.clamp(1e-3, 1).pow(1 - alpha)
+        t["iou_alpha"] = float(alpha)
+        return t
+
+    @abc.abstractmethod
+    def has_iou_branch(self) -> bool:
+        """Whether the head predicts an IoU quality per box (the '+iou' models)."""
 
     # ------------------------------------------------------------------ reading outputs
     @abc.abstractmethod

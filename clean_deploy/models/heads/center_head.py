@@ -11,7 +11,7 @@ from torch import nn
 from clean_deploy.models.config import HeadConfig, LossWeights, register_head_config
 from clean_deploy.models.heads import losses as L
 from clean_deploy.models.heads.base import DenseHead
-from clean_deploy.models.heads.iou_quality import iou_loss, iou_targets
+from clean_deploy.models.heads.iou_quality import blend_iou_target, iou_loss, iou_targets
 
 #: regression channels: offset x/y, z, log l/w/h, cos, sin
 REG_CHANNELS = 8
@@ -182,13 +182,20 @@ class CenterHead(DenseHead):
 
     @torch.no_grad()
     def quality_targets(self, preds: dict, gt_boxes: torch.Tensor, quality: torch.Tensor, alpha: float,
-                        gamma: float, soft_peaks: bool = True, class_norm: bool = False) -> dict:
+                        gamma: float, soft_peaks: bool = True, class_norm: bool = False,
+                        target: str = "peaks") -> dict:
         """The anchor rule in heatmap form: an object's peak has the soft target
         ``iou_match^alpha * quality^(1 - alpha)`` with iou_match = 1 (the peak is the object's own
         centre cell), learnt with the quality focal loss; regression weighted by ``quality^gamma``.
         ``soft_peaks=False``: hard peaks weighted by the quality instead. ``class_norm``: the weights
-        normalised to mean 1 within each class (the batch's mean otherwise)."""
+        normalised to mean 1 within each class (the batch's mean otherwise). ``target="iou_branch"``:
+        none of that; the IoU branch's target at each object's centre becomes
+        ``iou^alpha * quality^(1-alpha)`` instead."""
         t = self.assign_targets_for(preds, gt_boxes)
+        if target == "iou_branch":
+            return self._iou_branch_targets(t, quality, alpha)
+        if target != "peaks":
+            raise ValueError(f"label-assignment target must be 'peaks' or 'iou_branch', got {target!r}")
         t["obj_weight"] = L.normalised_weight(quality.clamp(min=1e-3).pow(gamma), t["mask"],
                                               t["classes"] if class_norm else None)
         if soft_peaks:
@@ -248,6 +255,8 @@ class CenterHead(DenseHead):
             with torch.no_grad():
                 boxes = self._decode_reg(reg.detach(), targets["ind"], w)
                 t_iou = iou_targets(boxes[mask], targets["boxes"][mask])
+                if "iou_teacher" in targets:
+                    t_iou = blend_iou_target(t_iou, targets["iou_teacher"][mask], targets["iou_alpha"])
             logits = preds["iou"].view(n, h * w).gather(1, targets["ind"])[mask]
             out["loss_iou"] = iou_loss(logits, t_iou, n_obj) * cfg.loss_weights.iou
         out["num_pos"] = n_obj.detach()
@@ -286,6 +295,9 @@ class CenterHead(DenseHead):
         return {"boxes": boxes, "scores": scores, "labels": labels, "iou": iou, "logits": logits, "index": flat}
 
     # ------------------------------------------------------------ reading outputs
+    def has_iou_branch(self) -> bool:
+        return self.iou is not None
+
     def class_logit_map(self, preds: dict) -> torch.Tensor:
         return preds["hm"]
 

@@ -17,6 +17,12 @@ def iou_targets(pred_boxes: torch.Tensor, gt_boxes: torch.Tensor) -> torch.Tenso
     return iou_3d_paired(pred_boxes.detach().float(), gt_boxes.detach().float()).clamp(0, 1)
 
 
+def blend_iou_target(iou: torch.Tensor, teacher_factor: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Label-assignment distillation in the IoU branch: ``iou^alpha * teacher_factor`` with
+    ``teacher_factor = quality^(1-alpha)`` (the anchor rule, the student's own IoU as iou_match)."""
+    return iou.clamp(0, 1).pow(alpha) * teacher_factor.to(iou.dtype)
+
+
 def iou_loss(logits: torch.Tensor, targets: torch.Tensor, normalizer: torch.Tensor) -> torch.Tensor:
     """Binary cross-entropy of the predicted quality (sigmoid) against the soft IoU target."""
     if logits.numel() == 0:

@@ -512,12 +512,8 @@ def test_iou_branch_target_carries_the_teachers_quality_and_nothing_else(name):
         if k != "loss_iou":
             torch.testing.assert_close(got[k], plain[k], rtol=0, atol=0)
     logits, pos = _iou_logits_at_positives(name, student, out, t)
-    if "centerpoint" in name:
-        q_pos = q.expand_as(t["mask"])[pos]
-        norm = pos.sum().float()
-    else:
-        q_pos = q.gather(1, t["gt_index"].clamp(min=0))[pos]
-        norm = pos.sum().float()
+    q_pos = q.expand_as(t["mask"])[pos] if "centerpoint" in name else q.gather(1, t["gt_index"].clamp(min=0))[pos]
+    norm = pos.sum().float()
     assert len(set(q_pos.tolist())) >= 3  # several objects of different quality
     ref = F.binary_cross_entropy_with_logits(logits, q_pos, reduction="sum") / norm
     torch.testing.assert_close(got["loss_iou"], ref * student.dense_head.cfg.loss_weights.iou)

@@ -1,6 +1,7 @@
 """Plots for reports: accuracy vs latency (with the Pareto front) and per-stage latency bars."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import matplotlib
@@ -67,8 +68,6 @@ def dodge_layout(gmacs: list[float], means: list[float], spread: float = 0.03,
     start right of the group's rightmost point, at heights pushed at least ``min_gap`` (y units)
     apart, in the order of the means. Returns (x, label x, label y) per row; a row alone at its
     compute keeps its own x and y."""
-    import math
-
     xs, ys = list(gmacs), list(means)
     label_xs = [g * math.exp(spread) for g in gmacs]
     groups: dict[float, list[int]] = {}

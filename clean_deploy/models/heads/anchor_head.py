@@ -142,10 +142,8 @@ class AnchorHead(DenseHead):
         t = self.assign_targets_for(preds, gt_boxes)
         pos = t["labels"] > 0
         q = quality.gather(1, t["gt_index"].clamp(min=0))
-        if target == "iou_branch":
+        if self._quality_in_iou_branch(target):
             return self._iou_branch_targets(t, q, alpha)
-        if target != "peaks":
-            raise ValueError(f"label-assignment target must be 'peaks' or 'iou_branch', got {target!r}")
         soft = t["iou"].clamp(0, 1).pow(alpha) * q.clamp(1e-3, 1).pow(1 - alpha)
         t["cls_soft"] = torch.where(pos, soft, torch.zeros_like(soft))
         t["box_weight"] = L.normalised_weight(q.clamp(min=1e-3).pow(gamma), pos, t["labels"] if class_norm else None)

@@ -52,6 +52,14 @@ class DenseHead(nn.Module, abc.ABC):
         ``iou^alpha * quality^(1-alpha)`` at the positives (iou: the student's decoded box against
         its GT), :meth:`_iou_branch_targets`."""
 
+    @staticmethod
+    def _quality_in_iou_branch(target: str) -> bool:
+        """Whether ``quality_targets``' ``target`` puts the quality in the IoU branch (``"iou_branch"``)
+        rather than in the classification targets and regression weights (``"peaks"``)."""
+        if target not in ("peaks", "iou_branch"):
+            raise ValueError(f"label-assignment target must be 'peaks' or 'iou_branch', got {target!r}")
+        return target == "iou_branch"
+
     def _iou_branch_targets(self, t: dict, quality: torch.Tensor, alpha: float) -> dict:
         """``t`` (plain targets) with the teacher's factor ``quality^(1-alpha)`` per target row
         (``iou_teacher``) and ``alpha`` (``iou_alpha``) for the loss's IoU-branch target."""

@@ -192,10 +192,8 @@ class CenterHead(DenseHead):
         none of that; the IoU branch's target at each object's centre becomes
         ``iou^alpha * quality^(1-alpha)`` instead."""
         t = self.assign_targets_for(preds, gt_boxes)
-        if target == "iou_branch":
+        if self._quality_in_iou_branch(target):
             return self._iou_branch_targets(t, quality, alpha)
-        if target != "peaks":
-            raise ValueError(f"label-assignment target must be 'peaks' or 'iou_branch', got {target!r}")
         t["obj_weight"] = L.normalised_weight(quality.clamp(min=1e-3).pow(gamma), t["mask"],
                                               t["classes"] if class_norm else None)
         if soft_peaks:

@@ -119,6 +119,20 @@ def split_epochs(row: str) -> tuple[str, int | None]:
     return (m.group(1), int(m.group(2))) if m else (row, None)
 
 
+def training_length(row: str, epochs: int, finetune_epochs: int) -> tuple[str, int] | None:
+    """(pipeline, total training epochs) of a row: ``plain_e24`` -> (``plain``, 24),
+    ``prune_masked_0.5x_ft12`` -> (``prune_masked_0.5x``, epochs + 12), ``clean_0.5x`` -> (``clean_0.5x``,
+    epochs + finetune_epochs) (a pruned row counts its CaKD parent's epochs; a scratch row trains as
+    many); None for the teacher (trained by its own recipe)."""
+    if row == "teacher":
+        return None
+    student, ep = split_epochs(row)
+    if student in ("plain", "kd_so", "cakd"):
+        return student, epochs if ep is None else ep
+    base, ft = split_row(row)
+    return base, epochs + (finetune_epochs if ft is None else ft)
+
+
 def parse_long_finetune(items: list[str], targets: list[float]) -> list[tuple[float, int]]:
     out = []
     for item in items:
@@ -515,7 +529,9 @@ def render(doc: dict) -> str:
     lines += box_error_table(doc)
     curves = [(u["row"], u["seed"], u["finetune_loss_per_epoch"]) for u in units if u.get("finetune_loss_per_epoch")]
     if curves:
-        lines += ["", "## Fine-tuning loss per epoch (pruned students)", ""]
+        lines += ["", "## Fine-tuning loss per epoch (pruned students)", "",
+                  f"Plotted, with test AP against total training epochs, in `{study_name(doc['protocol']['student'])}"
+                  "_convergence.png` (one-cycle lr: a falling end is partly the lr annealing, not only learning).", ""]
         lines += [f"- {r} seed {s}: " + ", ".join(f"{x:.3f}" for x in c) for r, s, c in curves]
     missing = [r if s is None else f"{r} s{s}" for r, s in doc["missing"]]
     if missing:
@@ -565,6 +581,26 @@ def plot(doc: dict, out: Path) -> None:
             "std": 0.0 if math.isnan(r["test"]["std"]) else r["test"]["std"], "n": r["test"]["n"]}
            for name, r in doc["summary"]["rows"].items()]
     accuracy_compute_errorbar_plot(pts, out, f"CLEAN ablation, test split (mean +- std over seeds), {doc['date']}")
+
+
+def convergence(doc: dict, out: Path) -> None:
+    """The convergence figure: fine-tuning loss per epoch of the pruned rows, and test AP against
+    total training epochs of every pipeline (its rows of different lengths joined by a line)."""
+    from clean_deploy.bench.plots import convergence_plot
+
+    p = doc["protocol"]
+    losses: dict[str, list[list[float]]] = {}
+    for u in doc["units"]:
+        if u.get("finetune_loss_per_epoch"):
+            losses.setdefault(u["row"], []).append(u["finetune_loss_per_epoch"])
+    series: dict[str, list[dict]] = {}
+    for name, r in doc["summary"]["rows"].items():
+        tl = training_length(name, p["epochs"], p["finetune_epochs"])
+        if tl is not None:
+            t = r["test"]
+            series.setdefault(tl[0], []).append({"epochs": tl[1], "mean": t["mean"], "n": t["n"],
+                                                 "std": 0.0 if math.isnan(t["std"]) else t["std"]})
+    convergence_plot(losses, series, out, f"Convergence, {doc['protocol']['student']}, {doc['date']}")
 
 
 def main(argv=None) -> int:
@@ -658,6 +694,7 @@ def main(argv=None) -> int:
     atomic_write(args.out / f"{name}.md", lambda f: f.write(md.encode()))
     if units:
         plot(doc, args.out / f"{name}_accuracy_vs_compute.png")
+        convergence(doc, args.out / f"{name}_convergence.png")
     print(md)
     return 0
 

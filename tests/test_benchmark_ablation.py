@@ -97,3 +97,15 @@ def test_importance_criteria_compared_at_each_finetune_length(ablation):
         assert c["p_paired_t"] == pytest.approx(stats.ttest_rel(b, a).pvalue)
     # prune_masked_0.5x (6 fine-tuning epochs) is absent: no comparison across fine-tuning lengths
     assert "masked_vs_l1_0.5x" not in comps
+
+
+def test_training_length_of_every_row_kind(ablation):
+    rows = ablation.row_names([0.5, 0.3], ["masked", "l1"], [(0.5, 12)], epochs=12)
+    got = {r: ablation.training_length(r, 12, 6) for r in rows}
+    assert got["teacher"] is None
+    assert got["plain"] == ("plain", 12) and got["cakd"] == ("cakd", 12) and got["plain_e24"] == ("plain", 24)
+    assert got["prune_masked_0.5x"] == ("prune_masked_0.5x", 18)
+    assert got["prune_masked_0.5x_ft12"] == ("prune_masked_0.5x", 24)
+    assert got["scratch_0.3x"] == ("scratch_0.3x", 18) and got["clean_0.5x_ft12"] == ("clean_0.5x", 24)
+    # rows of one pipeline at different lengths share its name: the figure joins them by a line
+    assert {got[r][0] for r in rows if r.startswith("clean_0.5x")} == {"clean_0.5x"}

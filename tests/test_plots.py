@@ -5,7 +5,10 @@ import math
 
 import pytest
 
-from clean_deploy.bench.plots import accuracy_compute_errorbar_plot, dodge_layout, pareto_front
+import numpy as np
+
+from clean_deploy.bench.plots import (accuracy_compute_errorbar_plot, convergence_plot, dodge_layout,
+                                  mean_std_by_epoch, pareto_front)
 
 
 def test_dodge_layout_spreads_rows_at_the_same_compute():
@@ -35,3 +38,21 @@ def test_errorbar_plot_writes_a_png(tmp_path):
 def test_pareto_front_against_brute_force():
     pts = [(10.0, 60.0), (12.0, 65.0), (11.0, 59.0), (30.0, 70.0), (30.0, 69.0)]
     assert pareto_front(pts) == [0, 1, 3]
+
+
+def test_mean_std_by_epoch_against_numpy_with_a_shorter_curve():
+    curves = [[2.0, 1.8, 1.7], [2.2, 1.9, 1.6], [2.1, 1.85]]  # the last run is still under way
+    st = mean_std_by_epoch(curves)
+    assert [n for *_, n in st] == [3, 3, 2]
+    for e, (m, sd, _) in enumerate(st):
+        v = np.array([c[e] for c in curves if len(c) > e])
+        assert m == pytest.approx(v.mean()) and sd == pytest.approx(v.std(ddof=1))
+    assert mean_std_by_epoch([[1.5, 1.2]]) == [(1.5, 0.0, 1), (1.2, 0.0, 1)]
+    assert mean_std_by_epoch([]) == []
+
+
+def test_convergence_plot_writes_a_png(tmp_path):
+    out = convergence_plot({"prune_masked_0.5x_ft12": [[2.0, 1.8], [2.1, 1.7]]},
+                           {"plain": [{"epochs": 24, "mean": 64.5, "std": 3.1, "n": 3},
+                                      {"epochs": 12, "mean": 54.8, "std": 0.8, "n": 3}]}, tmp_path / "c.png", "t")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

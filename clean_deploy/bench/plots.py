@@ -116,3 +116,53 @@ def accuracy_compute_errorbar_plot(rows: list[dict], out: str | Path, title: str
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3, which="both")
     return save_figure(fig, out)
+
+
+def mean_std_by_epoch(curves: list[list[float]]) -> list[tuple[float, float, int]]:
+    """Per epoch, over the curves that reach it (a run still under way is shorter): (mean, sample
+    standard deviation (0 for a single curve), number of curves)."""
+    out = []
+    for e in range(max((len(c) for c in curves), default=0)):
+        v = [c[e] for c in curves if len(c) > e]
+        m = sum(v) / len(v)
+        sd = math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1)) if len(v) > 1 else 0.0
+        out.append((m, sd, len(v)))
+    return out
+
+
+def convergence_plot(loss_curves: dict[str, list[list[float]]], ap_series: dict[str, list[dict]],
+                     out: str | Path, title: str, acc_label: str = "test mean moderate 3D AP (%)",
+                     dodge: float = 0.15) -> Path:
+    """Two panels. Left: training loss per fine-tuning epoch, one line per row (mean over its seeds'
+    ``loss_curves``, a band of one standard deviation). Right: accuracy against total training
+    epochs, one line per pipeline through its training lengths; ``ap_series`` maps a pipeline to
+    points ``{"epochs", "mean", "std", "n"}`` (one-standard-deviation error bars; pipeline i of k drawn
+    ``(i - (k-1)/2) * dodge`` epochs off its length)."""
+    fig, (ax_l, ax_r) = plt.subplots(1, 2, figsize=(12, 4.8), dpi=130)
+    for row, curves in loss_curves.items():
+        st = mean_std_by_epoch(curves)
+        x = list(range(1, len(st) + 1))
+        m = [s[0] for s in st]
+        line, = ax_l.plot(x, m, "-o", ms=3, lw=1.2, label=f"{row} (n={max(s[2] for s in st)})")
+        ax_l.fill_between(x, [a - s for a, s, _ in st], [a + s for a, s, _ in st], color=line.get_color(), alpha=0.15)
+    ax_l.set_xlabel("fine-tuning epoch")
+    ax_l.set_ylabel("mean training loss (KD fine-tuning)")
+    ax_l.set_title("fine-tuning loss (one-cycle lr: the fall at the end is partly the lr annealing)", fontsize=8)
+    ax_l.grid(alpha=0.3)
+    if loss_curves:
+        ax_l.legend(fontsize=6)
+    k = len(ap_series)
+    for i, (name, pts) in enumerate(ap_series.items()):
+        pts = sorted(pts, key=lambda p: p["epochs"])
+        dx = (i - (k - 1) / 2) * dodge  # pipelines at the same length side by side, error bars apart
+        ax_r.errorbar([p["epochs"] + dx for p in pts], [p["mean"] for p in pts], yerr=[p["std"] for p in pts],
+                      fmt="-o", ms=4, capsize=3, lw=1.2, alpha=0.85,
+                      label=f"{name} (n={','.join(str(p['n']) for p in pts)})")
+    ax_r.set_xlabel("total training epochs (student + fine-tuning)")
+    ax_r.set_ylabel(acc_label)
+    ax_r.set_title("accuracy against training length (mean +- std over seeds)", fontsize=8)
+    ax_r.grid(alpha=0.3)
+    if ap_series:
+        ax_r.legend(fontsize=6)
+    fig.suptitle(title, fontsize=9)
+    return save_figure(fig, out)

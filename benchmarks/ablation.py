@@ -31,6 +31,11 @@ reported under another.
 Writes ``benchmarks/results/ablation.{json,md}`` and ``ablation_accuracy_vs_compute.png``. Another
 ``--student`` is another study: its units, table and plot are named ``ablation@<student>`` (e.g.
 ``ablation@centerpoint_fast@0.5x+iou+axis/``), so it never replaces the default student's results.
+``--distill KEY=VALUE ...`` changes the CaKD recipe (``DistillConfig`` fields, e.g.
+``la_class_aware=false``) of every KD row (kd_so, cakd, the pruned rows' fine-tuning, and through
+the pruned architecture the scratch rows): another protocol and another study,
+``ablation@<student>@<key>=<value>,...``. The rows that use no KD (teacher, plain, plain_e<m>) are
+those of the study without it, shared and never run twice.
 """
 from __future__ import annotations
 
@@ -42,7 +47,7 @@ import re
 import statistics
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
@@ -77,9 +82,19 @@ class Protocol:
     val_frames: int
     test_frames: int
     test_seed: int
+    #: DistillConfig fields that differ from its defaults (--distill); left out of the dict (and the
+    #: digest) when empty, so the units stored before this field existed stay valid
+    distill: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return dict(self.__dict__)
+        d = dict(self.__dict__)
+        if not d["distill"]:
+            del d["distill"]
+        return d
+
+    def without_distill(self) -> "Protocol":
+        """The protocol of the rows that use no KD (teacher, plain, plain_e<m>): shared by every recipe."""
+        return Protocol(**{**self.__dict__, "distill": {}})
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
@@ -167,22 +182,71 @@ def describe(row: str) -> str:
             "kd_so": "+ student-oriented KD", "cakd": "+ label-assignment KD (CaKD)"}[row]
 
 
-def study_name(student: str) -> str:
+def study_name(student: str, distill: dict | None = None) -> str:
     """The name of a study's results: ``ablation`` for the default student, ``ablation@<student>``
-    for another (a stored unit of another protocol is run again and replaced, so two students must
-    not share a folder)."""
-    if student == DEFAULT_STUDENT:
-        return "ablation"
+    for another, with ``@<key>=<value>,...`` for a CaKD recipe other than the default (a stored unit
+    of another protocol is run again and replaced, so two studies must not share a folder)."""
     if not re.fullmatch(r"[A-Za-z0-9_.@+-]+", student):
         raise SystemExit(f"--student: {student!r} has characters a file name should not carry")
-    return f"ablation@{student}"
+    name = "ablation" if student == DEFAULT_STUDENT else f"ablation@{student}"
+    if distill:
+        tag = ",".join(f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in sorted(distill.items()))
+        if not re.fullmatch(r"[A-Za-z0-9_.,=+-]+", tag):
+            raise SystemExit(f"--distill: {tag!r} has characters a file name should not carry")
+        name += f"@{tag}"
+    return name
+
+
+#: rows that use no KD (their units are those of the study without --distill)
+def uses_kd(row: str) -> bool:
+    return not (row == "teacher" or split_epochs(row)[0] == "plain")
+
+
+def parse_distill(items: list[str]) -> dict:
+    """``["la_class_aware=false", "la_target=iou_branch"]`` -> the DistillConfig fields that differ
+    from its defaults, values typed as the config's (JSON literals; anything else a string)."""
+    from clean_deploy.compress.config import DistillConfig
+
+    raw = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--distill: {item!r} is not KEY=VALUE (a DistillConfig field, e.g. la_class_aware=false)")
+        if key == "label_assignment":
+            raise SystemExit("--distill: label_assignment is what tells the kd_so and cakd rows apart; it is not an override")
+        try:
+            raw[key] = json.loads(text)
+        except json.JSONDecodeError:
+            raw[key] = text
+    try:
+        cfg = DistillConfig.from_dict(raw)
+    except (ValueError, TypeError) as e:
+        raise SystemExit(f"--distill: {e}") from None
+    default = DistillConfig().to_dict()
+    return {k: v for k, v in cfg.to_dict().items() if k in raw and v != default[k]}
 
 
 class Ablation:
     def __init__(self, args, protocol: Protocol, teacher: Path) -> None:
         self.args, self.protocol, self.teacher = args, protocol, teacher
         self.runs = args.runs / protocol.digest()
-        self.results = args.out / study_name(args.student)
+        self.results = args.out / study_name(args.student, protocol.distill)
+        # the rows without KD: those of the study without --distill (its runs, its units)
+        self.base = protocol.without_distill()
+        self.base_runs = args.runs / self.base.digest()
+        self.base_results = args.out / study_name(args.student)
+
+    def protocol_of(self, row: str) -> dict:
+        return (self.protocol if uses_kd(row) else self.base).to_dict()
+
+    def runs_of(self, row: str) -> Path:
+        return self.runs if uses_kd(row) else self.base_runs
+
+    def distill_cfg(self, label_assignment: bool = True):
+        """The CaKD recipe of this study (--distill over the defaults)."""
+        from clean_deploy.compress.config import DistillConfig
+
+        return DistillConfig.from_dict({**self.protocol.distill, "label_assignment": label_assignment})
 
     # ------------------------------------------------------------------ helpers
     def tcfg(self, epochs: int, seed: int, lr: float | None = None):
@@ -192,14 +256,14 @@ class Ablation:
                            num_workers=self.args.workers, seed=seed)
 
     def result_path(self, row: str, seed: int | None) -> Path:
-        return self.results / (f"{row}.json" if seed is None else f"{row}_s{seed}.json")
+        return (self.results if uses_kd(row) else self.base_results) / (f"{row}.json" if seed is None else f"{row}_s{seed}.json")
 
     def stored(self, row: str, seed: int | None) -> dict | None:
         p = self.result_path(row, seed)
         if not p.is_file():
             return None
         r = json.loads(p.read_text())
-        if r.get("protocol") != self.protocol.to_dict():
+        if r.get("protocol") != self.protocol_of(row):
             print(f"[ablation] {p.name}: stored with another protocol, running it again", flush=True)
             return None
         return r
@@ -231,9 +295,9 @@ class Ablation:
         # one evaluation range for every row (the student's), so the teacher is scored on the same objects
         rng = self.student_cfg().point_cloud_range
         res = {"row": row, "seed": seed, "description": describe(row), "checkpoint": str(ckpt),
-               "config_name": cfg.name, "protocol": self.protocol.to_dict(), "date": date.today().isoformat(),
+               "config_name": cfg.name, "protocol": self.protocol_of(row), "date": date.today().isoformat(),
                "machine": machine_description()}
-        out_dir = self.runs / (f"{row}_s{seed}" if seed is not None else row)
+        out_dir = self.runs_of(row) / (f"{row}_s{seed}" if seed is not None else row)
         for split_name, data in (("val", self.args.data), ("test", self.args.test_data)):
             pred = out_dir / f"pred_{split_name}"  # never next to a committed checkpoint (the teacher's)
             predict_split(model, data, "val", pred_dir=pred, progress=True)
@@ -264,7 +328,7 @@ class Ablation:
         if u["test"].get("tp_errors_version") == TP_ERRORS_VERSION:  # stored with the BEV AP beside them
             return False
         row, seed = u["row"], u["seed"]
-        pred = self.runs / (row if seed is None else f"{row}_s{seed}") / "pred_test"
+        pred = self.runs_of(row) / (row if seed is None else f"{row}_s{seed}") / "pred_test"
         if not pred.is_dir():
             ck = self.teacher if row == "teacher" else self.checkpoint(row, seed)
             if not (predict and ck.is_file()):
@@ -320,7 +384,7 @@ class Ablation:
         """Where the final checkpoint of (row, seed) is: the kept copy of a CaKD student, else its run dir."""
         if row == "cakd" and self.kept(row, seed).is_file():
             return self.kept(row, seed)
-        return self.runs / f"{row}_s{seed}" / ("compressed.pth" if row.startswith("clean_") else "model.pth")
+        return self.runs_of(row) / f"{row}_s{seed}" / ("compressed.pth" if row.startswith("clean_") else "model.pth")
 
     def model_of(self, row: str, seed: int) -> Path:
         """The final checkpoint of (row, seed), training it (and what it starts from) when missing."""
@@ -346,14 +410,13 @@ class Ablation:
         return path
 
     def train_unit(self, row: str, seed: int) -> tuple[Path, dict]:
-        from clean_deploy.compress.config import DistillConfig
         from clean_deploy.compress.distill.run import distill
         from clean_deploy.models.config import RedundancyConfig
         from clean_deploy.models.checkpoint import load_detector, save_checkpoint
         from clean_deploy.train.loop import train
 
         a = self.args
-        d = self.runs / f"{row}_s{seed}"
+        d = self.runs_of(row) / f"{row}_s{seed}"
         ck = self.checkpoint(row, seed)
         extra: dict = {}
         base, ft = split_row(row)
@@ -367,7 +430,7 @@ class Ablation:
                       model=self.fresh_student(seed))
         elif student in ("kd_so", "cakd"):
             if not ck.is_file():
-                dcfg = DistillConfig(label_assignment=(student == "cakd"))
+                dcfg = self.distill_cfg(label_assignment=(student == "cakd"))
                 distill(self.teacher, self.student_cfg(), a.data, d, self.tcfg(epochs, seed), dcfg, resume=True,
                         student_model=self.fresh_student(seed))
             if row == "cakd" and not self.kept(row, seed).is_file():
@@ -379,7 +442,7 @@ class Ablation:
             if not ck.is_file():
                 pruned, _ = load_detector(pruned_path)
                 distill(self.teacher, pruned.cfg, a.data, d, self.tcfg(ft_epochs, seed, a.lr / 2),
-                        DistillConfig(), resume=True, student_model=pruned.train())
+                        self.distill_cfg(), resume=True, student_model=pruned.train())
             extra["finetune_loss_per_epoch"] = self.curve(d)
         elif row.startswith("scratch_"):
             t = base.split("_")[1]
@@ -497,6 +560,11 @@ def render(doc: dict) -> str:
              f"(data seed 0). **Test**: {p['test_frames']} frames of data seed {p['test_seed']}, never used for a "
              f"choice; val: {p['val_frames']} frames of data seed 0. Mean moderate 3D AP_R40 (%), KITTI protocol, "
              f"objects inside the student's point-cloud range. Teacher checkpoint sha256 {p['teacher_sha']}.", ""]
+    if p.get("distill"):
+        lines[-2] += (" **CaKD recipe** of the KD rows (kd_so, cakd, the pruned rows' fine-tuning; scratch through "
+                      "the pruned architecture): DistillConfig defaults except "
+                      + ", ".join(f"`{k}={v}`" for k, v in sorted(p["distill"].items()))
+                      + "; the rows without KD (teacher, plain, plain_e<m>) are the default recipe's study's units.")
     units = doc["units"]
     rows = []
     for name in doc["row_order"]:
@@ -530,7 +598,7 @@ def render(doc: dict) -> str:
     curves = [(u["row"], u["seed"], u["finetune_loss_per_epoch"]) for u in units if u.get("finetune_loss_per_epoch")]
     if curves:
         lines += ["", "## Fine-tuning loss per epoch (pruned students)", "",
-                  f"Plotted, with test AP against total training epochs, in `{study_name(doc['protocol']['student'])}"
+                  f"Plotted, with test AP against total training epochs, in `{study_name(doc['protocol']['student'], doc['protocol'].get('distill'))}"
                   "_convergence.png` (one-cycle lr: a falling end is partly the lr annealing, not only learning).", ""]
         lines += [f"- {r} seed {s}: " + ", ".join(f"{x:.3f}" for x in c) for r, s, c in curves]
     missing = [r if s is None else f"{r} s{s}" for r, s in doc["missing"]]
@@ -614,6 +682,8 @@ def main(argv=None) -> int:
     ap.add_argument("--keep-dir", type=Path, default=ROOT / "benchmarks" / "checkpoints" / "ablation",
                     help="where the CaKD students that the pruned rows start from are kept (commit them)")
     ap.add_argument("--student", default=DEFAULT_STUDENT)
+    ap.add_argument("--distill", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="CaKD recipe of the KD rows: DistillConfig fields other than the defaults (another study)")
     ap.add_argument("--rows", nargs="*", default=None, help="default: every row (see the module docstring)")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--targets", nargs="+", type=float, default=[0.5, 0.3], help="FLOPs budgets of the pruned rows")
@@ -648,11 +718,13 @@ def main(argv=None) -> int:
         student = get_config(args.student)
     except KeyError as e:
         raise SystemExit(f"--student: {e.args[0]}") from None
-    name = study_name(args.student)  # also checks that its result files can carry it
+    distill = parse_distill(args.distill)
+    name = study_name(args.student, distill)  # also checks that its result files can carry it
     if not student.dense_head.iou_branch:
         raise SystemExit(f"{args.student}: the ablation needs the IoU-quality branch (append '+iou')")
     protocol = Protocol(args.student, sha256(args.teacher), args.epochs, args.finetune_epochs, args.batch_size,
-                        args.lr, args.calib_frames, args.frames, args.val_frames, args.test_frames, args.test_seed)
+                        args.lr, args.calib_frames, args.frames, args.val_frames, args.test_frames, args.test_seed,
+                        distill)
     order = row_names(args.targets, args.prune_methods, parse_long_finetune(args.long_finetune, args.targets),
                       args.epochs)
     wanted = args.rows or order

@@ -59,8 +59,11 @@ def _from_plain(tp: Any, value: Any, where: str) -> Any:
     if origin is dict:
         kt, vt = typing.get_args(tp)
         return {_from_plain(kt, k, where): _from_plain(vt, v, where) for k, v in value.items()}
-    if tp is float and isinstance(value, int):
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    # scalars must have their type: a "false" string for a bool field would be silently true
+    if tp in (bool, int, float, str) and not (isinstance(value, tp) and not (tp is int and isinstance(value, bool))):
+        raise ValueError(f"{where}: expected {tp.__name__}, got {type(value).__name__} {value!r}")
     return value
 
 

@@ -109,3 +109,45 @@ def test_training_length_of_every_row_kind(ablation):
     assert got["scratch_0.3x"] == ("scratch_0.3x", 18) and got["clean_0.5x_ft12"] == ("clean_0.5x", 24)
     # rows of one pipeline at different lengths share its name: the figure joins them by a line
     assert {got[r][0] for r in rows if r.startswith("clean_0.5x")} == {"clean_0.5x"}
+
+
+def test_distill_overrides_parse_typed_and_refuse_bad_input(ablation):
+    got = ablation.parse_distill(["la_class_aware=false", "la_target=iou_branch", "la_alpha=0.25", "so_max=32",
+                                  "la_class_norm=false"])  # the default value is no override
+    assert got == {"la_class_aware": False, "la_target": "iou_branch", "la_alpha": 0.25, "so_max": 32}
+    assert ablation.parse_distill([]) == {}
+    for bad, msg in [(["la_alpha"], "KEY=VALUE"), (["nope=1"], "unknown"), (["la_target=anchors"], "la_target"),
+                     (["label_assignment=false"], "kd_so and cakd"), (["la_class_aware=maybe"], "--distill")]:
+        with pytest.raises(SystemExit, match=msg):
+            ablation.parse_distill(bad)
+
+
+def test_a_recipe_is_its_own_study_and_shares_the_rows_without_kd(ablation, tmp_path):
+    """--distill: the default recipe's digest and stored units are unchanged; the new recipe's KD rows
+    get their own units, runs and name, while teacher / plain / plain_e<m> are read from (and
+    written to) the default recipe's study."""
+    import hashlib
+
+    student = "centerpoint_fast@0.5x+iou+axis"
+    base = _protocol(ablation, student)
+    old = {"student": student, "teacher_sha": "0" * 16, "epochs": 12, "finetune_epochs": 6, "batch_size": 4,
+           "lr": 0.003, "calib_frames": 8, "frames": 300, "val_frames": 500, "test_frames": 500, "test_seed": 1000}
+    assert base.to_dict() == old  # the dict the stored units carry, without a distill key
+    assert base.digest() == hashlib.sha256(json.dumps(old, sort_keys=True).encode()).hexdigest()[:10]
+    rec = ablation.Protocol(**{**old, "distill": {"la_class_aware": False}})
+    assert rec.digest() != base.digest() and rec.without_distill() == base
+    assert ablation.study_name(student, rec.distill) == f"ablation@{student}@la_class_aware=false"
+    args = SimpleNamespace(out=tmp_path, runs=tmp_path / "runs", student=student)
+    a_base = ablation.Ablation(args, base, tmp_path / "t.pth")
+    a_rec = ablation.Ablation(args, rec, tmp_path / "t.pth")
+    for row in ("plain", "plain_e24", "cakd"):
+        p = a_base.result_path(row, 0)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(json.dumps({"row": row, "seed": 0, "protocol": base.to_dict()}))
+    assert a_rec.stored("plain", 0) is not None and a_rec.stored("plain_e24", 0) is not None
+    assert a_rec.result_path("plain", 0) == a_base.result_path("plain", 0)
+    assert a_rec.stored("cakd", 0) is None  # a KD row of the new recipe: its own unit, run again
+    assert a_rec.result_path("cakd", 0).parent.name == f"ablation@{student}@la_class_aware=false"
+    assert a_rec.runs_of("cakd") != a_rec.runs_of("plain") == a_base.runs_of("plain")
+    assert a_rec.distill_cfg().la_class_aware is False and a_rec.distill_cfg(False).label_assignment is False
+    assert a_base.distill_cfg().la_class_aware is True

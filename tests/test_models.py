@@ -339,3 +339,22 @@ def test_default_centre_head_has_no_direction_branch():
                                                             torch.zeros(1, 1, 8))
     with pytest.raises(KeyError, match="'\\+axis' is for centre-head detectors"):
         get_config("second_fast+axis")
+
+
+def test_config_scalars_must_have_their_type():
+    """A JSON/CLI value of the wrong scalar type is refused with the field's name instead of being
+    kept: the string "false" in a bool field would otherwise be silently true."""
+    from clean_deploy.compress.config import DistillConfig
+    from clean_deploy.config import TrainConfig
+
+    with pytest.raises(ValueError, match=r"DistillConfig.la_class_aware: expected bool, got str 'false'"):
+        DistillConfig.from_dict({"la_class_aware": "false"})
+    with pytest.raises(ValueError, match=r"TrainConfig.epochs: expected int, got bool"):
+        TrainConfig.from_dict({"epochs": True})
+    with pytest.raises(ValueError, match=r"TrainConfig.lr: expected float, got str"):
+        TrainConfig.from_dict({"lr": "1e-3"})  # what YAML 1.1 makes of 1e-3
+    with pytest.raises(ValueError, match=r"DistillConfig.la_target: expected str, got int"):
+        DistillConfig.from_dict({"la_target": 1})
+    got = TrainConfig.from_dict({"lr": 1, "epochs": 3})  # an int is a float
+    assert got.lr == 1.0 and type(got.lr) is float and got.epochs == 3
+    assert DistillConfig.from_dict({"class_weights": [1, 2, 2]}).class_weights == (1.0, 2.0, 2.0)

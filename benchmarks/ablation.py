@@ -690,7 +690,7 @@ def main(argv=None) -> int:
     ap.add_argument("--prune-methods", nargs="+", default=list(PRUNE_METHODS))
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--finetune-epochs", type=int, default=6)
-    ap.add_argument("--long-finetune", nargs="*", default=["0.5:12"], metavar="T:N",
+    ap.add_argument("--long-finetune", nargs="*", default=["0.5:12", "0.3:12"], metavar="T:N",
                     help="also run the masked-pruned, CLEAN and scratch rows of budget T with N fine-tuning "
                          "epochs (rows *_ft<N>): does the pruned student gain from a longer fine-tuning?")
     ap.add_argument("--batch-size", type=int, default=4)

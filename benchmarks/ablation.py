@@ -40,6 +40,8 @@ those of the study without it, shared and never run twice.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import hashlib
 import json
 import math
@@ -190,11 +192,19 @@ def study_name(student: str, distill: dict | None = None) -> str:
         raise SystemExit(f"--student: {student!r} has characters a file name should not carry")
     name = "ablation" if student == DEFAULT_STUDENT else f"ablation@{student}"
     if distill:
-        tag = ",".join(f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in sorted(distill.items()))
+        tag = ",".join(f"{k}={distill_value(v)}" for k, v in sorted(distill.items()))
         if not re.fullmatch(r"[A-Za-z0-9_.,=+-]+", tag):
             raise SystemExit(f"--distill: {tag!r} has characters a file name should not carry")
         name += f"@{tag}"
     return name
+
+
+def distill_value(v) -> str:
+    """A --distill value as the CLI spells it (``false``, ``0.25``, ``iou_branch``); a list's items
+    joined by ``+`` (``1.0+3.0+3.0``), as file names carry them."""
+    if isinstance(v, (list, tuple)):
+        return "+".join(distill_value(x) for x in v)
+    return v if isinstance(v, str) else json.dumps(v)
 
 
 #: rows that use no KD (their units are those of the study without --distill)
@@ -409,7 +419,24 @@ class Ablation:
             save_checkpoint(path, pruned, pruned.cfg, meta={"kind": "pruned", "prune_report": rep})
         return path
 
+    @contextlib.contextmanager
+    def unit_lock(self, row: str, seed: int):
+        """Held while (row, seed) trains: a second process on the same unit (two studies share the rows
+        without KD; two commands may ask for the same CaKD parent) waits, then finds its checkpoint."""
+        lock = self.runs_of(row) / f"{row}_s{seed}.lock"
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock, "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
     def train_unit(self, row: str, seed: int) -> tuple[Path, dict]:
+        with self.unit_lock(row, seed):
+            return self._train_unit(row, seed)
+
+    def _train_unit(self, row: str, seed: int) -> tuple[Path, dict]:
         from clean_deploy.compress.distill.run import distill
         from clean_deploy.models.config import RedundancyConfig
         from clean_deploy.models.checkpoint import load_detector, save_checkpoint
@@ -563,7 +590,7 @@ def render(doc: dict) -> str:
     if p.get("distill"):
         lines[-2] += (" **CaKD recipe** of the KD rows (kd_so, cakd, the pruned rows' fine-tuning; scratch through "
                       "the pruned architecture): DistillConfig defaults except "
-                      + ", ".join(f"`{k}={v}`" for k, v in sorted(p["distill"].items()))
+                      + ", ".join(f"`{k}={distill_value(v)}`" for k, v in sorted(p["distill"].items()))
                       + "; the rows without KD (teacher, plain, plain_e<m>) are the default recipe's study's units.")
     units = doc["units"]
     rows = []
@@ -690,9 +717,10 @@ def main(argv=None) -> int:
     ap.add_argument("--prune-methods", nargs="+", default=list(PRUNE_METHODS))
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--finetune-epochs", type=int, default=6)
-    ap.add_argument("--long-finetune", nargs="*", default=["0.5:12", "0.3:12"], metavar="T:N",
-                    help="also run the masked-pruned, CLEAN and scratch rows of budget T with N fine-tuning "
-                         "epochs (rows *_ft<N>): does the pruned student gain from a longer fine-tuning?")
+    ap.add_argument("--long-finetune", nargs="*", default=None, metavar="T:N",
+                    help="also run the pruned, CLEAN and scratch rows of budget T with N fine-tuning epochs (rows "
+                         "*_ft<N>): does the pruned student gain from a longer fine-tuning? Default: T:12 for each "
+                         "of --targets")
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--lr", type=float, default=0.003)
     ap.add_argument("--frames", type=int, default=300)
@@ -725,6 +753,8 @@ def main(argv=None) -> int:
     protocol = Protocol(args.student, sha256(args.teacher), args.epochs, args.finetune_epochs, args.batch_size,
                         args.lr, args.calib_frames, args.frames, args.val_frames, args.test_frames, args.test_seed,
                         distill)
+    if args.long_finetune is None:
+        args.long_finetune = [f"{t:g}:12" for t in args.targets]
     order = row_names(args.targets, args.prune_methods, parse_long_finetune(args.long_finetune, args.targets),
                       args.epochs)
     wanted = args.rows or order

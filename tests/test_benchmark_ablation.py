@@ -151,3 +151,47 @@ def test_a_recipe_is_its_own_study_and_shares_the_rows_without_kd(ablation, tmp_
     assert a_rec.runs_of("cakd") != a_rec.runs_of("plain") == a_base.runs_of("plain")
     assert a_rec.distill_cfg().la_class_aware is False and a_rec.distill_cfg(False).label_assignment is False
     assert a_base.distill_cfg().la_class_aware is True
+
+
+def test_long_finetune_default_follows_the_targets(ablation, tmp_path):
+    """The default longer fine-tuning is T:12 for each --targets budget: one budget alone is a valid
+    command (it stopped at '--long-finetune: 0.3:12' when the default named both budgets)."""
+    common = ["--out", str(tmp_path), "--runs", str(tmp_path / "runs"), "--rows", "no_such_row"]
+    with pytest.raises(SystemExit, match="--rows: unknown") as e:
+        ablation.main(["--targets", "0.5", *common])
+    assert "prune_masked_0.5x_ft12" in str(e.value) and "0.3x" not in str(e.value)
+    with pytest.raises(SystemExit, match="--rows: unknown") as e:
+        ablation.main(common)
+    assert "clean_0.3x_ft12" in str(e.value) and "clean_0.5x_ft12" in str(e.value)
+
+
+def test_list_valued_recipe_names_a_study(ablation):
+    d = ablation.parse_distill(["class_weights=[1,3,3]"])
+    assert d == {"class_weights": [1.0, 3.0, 3.0]}
+    assert ablation.study_name("centerpoint_fast@0.5x+iou+axis", d) == \
+        "ablation@centerpoint_fast@0.5x+iou+axis@class_weights=1.0+3.0+3.0"
+
+
+def test_a_unit_trains_in_one_process_at_a_time(ablation, tmp_path):
+    import fcntl
+    import threading
+    import time
+
+    args = SimpleNamespace(out=tmp_path, runs=tmp_path / "runs", student=ablation.DEFAULT_STUDENT)
+    abl = ablation.Ablation(args, _protocol(ablation, args.student), tmp_path / "t.pth")
+    entered = threading.Event()
+
+    def second():
+        with abl.unit_lock("plain", 0):
+            entered.set()
+
+    with abl.unit_lock("plain", 0):
+        t = threading.Thread(target=second)
+        t.start()
+        time.sleep(0.3)
+        assert not entered.is_set()  # held: the second one waits
+    t.join(5)
+    assert entered.is_set()
+    lock = abl.runs_of("plain") / "plain_s0.lock"
+    with open(lock, "a") as fh:  # released: free for anyone
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)

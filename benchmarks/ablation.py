@@ -49,7 +49,7 @@ import re
 import statistics
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 
@@ -96,7 +96,7 @@ class Protocol:
 
     def without_distill(self) -> "Protocol":
         """The protocol of the rows that use no KD (teacher, plain, plain_e<m>): shared by every recipe."""
-        return Protocol(**{**self.__dict__, "distill": {}})
+        return replace(self, distill={})
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
@@ -669,12 +669,16 @@ def box_error_table(doc: dict) -> list[str]:
          "Car recall", "Car BEV AP (mod)", "Ped heading", "Cyc heading"], rows)
 
 
+def ap_point(r: dict) -> dict:
+    """A summary row's test AP as a plotted point: mean, std (0 for a single seed) and seeds."""
+    t = r["test"]
+    return {"mean": t["mean"], "std": 0.0 if math.isnan(t["std"]) else t["std"], "n": t["n"]}
+
+
 def plot(doc: dict, out: Path) -> None:
     from clean_deploy.bench.plots import accuracy_compute_errorbar_plot
 
-    pts = [{"label": name, "gmacs": r["gmacs"], "mean": r["test"]["mean"],
-            "std": 0.0 if math.isnan(r["test"]["std"]) else r["test"]["std"], "n": r["test"]["n"]}
-           for name, r in doc["summary"]["rows"].items()]
+    pts = [{"label": name, "gmacs": r["gmacs"], **ap_point(r)} for name, r in doc["summary"]["rows"].items()]
     accuracy_compute_errorbar_plot(pts, out, f"CLEAN ablation, test split (mean +- std over seeds), {doc['date']}")
 
 
@@ -692,9 +696,7 @@ def convergence(doc: dict, out: Path) -> None:
     for name, r in doc["summary"]["rows"].items():
         tl = training_length(name, p["epochs"], p["finetune_epochs"])
         if tl is not None:
-            t = r["test"]
-            series.setdefault(tl[0], []).append({"epochs": tl[1], "mean": t["mean"], "n": t["n"],
-                                                 "std": 0.0 if math.isnan(t["std"]) else t["std"]})
+            series.setdefault(tl[0], []).append({"epochs": tl[1], **ap_point(r)})
     convergence_plot(losses, series, out, f"Convergence, {doc['protocol']['student']}, {doc['date']}")
 
 

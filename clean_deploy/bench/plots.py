@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 from pathlib import Path
 
 import matplotlib
@@ -124,9 +125,7 @@ def mean_std_by_epoch(curves: list[list[float]]) -> list[tuple[float, float, int
     out = []
     for e in range(max((len(c) for c in curves), default=0)):
         v = [c[e] for c in curves if len(c) > e]
-        m = sum(v) / len(v)
-        sd = math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1)) if len(v) > 1 else 0.0
-        out.append((m, sd, len(v)))
+        out.append((statistics.fmean(v), statistics.stdev(v) if len(v) > 1 else 0.0, len(v)))
     return out
 
 

@@ -35,7 +35,9 @@ Writes ``benchmarks/results/ablation.{json,md}`` and ``ablation_accuracy_vs_comp
 ``la_class_aware=false``) of every KD row (kd_so, cakd, the pruned rows' fine-tuning, and through
 the pruned architecture the scratch rows): another protocol and another study,
 ``ablation@<student>@<key>=<value>,...``. The rows that use no KD (teacher, plain, plain_e<m>) are
-those of the study without it, shared and never run twice.
+those of the study without it, shared and never run twice; so are the kd_so rows (KD without label
+assignment) of the recipes that differ only in label-assignment fields (``la_*``), which they never
+read: theirs are the kd_so units of the study without those fields.
 """
 from __future__ import annotations
 
@@ -97,6 +99,15 @@ class Protocol:
     def without_distill(self) -> "Protocol":
         """The protocol of the rows that use no KD (teacher, plain, plain_e<m>): shared by every recipe."""
         return replace(self, distill={})
+
+    def without_label_assignment(self) -> "Protocol":
+        """The protocol of the rows distilled without label assignment (kd_so, kd_so_e<m>): the
+        recipe without its ``la_*`` overrides, which such a row never reads (shared by the recipes
+        that differ only there)."""
+        from clean_deploy.compress.config import DistillConfig
+
+        la = set(DistillConfig.label_assignment_fields())
+        return replace(self, distill={k: v for k, v in self.distill.items() if k not in la})
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
@@ -240,17 +251,24 @@ class Ablation:
     def __init__(self, args, protocol: Protocol, teacher: Path) -> None:
         self.args, self.protocol, self.teacher = args, protocol, teacher
         self.runs = args.runs / protocol.digest()
-        self.results = args.out / study_name(args.student, protocol.distill)
-        # the rows without KD: those of the study without --distill (its runs, its units)
+        # the rows without KD: those of the study without --distill (its runs, its units); the rows
+        # without label assignment: those of the study without its la_* overrides
         self.base = protocol.without_distill()
-        self.base_runs = args.runs / self.base.digest()
-        self.base_results = args.out / study_name(args.student)
+
+    def row_protocol(self, row: str) -> Protocol:
+        """The protocol (recipe) that ``row``'s training reads: none for the rows without KD, the
+        recipe without its label-assignment fields for kd_so, the whole recipe otherwise."""
+        if not uses_kd(row):
+            return self.base
+        if split_epochs(row)[0] == "kd_so":
+            return self.protocol.without_label_assignment()
+        return self.protocol
 
     def protocol_of(self, row: str) -> dict:
-        return (self.protocol if uses_kd(row) else self.base).to_dict()
+        return self.row_protocol(row).to_dict()
 
     def runs_of(self, row: str) -> Path:
-        return self.runs if uses_kd(row) else self.base_runs
+        return self.args.runs / self.row_protocol(row).digest()
 
     def distill_cfg(self, label_assignment: bool = True):
         """The CaKD recipe of this study (--distill over the defaults)."""
@@ -266,7 +284,8 @@ class Ablation:
                            num_workers=self.args.workers, seed=seed)
 
     def result_path(self, row: str, seed: int | None) -> Path:
-        return (self.results if uses_kd(row) else self.base_results) / (f"{row}.json" if seed is None else f"{row}_s{seed}.json")
+        study = self.args.out / study_name(self.args.student, self.row_protocol(row).distill)
+        return study / (f"{row}.json" if seed is None else f"{row}_s{seed}.json")
 
     def stored(self, row: str, seed: int | None) -> dict | None:
         p = self.result_path(row, seed)

@@ -153,6 +153,30 @@ def test_a_recipe_is_its_own_study_and_shares_the_rows_without_kd(ablation, tmp_
     assert a_base.distill_cfg().la_class_aware is True
 
 
+def test_kd_so_is_shared_by_recipes_that_differ_only_in_label_assignment(ablation, tmp_path):
+    """kd_so never reads the la_* fields: a recipe that changes only those reads and writes the kd_so
+    units (and runs) of the recipe without them; any other override makes kd_so its own unit."""
+    student = "centerpoint_fast@0.5x+iou+axis"
+    base = _protocol(ablation, student)
+    la_only = ablation.Protocol(**{**base.to_dict(), "distill": {"la_class_norm": True, "la_box_gamma": 0.0}})
+    mixed = ablation.Protocol(**{**base.to_dict(), "distill": {"la_class_norm": True, "so_max": 32}})
+    args = SimpleNamespace(out=tmp_path, runs=tmp_path / "runs", student=student)
+    a_base, a_la, a_mixed = (ablation.Ablation(args, p, tmp_path / "t.pth") for p in (base, la_only, mixed))
+    for row in ("kd_so", "kd_so_e24"):
+        assert a_la.result_path(row, 1) == a_base.result_path(row, 1)
+        assert a_la.runs_of(row) == a_base.runs_of(row) and a_la.protocol_of(row) == base.to_dict()
+        # so_max is read by kd_so: the unit of the recipe with only so_max=32
+        assert a_mixed.protocol_of(row) == {**base.to_dict(), "distill": {"so_max": 32}}
+        assert a_mixed.result_path(row, 1).parent.name == f"ablation@{student}@so_max=32"
+    p = a_base.result_path("kd_so", 1)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps({"row": "kd_so", "seed": 1, "protocol": base.to_dict()}))
+    assert a_la.stored("kd_so", 1) is not None and a_mixed.stored("kd_so", 1) is None
+    # the label-assignment rows stay the recipe's own
+    assert a_la.result_path("cakd", 1) != a_base.result_path("cakd", 1)
+    assert a_la.runs_of("prune_masked_0.5x_ft12") == a_la.runs_of("cakd") != a_base.runs_of("cakd")
+
+
 def test_long_finetune_default_follows_the_targets(ablation, tmp_path):
     """The default longer fine-tuning is T:12 for each --targets budget: one budget alone is a valid
     command (it stopped at '--long-finetune: 0.3:12' when the default named both budgets)."""

@@ -534,6 +534,33 @@ def test_iou_branch_blend_against_the_formula():
     torch.testing.assert_close(blend_iou_target(iou, q.sqrt(), 0.5), torch.tensor([0.0, 0.3, 0.63, 0.2]))
 
 
+def test_label_assignment_fields_do_not_change_kd_without_label_assignment(pair):
+    """What lets the ablation share kd_so units across recipes that differ only in la_* fields: with
+    label assignment off, every la_* value gives the same loss; with it on, they matter."""
+    cfg = get_config("centerpoint_fast@0.25x+iou")
+    fields = DistillConfig.label_assignment_fields()
+    assert set(fields) == {"la_alpha", "la_box_gamma", "la_soft_peaks", "la_class_aware", "la_class_norm",
+                           "la_target"}
+    changed = {"la_alpha": 0.9, "la_box_gamma": 0.0, "la_soft_peaks": False, "la_class_aware": False,
+               "la_class_norm": True, "la_target": "iou_branch"}
+    batch = toy_batch(cfg, 1)
+
+    def loss(**kw):
+        torch.manual_seed(0)
+        student = build_detector(cfg).train()
+        torch.manual_seed(1)
+        kd = CaKDLoss(pair, student, DistillConfig(so_score_thresh=0.0, **kw))
+        total, parts = kd(student, batch)
+        return float(total.detach()), parts
+
+    ref, _ = loss(label_assignment=False)
+    got, _ = loss(label_assignment=False, **changed)
+    assert got == ref
+    on, _ = loss(label_assignment=True)
+    on_changed, _ = loss(label_assignment=True, **changed)
+    assert abs(on - on_changed) > 1e-4 * abs(on)
+
+
 def test_iou_branch_refuses_a_student_without_an_iou_branch(pair):
     cfg = get_config("centerpoint_fast@0.25x")
     assert not cfg.dense_head.iou_branch

@@ -58,6 +58,14 @@ class DistillConfig(ConfigBase):
     so_nms_thresh: float = 0.3
     so_max: int = 64
 
+    @classmethod
+    def label_assignment_fields(cls) -> tuple[str, ...]:
+        """The fields read only when ``label_assignment`` is on (the ``la_*`` ones): a student
+        distilled without label assignment trains the same whatever their values."""
+        from dataclasses import fields
+
+        return tuple(f.name for f in fields(cls) if f.name.startswith("la_"))
+
     def __post_init__(self) -> None:
         if self.la_target not in LA_TARGETS:
             raise ValueError(f"la_target must be one of {LA_TARGETS}, got {self.la_target!r}")

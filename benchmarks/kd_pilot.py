@@ -27,7 +27,7 @@ choice; the ablation's test split is not read):
     .venv/bin/python benchmarks/kd_pilot.py --variants iou_quality class_norm --seeds 0
     .venv/bin/python benchmarks/kd_pilot.py --quality-batches 25   # the per-class quality statistics only
 
-The table also lists the ablation's own ``cakd`` unit of each seed (val), which may have run on
+The table also lists the ablation's own ``plain`` and ``cakd`` units of each seed (val), which may have run on
 another machine. Resumable: a (variant, seed) whose JSON exists in ``benchmarks/results/kd_pilot/``
 is skipped, a run directory resumes its training. Writes ``kd_pilot.{json,md}``.
 """
@@ -72,6 +72,7 @@ def run_unit(variant: str, seed: int, args) -> dict:
     from clean_deploy.compress.config import DistillConfig
     from clean_deploy.compress.distill.run import distill
     from clean_deploy.config import TrainConfig
+    from clean_deploy.eval.tp_errors import tp_errors_dirs
     from clean_deploy.models.checkpoint import load_checkpoint, load_detector
     from clean_deploy.models.detector import build_detector
     from clean_deploy.models.zoo import get_config
@@ -92,7 +93,8 @@ def run_unit(variant: str, seed: int, args) -> dict:
     meta = load_checkpoint(d / "model.pth")["meta"]
     return {"variant": variant, "seed": seed, **protocol(args), "distill_config": dcfg.to_dict(), "date": date.today().isoformat(), "machine": machine_description(),
             "train_seconds": meta.get("train_seconds"), "val_mean_moderate_3d": mean_moderate_ap(ap),
-            "ap_3d": {c: ap[c]["3d"] for c in CLASSES}, "ap_bev": {c: ap[c]["bev"] for c in CLASSES}}
+            "ap_3d": {c: ap[c]["3d"] for c in CLASSES}, "ap_bev": {c: ap[c]["bev"] for c in CLASSES},
+            "tp_errors": tp_errors_dirs(args.data, "val", pred, CLASSES, eval_range=cfg.point_cloud_range)}
 
 
 def quality_statistics(args, batches: int) -> dict:
@@ -152,17 +154,25 @@ def quality_statistics(args, batches: int) -> dict:
 
 
 def ablation_reference(args, seeds: list[int]) -> list[dict]:
-    """The ablation's own CaKD units of ``seeds`` (val), in the pilot's record format."""
+    """The ablation's own CaKD and plain units of ``seeds`` (val), in the pilot's record format."""
     out = []
     study = "ablation" if args.student == "centerpoint_fast@0.5x+iou" else f"ablation@{args.student}"
-    for s in seeds:
-        p = args.out / study / f"cakd_s{s}.json"
+    for row, s in [(row, s) for row in ("plain", "cakd") for s in seeds]:
+        p = args.out / study / f"{row}_s{s}.json"
         if p.is_file():
             u = json.loads(p.read_text())
-            out.append({"variant": "cakd (ablation unit)", "seed": s, "date": u["date"], "machine": u["machine"],
+            out.append({"variant": f"{row} (ablation unit)", "seed": s, "date": u["date"], "machine": u["machine"],
                         "val_mean_moderate_3d": u["val"]["mean_moderate_3d"], "ap_3d": u["val"]["ap_3d"],
-                        "ap_bev": u["val"]["ap_bev"]})
+                        "ap_bev": u["val"]["ap_bev"], "tp_errors": u["val"].get("tp_errors")})
     return out
+
+
+def heading(units: list[dict], cls: str) -> str:
+    """Mean over ``units`` of the median axis error (rad, folded to [0, pi/2]) of ``cls``'s matched
+    detections (val); "-" when a unit has none stored (units from before they were recorded)."""
+    if any(not u.get("tp_errors") for u in units):
+        return "-"
+    return f"{statistics.fmean(u['tp_errors'][cls]['orientation_axis']['median'] for u in units):.3f}"
 
 
 def render(units: list[dict], reference: list[dict], student: str, epochs: int) -> str:
@@ -170,14 +180,14 @@ def render(units: list[dict], reference: list[dict], student: str, epochs: int) 
         return f"{statistics.fmean(xs):.2f}" + (f" +- {statistics.stdev(xs):.2f}" if len(xs) > 1 else "")
 
     rows = []
-    order = ["cakd (ablation unit)"] + list(VARIANTS)
+    order = ["plain (ablation unit)", "cakd (ablation unit)"] + list(VARIANTS)
     everything = reference + units
     for v in [v for v in order if any(u["variant"] == v for u in everything)]:
         us = sorted((u for u in everything if u["variant"] == v), key=lambda u: u["seed"])
         rows.append([v, ", ".join(str(u["seed"]) for u in us), ms([u["val_mean_moderate_3d"] for u in us]),
                      ", ".join(f"{u['val_mean_moderate_3d']:.2f}" for u in us),
                      *(ms([u["ap_3d"][c]["moderate"] for u in us]) for c in CLASSES),
-                     ", ".join(sorted({u["date"] for u in us}))])
+                     heading(us, "Car"), heading(us, "Pedestrian"), ", ".join(sorted({u["date"] for u in us}))])
     machines = sorted({u["machine"] for u in everything})
     return "\n".join([f"# Label-assignment pilot: CaKD `{student}` students, val split", "",
                       f"{epochs}-epoch CaKD students with the ablation's seeds (initial weights and data order), data "
@@ -187,7 +197,10 @@ def render(units: list[dict], reference: list[dict], student: str, epochs: int) 
                       + ". Runs of one seed on different machines are not bitwise paired (float rounding "
                       "differs between CPU kernels, and training amplifies it).", ""]
                      + markdown_table(["variant", "seeds", "val mean mod 3D", "per seed", "Car", "Pedestrian",
-                                       "Cyclist", "date"], rows)) + "\n"
+                                       "Cyclist", "Car heading", "Ped heading", "date"], rows)
+                     + ["", "Heading: median axis error (rad, folded to [0, pi/2]) of the matched detections on val "
+                        "(`clean_deploy/eval/tp_errors.py`), mean over the seeds; '-': a unit stored before it was "
+                        "recorded."]) + "\n"
 
 
 def main(argv=None) -> int:

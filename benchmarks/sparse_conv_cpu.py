@@ -53,24 +53,69 @@ LAYERS = [
 ]
 
 
+def _voxel_means_numpy(vox: Voxelizer, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Voxelizer's rule in numpy (voxels in order of their first point, each the mean of its first
+    ``max_points_per_voxel`` points, at most ``max_voxels``): where spconv is not installed."""
+    zyx, inside = vox.point_voxel_coords(pts)
+    pts, zyx = pts[inside], zyx[inside]
+    nz, ny, nx = (int(v) for v in vox.grid_size[::-1])
+    key = (zyx[:, 0] * ny + zyx[:, 1]) * nx + zyx[:, 2]
+    _, first, inv = np.unique(key, return_index=True, return_inverse=True)
+    rank_of = np.empty(len(first), np.int64)
+    rank_of[np.argsort(first, kind="stable")] = np.arange(len(first))
+    vid = rank_of[inv]  # voxel of each point, numbered by first appearance
+    order = np.argsort(vid, kind="stable")  # points grouped by voxel, in point order
+    starts = np.searchsorted(vid[order], np.arange(len(first)))
+    slot = np.arange(len(order)) - starts[vid[order]]
+    keep = order[slot < vox.max_points_per_voxel]
+    keep = keep[vid[keep] < vox.max_voxels]
+    n = min(len(first), vox.max_voxels)
+    sums = np.zeros((n, pts.shape[1]), np.float64)
+    np.add.at(sums, vid[keep], pts[keep])
+    num = np.bincount(vid[keep], minlength=n)
+    coords = np.zeros((n, 3), np.int64)
+    coords[vid[keep]] = zyx[keep]
+    return (sums / np.maximum(num, 1)[:, None]).astype(np.float32), coords
+
+
 def load_frame(index: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(features [V,4] float32 = mean of the voxel's points, indices [V,4] int32 (b,z,y,x))."""
     fr = generate_frame(seed, index)
     pts = fr.points[np.abs(fr.points[:, 1]) < fr.points[:, 0]]  # front 90 degrees
     vox = Voxelizer(VOXEL_SIZE, PC_RANGE, 5, 40000)
-    voxels, coords, num = vox(pts)
-    feats = voxels.sum(1) / np.maximum(num, 1)[:, None]
+    if spconv is None:
+        feats, coords = _voxel_means_numpy(vox, pts)
+    else:
+        voxels, coords, num = vox(pts)
+        feats = voxels.sum(1) / np.maximum(num, 1)[:, None]
     idx = np.concatenate([np.zeros((len(coords), 1), np.int32), coords.astype(np.int32)], 1)
     return np.ascontiguousarray(feats, np.float32), idx
 
 
+class _ConvParams(torch.nn.Module):
+    """A sparse conv's parameters in spconv's layout [Cout, kD, kH, kW, Cin], no forward: what
+    :func:`specs` reads, where spconv is not installed (e.g. a GPU machine without its wheels)."""
+
+    def __init__(self, cin: int, cout: int, k, s, p) -> None:
+        super().__init__()
+        t = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v, v)  # noqa: E731
+        self.weight = torch.nn.Parameter(torch.empty(cout, *t(k), cin))
+        self.stride, self.padding, self.dilation = t(s), t(p), (1, 1, 1)
+
+
 def build_spconv(seed: int = 0) -> list[torch.nn.Module]:
-    """conv (no bias) + BatchNorm1d (eval, random statistics) + ReLU per layer, as in SECOND."""
+    """conv (no bias) + BatchNorm1d (eval, random statistics) + ReLU per layer, as in SECOND.
+
+    Without spconv the convs are parameter holders (:class:`_ConvParams`: same layout and weight
+    distribution, other random draws): enough for :func:`specs`, not for the spconv columns."""
     torch.manual_seed(seed)
     mods = []
     for name, cin, cout, k, s, p, subm, key in LAYERS:
-        cls = spconv.SubMConv3d if subm else spconv.SparseConv3d
-        conv = cls(cin, cout, k, stride=s, padding=p, bias=False, indice_key=key)
+        if spconv is None:
+            conv = _ConvParams(cin, cout, k, s, p)
+        else:
+            cls = spconv.SubMConv3d if subm else spconv.SparseConv3d
+            conv = cls(cin, cout, k, stride=s, padding=p, bias=False, indice_key=key)
         bn = torch.nn.BatchNorm1d(cout, eps=1e-3)
         with torch.no_grad():
             conv.weight.normal_(0, (2.0 / conv.weight[0].numel()) ** 0.5)
@@ -78,7 +123,8 @@ def build_spconv(seed: int = 0) -> list[torch.nn.Module]:
             bn.bias.uniform_(-0.1, 0.1)
             bn.running_mean.uniform_(-0.1, 0.1)
             bn.running_var.uniform_(0.5, 1.5)
-        mods.append(spconv.SparseSequential(conv, bn, torch.nn.ReLU()).eval())
+        seq = torch.nn.Sequential if spconv is None else spconv.SparseSequential
+        mods.append(seq(conv, bn, torch.nn.ReLU()).eval())
     return mods
 
 

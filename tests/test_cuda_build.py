@@ -185,3 +185,43 @@ def test_gpu_check_dry_run_resolves_every_step(tmp_path):
     assert not list((tmp_path / "gpu").glob("*.json"))  # nothing measured, nothing written
     bad = subprocess.run(["bash", "benchmarks/gpu_check.sh", "--bogus"], cwd=REPO, capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown argument '--bogus'" in bad.stderr
+
+
+def test_gpu_benchmark_frames_and_layers_without_spconv(monkeypatch):
+    """The GPU machine has no spconv (its wheels do not fit the device's carry limit beside the repo):
+    benchmarks/sparse_conv_gpu.py then voxelises with numpy and builds the layer specs from parameter
+    holders. The numpy voxels must be spconv's (same sites in the same order, the same means, also
+    when the voxel and points-per-voxel caps bite) and the specs the same layers."""
+    import sys
+
+    import numpy as np
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import sparse_conv_cpu as scc
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    from clean_deploy.data.synth.frame import generate_frame
+
+    fr = generate_frame(0, 1)
+    pts = fr.points[np.abs(fr.points[:, 1]) < fr.points[:, 0]]
+    for max_points, max_voxels in ((5, 40000), (2, 3000)):
+        vox = scc.Voxelizer(scc.VOXEL_SIZE, scc.PC_RANGE, max_points, max_voxels)
+        voxels, coords, num = vox(pts)  # spconv's PointToVoxel
+        feats, coords_np = scc._voxel_means_numpy(vox, pts)
+        assert len(coords) > 1000 and (len(coords) == max_voxels) == (max_voxels == 3000)
+        np.testing.assert_array_equal(coords_np, coords)
+        np.testing.assert_allclose(feats, voxels.sum(1) / np.maximum(num, 1)[:, None], atol=1e-5)
+    with_spconv = scc.specs(scc.build_spconv())
+    feats_sp, idx_sp = scc.load_frame(1)
+    monkeypatch.setattr(scc, "spconv", None)
+    feats_np, idx_np = scc.load_frame(1)
+    np.testing.assert_array_equal(idx_np, idx_sp)
+    np.testing.assert_allclose(feats_np, feats_sp, atol=1e-5)
+    without = scc.specs(scc.build_spconv())
+    assert len(without) == len(with_spconv) == len(scc.LAYERS)
+    for a, b in zip(without, with_spconv):
+        assert a.weight.shape == b.weight.shape and a.subm == b.subm
+        assert (list(a.stride), list(a.padding), list(a.dilation)) == (list(b.stride), list(b.padding), list(b.dilation))
+        assert a.out_spatial_shape([41, 1600, 1408]) == b.out_spatial_shape([41, 1600, 1408])
+        assert 0.5 < a.weight.std() / b.weight.std() < 2.0  # same initialisation scale

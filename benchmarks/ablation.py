@@ -122,13 +122,17 @@ def sha256(path: Path) -> str:
 
 
 def row_names(targets: list[float], methods: list[str], long_finetune: list[tuple[float, int]] = (),
-              epochs: int = 12) -> list[str]:
+              epochs: int = 12, iterative: list[tuple[float, int]] = ()) -> list[str]:
     rows = ["teacher", "plain", "kd_so", "cakd"]
     for t in targets:
         rows += [f"prune_{m}_{t:g}x" for m in methods] + [f"scratch_{t:g}x", f"clean_{t:g}x"]
         for lt, n in long_finetune:
             if lt == t:
                 rows += [f"prune_{m}_{t:g}x_ft{n}" for m in methods] + [f"scratch_{t:g}x_ft{n}", f"clean_{t:g}x_ft{n}"]
+        for it, k in iterative:
+            if it == t:  # masked importance only (the CLEAN rows), at each fine-tuning length of this budget
+                for suffix in [""] + [f"_ft{n}" for lt, n in long_finetune if lt == t]:
+                    rows += [f"prune_masked_{t:g}x_it{k}{suffix}", f"clean_{t:g}x_it{k}{suffix}"]
     for m in sorted({epochs + n for _, n in long_finetune}):
         rows += [f"plain_e{m}", f"cakd_e{m}"]
     return rows
@@ -138,6 +142,13 @@ def split_row(row: str) -> tuple[str, int | None]:
     """``prune_masked_0.5x_ft12`` -> (``prune_masked_0.5x``, 12); a row without the suffix -> (row, None)."""
     m = re.fullmatch(r"(.+)_ft(\d+)", row)
     return (m.group(1), int(m.group(2))) if m else (row, None)
+
+
+def split_iter(base: str) -> tuple[str, int]:
+    """``prune_masked_0.3x_it2`` -> (``prune_masked_0.3x``, 2): pruned in 2 prune -> fine-tune rounds
+    (the fine-tuning epochs split between them); any other -> (base, 1)."""
+    m = re.fullmatch(r"(.+)_it(\d+)", base)
+    return (m.group(1), int(m.group(2))) if m else (base, 1)
 
 
 def split_epochs(row: str) -> tuple[str, int | None]:
@@ -159,6 +170,20 @@ def training_length(row: str, epochs: int, finetune_epochs: int) -> tuple[str, i
         return student, epochs if ep is None else ep
     base, ft = split_row(row)
     return base, epochs + (finetune_epochs if ft is None else ft)
+
+
+def parse_iterative(items: list[str], targets: list[float]) -> list[tuple[float, int]]:
+    out = []
+    for item in items:
+        t, _, k = item.partition(":")
+        try:
+            pair = (float(t), int(k))
+        except ValueError:
+            raise SystemExit(f"--iterative: {item!r} is not T:K (a FLOPs target and a number of rounds, e.g. 0.3:2)")
+        if pair[0] not in targets or pair[1] < 2:
+            raise SystemExit(f"--iterative: {item!r}: T must be one of --targets {targets} and K >= 2")
+        out.append(pair)
+    return out
 
 
 def parse_long_finetune(items: list[str], targets: list[float]) -> list[tuple[float, int]]:
@@ -184,6 +209,9 @@ def describe(row: str) -> str:
         if base.startswith("scratch_"):
             return f"pruned architecture ({base.split('_')[1]}) from scratch, as many steps as cakd + {ft} fine-tuning epochs"
         return describe(base) + f", {ft} fine-tuning epochs"
+    core, k = split_iter(row)
+    if k > 1:
+        return describe(core) + f", iteratively in {k} rounds (fine-tuning split between them)"
     if row.startswith("prune_"):
         _, m, t = row.split("_")
         return f"pruned to {t} FLOPs, {m} importance, CaKD fine-tuning"
@@ -438,6 +466,22 @@ class Ablation:
             save_checkpoint(path, pruned, pruned.cfg, meta={"kind": "pruned", "prune_report": rep})
         return path
 
+    def prune_iteratively(self, core: str, rounds: int, ft_epochs: int, seed: int, d: Path, ck: Path) -> None:
+        """``core`` (``prune_masked_0.3x``) in ``rounds`` rounds from the CaKD student of ``seed`` with the
+        library's iterative pruning (:func:`clean_deploy.compress.prune.run.prune`, resumable per round):
+        round i prunes the previous round's fine-tuned model to target^(i/rounds) of the CaKD student's
+        FLOPs and fine-tunes it with CaKD for its share of ``ft_epochs`` at lr/2 (``d/round<i>/``); the
+        last round's fine-tuned model becomes ``ck``."""
+        from clean_deploy.compress.config import PruneConfig
+        from clean_deploy.compress.prune.run import prune
+
+        _, method, t = core.split("_")
+        cfg = PruneConfig(method=method, target=float(t.rstrip("x")), seed=seed, steps=rounds,
+                          calib_frames=self.args.calib_frames, calib_batch=4)
+        rep = prune(self.model_of("cakd", seed), self.args.data, d, cfg, self.tcfg(ft_epochs, seed, self.args.lr / 2),
+                    self.teacher, self.distill_cfg())
+        atomic_write(ck, lambda f: f.write(Path(rep["finetuned"]).read_bytes()))
+
     @contextlib.contextmanager
     def unit_lock(self, row: str, seed: int):
         """Held while (row, seed) trains: a second process on the same unit (two studies share the rows
@@ -482,6 +526,12 @@ class Ablation:
             if row == "cakd" and not self.kept(row, seed).is_file():
                 # the pruned rows of this seed start from it: keep it where a new machine finds it
                 atomic_write(self.kept(row, seed), lambda f: f.write(ck.read_bytes()))
+        elif row.startswith("prune_") and split_iter(base)[1] > 1:
+            core, rounds = split_iter(base)
+            if not ck.is_file():
+                self.prune_iteratively(core, rounds, ft_epochs, seed, d, ck)
+            extra["finetune_loss_per_epoch"] = [v for i in range(1, rounds + 1)
+                                                for v in self.curve(d / f"round{i}" / "finetune")]
         elif row.startswith("prune_"):
             _, method, t = base.split("_")
             pruned_path = self.pruned(method, t, seed)  # the same pruned model whatever the fine-tuning length
@@ -500,7 +550,8 @@ class Ablation:
                       model=self.fresh_student(seed, arch.cfg))
         elif row.startswith("clean_"):
             t = base.split("_")[1]
-            src = self.model_of(f"prune_masked_{t}{suffix}", seed)
+            rounds = split_iter(base)[1]
+            src = self.model_of(f"prune_masked_{t}" + (f"_it{rounds}" if rounds > 1 else "") + suffix, seed)
             model, _ = load_detector(src)
             model.cfg = model.cfg.replace(post=model.cfg.post.replace(redundancy=RedundancyConfig()))
             save_checkpoint(ck, model, model.cfg, meta={"kind": "compressed", "teacher": str(self.teacher),
@@ -567,8 +618,12 @@ def summarise(units: list[dict], epochs: int = 12) -> dict:
             cmp(f"{name}_vs_plain", "plain", name, 0.0)
             cmp(f"{name}_vs_scratch", f"scratch_{t}{suffix}", name, 2.0)
             cmp(f"{name}_vs_cakd", "cakd", name, None)
+            core, rounds = split_iter(base)
+            if rounds > 1:  # iterative vs one-shot pruning at the same FLOPs and fine-tuning epochs
+                cmp(f"{name}_vs_one_shot", core + suffix, name, None)
             if ft is not None:
-                cmp(f"{name}_vs_{base}", base, name, None)  # what the longer fine-tuning bought
+                if rounds == 1:
+                    cmp(f"{name}_vs_{base}", base, name, None)  # what the longer fine-tuning bought
                 # the equal-steps controls: unpruned students trained as long as the whole pipeline
                 m = epochs + ft
                 cmp(f"{name}_vs_plain_e{m}", f"plain_e{m}", name, 0.0)
@@ -582,7 +637,7 @@ def summarise(units: list[dict], epochs: int = 12) -> dict:
             # about the compute of a plain student trained 23 epochs; plain_e24 is then an
             # equal-compute control, stricter than the issue's equal-steps one (other m: neither)
             cmp(f"cakd_vs_{name}", name, "cakd", None)
-        if base.startswith("prune_masked_"):
+        if base.startswith("prune_masked_") and split_iter(base)[1] == 1:
             # the importance criteria at the same FLOPs and the same fine-tuning length
             t, suffix = base.split("_")[2], name[len(base):]
             for other in ("l1", "random"):
@@ -738,6 +793,9 @@ def main(argv=None) -> int:
     ap.add_argument("--prune-methods", nargs="+", default=list(PRUNE_METHODS))
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--finetune-epochs", type=int, default=6)
+    ap.add_argument("--iterative", nargs="*", default=[], metavar="T:K",
+                    help="also the rows pruned to FLOPs target T in K prune -> CaKD fine-tune rounds "
+                         "(prune_masked_<t>x_it<K>[_ft<n>], clean_<t>x_it<K>[_ft<n>]), e.g. 0.3:2")
     ap.add_argument("--long-finetune", nargs="*", default=None, metavar="T:N",
                     help="also run the pruned, CLEAN and scratch rows of budget T with N fine-tuning epochs (rows "
                          "*_ft<N>): does the pruned student gain from a longer fine-tuning? Default: T:12 for each "
@@ -777,7 +835,7 @@ def main(argv=None) -> int:
     if args.long_finetune is None:
         args.long_finetune = [f"{t:g}:12" for t in args.targets]
     order = row_names(args.targets, args.prune_methods, parse_long_finetune(args.long_finetune, args.targets),
-                      args.epochs)
+                      args.epochs, parse_iterative(args.iterative, args.targets))
     wanted = args.rows or order
     unknown = [r for r in wanted if r not in order]
     if unknown:

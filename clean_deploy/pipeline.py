@@ -40,6 +40,9 @@ def compress(teacher_ckpt: str | Path, data_root: str | Path, run_dir: str | Pat
     from clean_deploy.compress.distill.run import distill
     from clean_deploy.compress.prune.run import calibration_batches, prune_model
 
+    if cfg.prune.steps != 1:
+        raise ValueError(f"prune.steps={cfg.prune.steps}: the compress pipeline prunes in one shot; iterative "
+                         "pruning is `clean-deploy prune --steps N` on the distilled student")
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
     if target_flops is not None:

@@ -219,3 +219,43 @@ def test_a_unit_trains_in_one_process_at_a_time(ablation, tmp_path):
     lock = abl.runs_of("plain") / "plain_s0.lock"
     with open(lock, "a") as fh:  # released: free for anyone
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def test_iterative_pruning_rows_and_their_comparisons(ablation, tmp_path):
+    """--iterative 0.3:2 adds the masked-pruned and CLEAN rows pruned in 2 rounds, at each fine-tuning
+    length of that budget; they are compared with one-shot pruning at the same FLOPs and fine-tuning
+    epochs (paired), with the scratch and equal-steps controls, and never stand in for the one-shot row
+    in the importance comparisons."""
+    from scipy import stats
+
+    rows = ablation.row_names([0.5, 0.3], ["masked", "l1"], [(0.3, 12)], epochs=12, iterative=[(0.3, 2)])
+    it_rows = [r for r in rows if "_it" in r]
+    assert it_rows == ["prune_masked_0.3x_it2", "clean_0.3x_it2", "prune_masked_0.3x_it2_ft12", "clean_0.3x_it2_ft12"]
+    assert ablation.split_iter("prune_masked_0.3x_it2") == ("prune_masked_0.3x", 2)
+    assert ablation.split_iter("prune_masked_0.3x") == ("prune_masked_0.3x", 1)
+    assert ablation.training_length("clean_0.3x_it2_ft12", 12, 6) == ("clean_0.3x_it2", 24)
+    assert "2 rounds" in ablation.describe("clean_0.3x_it2_ft12") and "12 fine-tuning epochs" in ablation.describe(
+        "clean_0.3x_it2_ft12")
+    ap = {"clean_0.3x_ft12": [46.1, 47.2, 43.4], "clean_0.3x_it2_ft12": [49.0, 48.1, 47.9],
+          "scratch_0.3x_ft12": [40.0, 41.0, 39.5], "plain_e24": [65.3, 61.1, 67.2],
+          "prune_masked_0.3x_ft12": [45.0, 46.0, 43.0], "prune_masked_0.3x_it2_ft12": [50.0, 49.0, 48.0],
+          "prune_l1_0.3x_ft12": [44.0, 45.0, 42.0]}
+    units = [_unit(r, s, v[s]) for r, v in ap.items() for s in range(3)] + [_unit("teacher", None, 71.6)]
+    comps = ablation.summarise(units, epochs=12)["comparisons"]
+    c = comps["clean_0.3x_it2_ft12_vs_one_shot"]
+    assert (c["a"], c["b"]) == ("clean_0.3x_ft12", "clean_0.3x_it2_ft12")
+    a, b = ap["clean_0.3x_ft12"], ap["clean_0.3x_it2_ft12"]
+    assert c["mean"] == pytest.approx(sum(y - x for x, y in zip(a, b)) / 3)
+    assert c["p_paired_t"] == pytest.approx(stats.ttest_rel(b, a).pvalue)
+    assert comps["clean_0.3x_it2_ft12_vs_scratch"]["a"] == "scratch_0.3x_ft12"
+    assert comps["clean_0.3x_it2_ft12_vs_plain_e24"]["a"] == "plain_e24"
+    assert "teacher_minus_clean_0.3x_it2_ft12" in comps
+    # the importance comparison stays one-shot masked vs one-shot L1
+    assert comps["masked_vs_l1_0.3x_ft12"]["b"] == "prune_masked_0.3x_ft12"
+    for bad, msg in [(["0.4:2"], "one of --targets"), (["0.3:1"], "K >= 2"), (["0.3"], "T:K")]:
+        with pytest.raises(SystemExit, match=msg):
+            ablation.parse_iterative(bad, [0.5, 0.3])
+    common = ["--out", str(tmp_path), "--runs", str(tmp_path / "runs"), "--rows", "no_such_row"]
+    with pytest.raises(SystemExit, match="--rows: unknown") as e:
+        ablation.main(["--iterative", "0.3:2", *common])
+    assert "clean_0.3x_it2_ft12" in str(e.value)

@@ -8,7 +8,8 @@ from scipy.stats import spearmanr
 from clean_deploy.compress.config import PruneConfig
 from clean_deploy.compress.prune.importance import compute_importance, masked_ablation, masked_taylor
 from clean_deploy.compress.prune.pruner import apply_pruning, min_width, plan_by_budget
-from clean_deploy.compress.prune.run import merged_profile, prune_model
+from clean_deploy.compress.prune.run import (merged_profile, original_cost, prune, prune_model, prune_round, step_epochs,
+                                             step_targets, unit_floors)
 from clean_deploy.compress.prune.units import find_units
 from clean_deploy.models.detector import build_detector
 from clean_deploy.models.flops import count_params
@@ -170,3 +171,83 @@ def test_masked_importance_equals_the_change_after_physically_removing_the_filte
             assert scores[u.name][f] == pytest.approx(brute, rel=1e-4, abs=1e-7), (u.name, u.kind, f)
             checked += 1
     assert checked == len(chosen) and len(kinds) >= 2, kinds
+
+
+def test_iterative_round_targets_and_epoch_split():
+    assert step_targets(0.3, 1) == [0.3]
+    t = step_targets(0.3, 2)
+    assert t[0] == pytest.approx(0.3 ** 0.5) and t[1] == 0.3
+    assert step_targets(0.25, 3) == pytest.approx([0.25 ** (1 / 3), 0.25 ** (2 / 3), 0.25])
+    assert step_epochs(12, 2) == [6, 6] and step_epochs(7, 3) == [2, 2, 3] and step_epochs(12, 1) == [12]
+    assert sum(step_epochs(13, 4)) == 13 and step_epochs(0, 2) == [0, 0]
+    for bad in ((0.3, 0), (1.5, 2), (0.0, 2)):
+        with pytest.raises(ValueError):
+            step_targets(*bad)
+
+
+def test_iterative_pruning_reaches_the_target_of_the_original_and_keeps_its_floors():
+    """Two rounds reach target^(1/2) then target of the unpruned FLOPs (the cost model is exact), and
+    every unit keeps the floor of its unpruned width (not min_ratio of an already pruned width)."""
+    det = _model("centerpoint_fast@0.25x")
+    batch = toy_batch(det.cfg, 2)
+    cfg = PruneConfig(method="l1", target=0.2, min_channels=4, min_ratio=0.25, steps=2)
+    cost0, floors = original_cost(det, [batch], cfg), unit_floors(det, cfg)
+    assert cost0 == merged_profile(det, [batch]).macs and set(floors) == {u.name for u in find_units(det)}
+    m1, r1 = prune_round(det, [batch], cfg, 1, cost0, floors, progress=False)
+    assert 0.9 * 0.2 ** 0.5 <= r1["ratio_of_original"] <= 0.2 ** 0.5
+    assert r1["ratio_of_original"] == pytest.approx(merged_profile(m1, [batch]).macs / cost0, rel=1e-9)
+    m2, r2 = prune_round(m1, [batch], cfg, 2, cost0, floors, progress=False)
+    assert 0.9 * 0.2 <= r2["ratio_of_original"] <= 0.2 and r2["step"] == 2 and r2["step_target"] == 0.2
+    widths = {u.name: u.channels for u in find_units(m2)}
+    assert all(widths[n] >= floors[n] for n in floors)
+    assert sum(widths[n] == floors[n] for n in floors) >= 3  # the floors bind at this budget
+
+
+def test_plan_by_budget_floors_override_the_ratio_floors():
+    det = _model("centerpoint_fast@0.25x")
+    units = find_units(det)
+    scores = compute_importance("l1", det, [], units)
+    profile = merged_profile(det, [toy_batch(det.cfg, 1)])
+    keep, _ = plan_by_budget(det, units, scores, 0.1, profile, "flops", 1, 0.0)
+    low = min(units, key=lambda u: len(keep[u.name]) / u.channels)  # the unit cut hardest without floors
+    assert len(keep[low.name]) < low.channels // 2
+    floors = {low.name: low.channels // 2}
+    keep2, _ = plan_by_budget(det, units, scores, 0.1, profile, "flops", 1, 0.0, floors)
+    assert len(keep2[low.name]) == low.channels // 2
+    assert all(len(keep2[u.name]) >= 1 for u in units)
+
+
+def test_iterative_prune_fine_tunes_between_rounds(synth_data, tmp_path):
+    """prune(steps=2): round 1 prunes and fine-tunes, round 2 prunes the fine-tuned model (its weights,
+    not the original's), the epochs are split, the final model is at the budget of the original."""
+    det = _model("centerpoint_fast@0.25x")
+    save_checkpoint(tmp_path / "student.pth", det, det.cfg)
+    from clean_deploy.config import TrainConfig
+
+    cfg = PruneConfig(method="l1", target=0.4, calib_frames=2, calib_batch=2, steps=2)
+    tcfg = TrainConfig(epochs=2, batch_size=2, lr=0.003, num_workers=0, seed=0, device="cpu")
+    rep = prune(tmp_path / "student.pth", synth_data, tmp_path / "run", cfg, tcfg, progress=False)
+    assert [r["step"] for r in rep["rounds"]] == [1, 2] and rep["step_target"] == 0.4
+    assert 0.36 <= rep["flops_ratio"] <= 0.4 and rep["params_before"] == count_params(det)
+    ft1, _ = load_detector(tmp_path / "run" / "round1" / "finetune" / "model.pth")
+    p1, _ = load_detector(tmp_path / "run" / "round1" / "pruned.pth")
+    p2, _ = load_detector(tmp_path / "run" / "pruned.pth")
+    assert count_params(p2) < count_params(p1) < count_params(det)
+    assert rep["finetuned"].startswith(str(tmp_path / "run" / "round2" / "finetune"))
+    # round 2 pruned round 1's fine-tuned model: the filters it kept are ft1's (bit for bit), not the original's
+    r2, _ = load_detector(tmp_path / "run" / "round2" / "pruned.pth")
+    for a, b in zip(r2.state_dict().values(), p2.state_dict().values()):
+        assert torch.equal(a, b)  # run/pruned.pth is round 2's model before its fine-tuning
+    u2 = find_units(p2)[0]  # its input channels are the raw features: filters are whole rows
+    w1 = {u.name: u for u in find_units(ft1)}[u2.name].conv.weight.detach().flatten(1)
+    w0 = {u.name: u for u in find_units(det)}[u2.name].conv.weight.detach().flatten(1)
+    w2 = u2.conv.weight.detach().flatten(1)
+    assert w2.shape[1] == w1.shape[1] == w0.shape[1]
+    assert all(any(torch.equal(row, r) for r in w1) for row in w2)
+    assert not any(any(torch.equal(row, r) for r in w0) for row in w2)
+    # resumable: a second call finds every round finished and trains nothing again
+    done = [tmp_path / "run" / f"round{i}" / "finetune" / "model.pth" for i in (1, 2)]
+    stamps = [f.stat().st_mtime_ns for f in done]
+    again = prune(tmp_path / "student.pth", synth_data, tmp_path / "run", cfg, tcfg, progress=False)
+    assert [f.stat().st_mtime_ns for f in done] == stamps
+    assert again["flops_ratio"] == rep["flops_ratio"] and again["finetuned"] == rep["finetuned"]

@@ -61,6 +61,8 @@ def prune_command(
     lr: Annotated[float, typer.Option(help="peak fine-tuning learning rate")] = _C.finetune_lr,
     calib_frames: Annotated[int, typer.Option(help="calibration frames for the importance")] = _C.prune.calib_frames,
     min_channels: Annotated[int, typer.Option(help="never fewer channels per layer")] = _C.prune.min_channels,
+    steps: Annotated[int, typer.Option(help="iterative pruning: rounds of prune -> fine-tune (the epochs split "
+                                            "between them); 1 = one-shot")] = _C.prune.steps,
 ) -> None:
     """Structured pruning to a FLOPs or parameter budget, then fine-tuning."""
     from clean_deploy.compress.config import PruneConfig
@@ -68,9 +70,12 @@ def prune_command(
 
     if (target_flops is None) == (target_params is None):
         raise typer.BadParameter("give exactly one of --target-flops / --target-params")
+    if steps < 1 or (steps > 1 and epochs < steps):
+        raise typer.BadParameter(f"--steps {steps}: needs steps >= 1 and, for iterative pruning, --epochs >= steps "
+                                 f"(got --epochs {epochs})")
     pcfg = PruneConfig(method=method, target=target_flops or target_params,
                        budget="flops" if target_flops is not None else "params",
-                       calib_frames=calib_frames, min_channels=min_channels)
+                       calib_frames=calib_frames, min_channels=min_channels, steps=steps)
     report = prune(ckpt, data, out, pcfg, TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr), teacher)
     typer.echo(f"params {report['params_before']} -> {report['params_after']}, "
                f"FLOPs x{report['flops_ratio']:.3f}; pruned model: {out / 'pruned.pth'}"

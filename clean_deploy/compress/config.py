@@ -85,6 +85,10 @@ class PruneConfig(ConfigBase):
     calib_frames: int = 8
     calib_batch: int = 4
     seed: int = 0
+    #: iterative pruning: reach ``target`` in this many prune -> fine-tune rounds (FLOPs fraction
+    #: target^(i/steps) after round i, importance re-scored on the fine-tuned model each round, the
+    #: fine-tuning epochs split between the rounds); 1 = one-shot
+    steps: int = 1
 
 
 @dataclass

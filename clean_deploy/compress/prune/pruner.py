@@ -79,10 +79,12 @@ def min_width(channels: int, min_channels: int, min_ratio: float) -> int:
 
 def plan_by_budget(det: Detector, units: list[Unit], scores: dict[str, torch.Tensor], target: float,
                    profile: ComputeProfile | None = None, budget: str = "flops", min_channels: int = 4,
-                   min_ratio: float = 0.1) -> tuple[dict[str, torch.Tensor], dict]:
+                   min_ratio: float = 0.1, floors: dict[str, int] | None = None) -> tuple[dict[str, torch.Tensor], dict]:
     """Globally remove the least important filters (importance normalised by its unit's mean)
     until the model's FLOPs (``budget='flops'``, needs ``profile``) or parameters fall to
-    ``target`` x the original. Returns kept indices per unit and a summary."""
+    ``target`` x the original. ``floors`` (unit name -> fewest channels) replaces the floors from
+    ``min_channels`` / ``min_ratio`` for the units it names: an iterative pruning keeps the floors of
+    the unpruned model, not ratios of ratios. Returns kept indices per unit and a summary."""
     cost = CostModel(det, units, profile, "flops" if budget == "flops" else "params")
     widths = dict(cost.widths)
     start = cost.total(widths)
@@ -94,7 +96,8 @@ def plan_by_budget(det: Detector, units: list[Unit], scores: dict[str, torch.Ten
         cands += [(float(norm[f]), u.name, f) for f in range(u.channels)]
     cands.sort()
     removed: dict[str, list[int]] = {u.name: [] for u in units}
-    floor = {u.name: min_width(u.channels, min_channels, min_ratio) for u in units}
+    floor = {u.name: min(u.channels, (floors or {}).get(u.name, min_width(u.channels, min_channels, min_ratio)))
+             for u in units}
     current = start
     for _, name, f in cands:
         if current <= goal:

@@ -251,3 +251,16 @@ def test_iterative_prune_fine_tunes_between_rounds(synth_data, tmp_path):
     again = prune(tmp_path / "student.pth", synth_data, tmp_path / "run", cfg, tcfg, progress=False)
     assert [f.stat().st_mtime_ns for f in done] == stamps
     assert again["flops_ratio"] == rep["flops_ratio"] and again["finetuned"] == rep["finetuned"]
+
+
+def test_compress_pipeline_refuses_iterative_pruning(tmp_path):
+    """The end-to-end pipeline prunes in one shot: prune.steps > 1 is refused with a pointer to the
+    command that does it, never silently run one-shot."""
+    from clean_deploy.compress.config import CompressConfig
+    from clean_deploy.pipeline import compress
+
+    cfg = CompressConfig()
+    cfg = cfg.replace(prune=cfg.prune.replace(steps=2))
+    with pytest.raises(ValueError, match=r"prune.steps=2: .*clean-deploy prune --steps"):
+        compress(tmp_path / "teacher.pth", tmp_path / "data", tmp_path / "run", cfg)
+    assert not (tmp_path / "run").exists()

@@ -172,32 +172,28 @@ def training_length(row: str, epochs: int, finetune_epochs: int) -> tuple[str, i
     return base, epochs + (finetune_epochs if ft is None else ft)
 
 
-def parse_iterative(items: list[str], targets: list[float]) -> list[tuple[float, int]]:
-    out = []
-    for item in items:
-        t, _, k = item.partition(":")
-        try:
-            pair = (float(t), int(k))
-        except ValueError:
-            raise SystemExit(f"--iterative: {item!r} is not T:K (a FLOPs target and a number of rounds, e.g. 0.3:2)")
-        if pair[0] not in targets or pair[1] < 2:
-            raise SystemExit(f"--iterative: {item!r}: T must be one of --targets {targets} and K >= 2")
-        out.append(pair)
-    return out
-
-
-def parse_long_finetune(items: list[str], targets: list[float]) -> list[tuple[float, int]]:
+def _parse_budget_pairs(items: list[str], targets: list[float], flag: str, letter: str, what: str, example: str,
+                        least: int) -> list[tuple[float, int]]:
+    """``T:<letter>`` items of ``flag`` -> [(FLOPs target, count)], T one of ``targets`` and count >= ``least``."""
     out = []
     for item in items:
         t, _, n = item.partition(":")
         try:
             pair = (float(t), int(n))
         except ValueError:
-            raise SystemExit(f"--long-finetune: {item!r} is not T:N (a FLOPs target and an epoch count, e.g. 0.5:12)")
-        if pair[0] not in targets or pair[1] < 1:
-            raise SystemExit(f"--long-finetune: {item!r}: T must be one of --targets {targets} and N >= 1")
+            raise SystemExit(f"{flag}: {item!r} is not T:{letter} (a FLOPs target and {what}, e.g. {example})")
+        if pair[0] not in targets or pair[1] < least:
+            raise SystemExit(f"{flag}: {item!r}: T must be one of --targets {targets} and {letter} >= {least}")
         out.append(pair)
     return out
+
+
+def parse_iterative(items: list[str], targets: list[float]) -> list[tuple[float, int]]:
+    return _parse_budget_pairs(items, targets, "--iterative", "K", "a number of rounds", "0.3:2", 2)
+
+
+def parse_long_finetune(items: list[str], targets: list[float]) -> list[tuple[float, int]]:
+    return _parse_budget_pairs(items, targets, "--long-finetune", "N", "an epoch count", "0.5:12", 1)
 
 
 def describe(row: str) -> str:

@@ -71,6 +71,17 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from baselines import ensure_data  # noqa: E402  (the same synthetic-data cache)
 
 
+#: the training and data settings of the default protocol (the CLI's defaults); a study with others is
+#: a study of its own (:func:`study_name`), never stored over this one's units
+PROTOCOL_DEFAULTS = {"epochs": 12, "finetune_epochs": 6, "batch_size": 4, "lr": 0.003, "calib_frames": 8,
+                     "frames": 300, "val_frames": 500, "test_frames": 500, "test_seed": 1000}
+
+
+def protocol_settings(protocol: dict) -> dict:
+    """The settings of a protocol (as a dict) that differ from :data:`PROTOCOL_DEFAULTS`."""
+    return {k: protocol[k] for k, v in PROTOCOL_DEFAULTS.items() if k in protocol and protocol[k] != v}
+
+
 @dataclass(frozen=True)
 class Protocol:
     """Everything a unit's result depends on; a stored result with another protocol is not reused."""
@@ -219,13 +230,17 @@ def describe(row: str) -> str:
             "kd_so": "+ student-oriented KD", "cakd": "+ label-assignment KD (CaKD)"}[row]
 
 
-def study_name(student: str, distill: dict | None = None) -> str:
+def study_name(student: str, distill: dict | None = None, settings: dict | None = None) -> str:
     """The name of a study's results: ``ablation`` for the default student, ``ablation@<student>``
-    for another, with ``@<key>=<value>,...`` for a CaKD recipe other than the default (a stored unit
-    of another protocol is run again and replaced, so two studies must not share a folder)."""
+    for another, then ``@<setting>=<value>,...`` for training / data settings other than
+    :data:`PROTOCOL_DEFAULTS` (e.g. ``@epochs=24``) and ``@<key>=<value>,...`` for a CaKD recipe other
+    than the default (a stored unit of another protocol is run again and replaced, so two studies must
+    not share a folder)."""
     if not re.fullmatch(r"[A-Za-z0-9_.@+-]+", student):
         raise SystemExit(f"--student: {student!r} has characters a file name should not carry")
     name = "ablation" if student == DEFAULT_STUDENT else f"ablation@{student}"
+    if settings:
+        name += "@" + ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(settings.items()))
     if distill:
         tag = ",".join(f"{k}={distill_value(v)}" for k, v in sorted(distill.items()))
         if not re.fullmatch(r"[A-Za-z0-9_.,=+-]+", tag):
@@ -308,7 +323,8 @@ class Ablation:
                            num_workers=self.args.workers, seed=seed)
 
     def result_path(self, row: str, seed: int | None) -> Path:
-        study = self.args.out / study_name(self.args.student, self.row_protocol(row).distill)
+        rp = self.row_protocol(row)
+        study = self.args.out / study_name(self.args.student, rp.distill, protocol_settings(rp.to_dict()))
         return study / (f"{row}.json" if seed is None else f"{row}_s{seed}.json")
 
     def stored(self, row: str, seed: int | None) -> dict | None:
@@ -695,7 +711,7 @@ def render(doc: dict) -> str:
     curves = [(u["row"], u["seed"], u["finetune_loss_per_epoch"]) for u in units if u.get("finetune_loss_per_epoch")]
     if curves:
         lines += ["", "## Fine-tuning loss per epoch (pruned students)", "",
-                  f"Plotted, with test AP against total training epochs, in `{study_name(doc['protocol']['student'], doc['protocol'].get('distill'))}"
+                  f"Plotted, with test AP against total training epochs, in `{study_name(doc['protocol']['student'], doc['protocol'].get('distill'), protocol_settings(doc['protocol']))}"
                   "_convergence.png` (one-cycle lr: a falling end is partly the lr annealing, not only learning).", ""]
         lines += [f"- {r} seed {s}: " + ", ".join(f"{x:.3f}" for x in c) for r, s, c in curves]
     missing = [r if s is None else f"{r} s{s}" for r, s in doc["missing"]]
@@ -787,8 +803,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--targets", nargs="+", type=float, default=[0.5, 0.3], help="FLOPs budgets of the pruned rows")
     ap.add_argument("--prune-methods", nargs="+", default=list(PRUNE_METHODS))
-    ap.add_argument("--epochs", type=int, default=12)
-    ap.add_argument("--finetune-epochs", type=int, default=6)
+    ap.add_argument("--epochs", type=int, default=PROTOCOL_DEFAULTS["epochs"])
+    ap.add_argument("--finetune-epochs", type=int, default=PROTOCOL_DEFAULTS["finetune_epochs"])
     ap.add_argument("--iterative", nargs="*", default=[], metavar="T:K",
                     help="also the rows pruned to FLOPs target T in K prune -> CaKD fine-tune rounds "
                          "(prune_masked_<t>x_it<K>[_ft<n>], clean_<t>x_it<K>[_ft<n>]), e.g. 0.3:2")
@@ -796,13 +812,13 @@ def main(argv=None) -> int:
                     help="also run the pruned, CLEAN and scratch rows of budget T with N fine-tuning epochs (rows "
                          "*_ft<N>): does the pruned student gain from a longer fine-tuning? Default: T:12 for each "
                          "of --targets")
-    ap.add_argument("--batch-size", type=int, default=4)
-    ap.add_argument("--lr", type=float, default=0.003)
-    ap.add_argument("--frames", type=int, default=300)
-    ap.add_argument("--val-frames", type=int, default=500)
-    ap.add_argument("--test-frames", type=int, default=500)
-    ap.add_argument("--test-seed", type=int, default=1000)
-    ap.add_argument("--calib-frames", type=int, default=8, help="train frames that score the filters")
+    ap.add_argument("--batch-size", type=int, default=PROTOCOL_DEFAULTS["batch_size"])
+    ap.add_argument("--lr", type=float, default=PROTOCOL_DEFAULTS["lr"])
+    ap.add_argument("--frames", type=int, default=PROTOCOL_DEFAULTS["frames"])
+    ap.add_argument("--val-frames", type=int, default=PROTOCOL_DEFAULTS["val_frames"])
+    ap.add_argument("--test-frames", type=int, default=PROTOCOL_DEFAULTS["test_frames"])
+    ap.add_argument("--test-seed", type=int, default=PROTOCOL_DEFAULTS["test_seed"])
+    ap.add_argument("--calib-frames", type=int, default=PROTOCOL_DEFAULTS["calib_frames"], help="train frames that score the filters")
     ap.add_argument("--workers", type=int, default=0, help="DataLoader workers (0 is fastest on 2 cores)")
     ap.add_argument("--report", action="store_true", help="only rebuild the table from the stored units")
     ap.add_argument("--checkpoints", nargs="+", metavar="ROW:SEED", default=None,
@@ -822,12 +838,13 @@ def main(argv=None) -> int:
     except KeyError as e:
         raise SystemExit(f"--student: {e.args[0]}") from None
     distill = parse_distill(args.distill)
-    name = study_name(args.student, distill)  # also checks that its result files can carry it
     if not student.dense_head.iou_branch:
         raise SystemExit(f"{args.student}: the ablation needs the IoU-quality branch (append '+iou')")
     protocol = Protocol(args.student, sha256(args.teacher), args.epochs, args.finetune_epochs, args.batch_size,
                         args.lr, args.calib_frames, args.frames, args.val_frames, args.test_frames, args.test_seed,
                         distill)
+    # also checks that its result files can carry it
+    name = study_name(args.student, distill, protocol_settings(protocol.to_dict()))
     if args.long_finetune is None:
         args.long_finetune = [f"{t:g}:12" for t in args.targets]
     order = row_names(args.targets, args.prune_methods, parse_long_finetune(args.long_finetune, args.targets),

@@ -259,3 +259,25 @@ def test_iterative_pruning_rows_and_their_comparisons(ablation, tmp_path):
     with pytest.raises(SystemExit, match="--rows: unknown") as e:
         ablation.main(["--iterative", "0.3:2", *common])
     assert "clean_0.3x_it2_ft12" in str(e.value)
+
+
+def test_other_training_settings_are_a_study_of_their_own(ablation, tmp_path):
+    """--epochs 24 (or any setting other than the defaults) writes to its own folder: before, its units
+    landed in the default study's folder, where a unit of either protocol replaced the other's."""
+    student = "centerpoint_fast@0.5x+iou+axis"
+    base = _protocol(ablation, student)
+    e24 = ablation.Protocol(**{**base.to_dict(), "epochs": 24})
+    assert ablation.protocol_settings(base.to_dict()) == {}
+    assert ablation.protocol_settings(e24.to_dict()) == {"epochs": 24}
+    assert ablation.study_name(student, None, {"epochs": 24, "lr": 0.0015}) == f"ablation@{student}@epochs=24,lr=0.0015"
+    args = SimpleNamespace(out=tmp_path, runs=tmp_path / "runs", student=student, keep_dir=tmp_path / "keep")
+    a_base, a_e24 = ablation.Ablation(args, base, tmp_path / "t.pth"), ablation.Ablation(args, e24, tmp_path / "t.pth")
+    for row in ("plain", "cakd", "clean_0.5x_ft12"):
+        assert a_base.result_path(row, 0).parent.name == f"ablation@{student}"
+        assert a_e24.result_path(row, 0).parent.name == f"ablation@{student}@epochs=24"
+    p = a_base.result_path("cakd", 0)
+    p.parent.mkdir(parents=True)
+    p.write_text(json.dumps({"row": "cakd", "seed": 0, "protocol": base.to_dict()}))
+    assert a_e24.stored("cakd", 0) is None and a_base.stored("cakd", 0) is not None and p.is_file()
+    assert a_e24.runs_of("cakd") != a_base.runs_of("cakd")
+    assert a_e24.kept("cakd", 0) != a_base.kept("cakd", 0)

@@ -92,7 +92,7 @@ def prune_round(det: Detector, batches: list[dict], cfg: PruneConfig, step: int,
                 floors: dict[str, int], progress: bool = True) -> tuple[Detector, dict]:
     """Round ``step`` (1-based) of an iterative pruning of a model whose unpruned FLOPs on ``batches``
     (parameters with ``budget='params'``) were ``original_cost``: prune ``det`` (the fine-tuned result
-    of the previous round) to :func:`step_targets`\ [step - 1] x ``original_cost``."""
+    of the previous round) to :func:`step_targets` [step - 1] x ``original_cost``."""
     goal = step_targets(cfg.target, cfg.steps)[step - 1]
     now = merged_profile(det, batches).macs if cfg.budget == "flops" else count_params(det)
     pruned, report = prune_model(det, batches, cfg, progress, target=min(1.0, goal * original_cost / max(now, 1e-12)),
@@ -126,8 +126,8 @@ def prune(ckpt: str | Path, data_root: str | Path, run_dir: str | Path, cfg: Pru
     """Prune a checkpoint and fine-tune it (with CaKD when ``teacher_ckpt`` is given).
 
     ``cfg.steps > 1``: iterative pruning, round i in ``run_dir/round<i>/`` (``pruned.pth``,
-    ``finetune/``), each pruning the previous round's fine-tuned model to :func:`step_targets`\ [i-1] of
-    the original FLOPs and fine-tuning :func:`step_epochs`\ [i-1] of ``train_cfg.epochs``; the last
+    ``finetune/``), each pruning the previous round's fine-tuned model to :func:`step_targets` [i-1] of
+    the original FLOPs and fine-tuning :func:`step_epochs` [i-1] of ``train_cfg.epochs``; the last
     round's pruned model is also ``run_dir/pruned.pth``. Resumable: a finished round (its fine-tuned
     ``model.pth``) is not run again and an interrupted fine-tuning resumes from its last epoch."""
     run_dir = Path(run_dir)
@@ -167,7 +167,7 @@ def prune(ckpt: str | Path, data_root: str | Path, run_dir: str | Path, cfg: Pru
             report = {**report, "finetuned": str(done)}
             current, _ = load_detector(done)
         rounds.append(report)
-    macs0 = merged_profile(det, batches).macs
+    macs0 = cost0 if cfg.budget == "flops" else merged_profile(det, batches).macs
     final = {**rounds[-1], "params_before": count_params(det), "macs_before": macs0,
              "flops_ratio": rounds[-1]["macs_after"] / max(macs0, 1), "rounds": rounds}
     last, _ = load_detector(run_dir / f"round{cfg.steps}" / "pruned.pth")  # before its fine-tuning

@@ -25,16 +25,6 @@ FIXTURES_BY_CAPABILITY = {
 }
 
 
-def _cpu_vendor() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("vendor_id"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
-
-
 def _fixtures() -> list[Path]:
     """This CPU capability's fingerprint files, this machine's vendor's first."""
     import torch
@@ -42,7 +32,9 @@ def _fixtures() -> list[Path]:
     cap = torch.backends.cpu.get_cpu_capability()
     if cap not in FIXTURES_BY_CAPABILITY:
         pytest.fail(f"no behaviour fingerprints for CPU capability {cap!r} (have {sorted(FIXTURES_BY_CAPABILITY)})")
-    vendor = _cpu_vendor()
+    from clean_deploy.bench.run import cpuinfo_field
+
+    vendor = cpuinfo_field("vendor_id") or "unknown"
     files = FIXTURES_BY_CAPABILITY[cap]
     return [f for v, f in files if v == vendor] + [f for v, f in files if v != vendor]
 

@@ -43,16 +43,20 @@ def backends_for(model: str, device: str, cpp: bool = False) -> list[str]:
     return ["torch"]
 
 
-def machine_description() -> str:
-    cpu = "unknown CPU"
+def cpuinfo_field(name: str) -> str | None:
+    """The first ``name`` field of /proc/cpuinfo (``"model name"``, ``"vendor_id"``), None where there is none."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
+                if line.startswith(name):
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return None
+
+
+def machine_description() -> str:
+    cpu = cpuinfo_field("model name") or "unknown CPU"
     gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
     return f"{cpu} ({os.cpu_count()} cores){gpu}, {platform.system()} {platform.machine()}, torch {torch.__version__}"
 

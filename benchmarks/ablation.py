@@ -523,7 +523,6 @@ class Ablation:
         extra: dict = {}
         base, ft = split_row(row)
         ft_epochs = a.finetune_epochs if ft is None else ft
-        suffix = row[len(base):]  # "" or "_ft<n>"
         student, ep = split_epochs(row)
         epochs = a.epochs if ep is None else ep
         if student == "plain":
@@ -561,9 +560,8 @@ class Ablation:
                 train(arch.cfg, a.data, d, self.tcfg(a.epochs + ft_epochs, seed), resume=True,
                       model=self.fresh_student(seed, arch.cfg))
         elif row.startswith("clean_"):
-            t = base.split("_")[1]
-            rounds = split_iter(base)[1]
-            src = self.model_of(f"prune_masked_{t}" + (f"_it{rounds}" if rounds > 1 else "") + suffix, seed)
+            # clean_<t>x[_it<k>][_ft<n>] is prune_masked_<t>x[_it<k>][_ft<n>] with RE switched on
+            src = self.model_of("prune_masked_" + row[len("clean_"):], seed)
             model, _ = load_detector(src)
             model.cfg = model.cfg.replace(post=model.cfg.post.replace(redundancy=RedundancyConfig()))
             save_checkpoint(ck, model, model.cfg, meta={"kind": "compressed", "teacher": str(self.teacher),

@@ -50,6 +50,28 @@ CUDACXX="$nvcc_bin" CLEAN_DEPLOY_WITH_CUDA=auto bash scripts/build_csrc.sh
 test_bin=build/csrc/cuda/test_cuda_kernels
 cuda_lib=build/csrc/cuda/libclean_deploy_cuda.so
 for f in "$test_bin" "$cuda_lib"; do [ -f "$f" ] || fail "build did not produce $f"; done
+if [ "$dry" = 0 ]; then  # the toolchain, for the record (benchmarks/gpu_report.py renders it)
+  "$py" - "$out/environment.json" "$gpu" "$nvcc_bin" <<'PYENV'
+import json, platform, subprocess, sys
+from datetime import date
+def line(cmd, last=False):
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=60).stdout.strip().splitlines()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (out[-1] if last else out[0]) if out else None
+env = {"date": str(date.today()), "gpu": sys.argv[2],
+       "driver": line(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"]),
+       "nvcc": line([sys.argv[3], "--version"], last=True), "c++": line(["c++", "--version"]),
+       "cmake": line(["cmake", "--version"]), "python": platform.python_version()}
+for mod in ("numpy", "torch", "onnxruntime"):
+    try:
+        env[mod] = __import__(mod).__version__
+    except ImportError:
+        env[mod] = None
+json.dump(env, open(sys.argv[1], "w"), indent=2)
+PYENV
+fi
 
 # 2. the student's frames (CPU side)
 if [ ! -f "$inputs" ]; then
@@ -92,4 +114,5 @@ say "sparse conv: SECOND layer stack"
 "$py" benchmarks/sparse_conv_gpu.py --frames 2 --reps 20 --lib "$cuda_lib" --out "$out/sparse_conv_gpu.json"
 say "exported student: sparse convs + redundancy elimination on real frames"
 "$py" benchmarks/gpu_student.py run --inputs "$inputs" --lib "$cuda_lib" --out "$out/student_gpu.json"
+"$py" benchmarks/gpu_report.py --dir "$out"
 say "done: $(ls "$out"/*.json | tr '\n' ' ')"

@@ -225,3 +225,38 @@ def test_gpu_benchmark_frames_and_layers_without_spconv(monkeypatch):
         assert (list(a.stride), list(a.padding), list(a.dilation)) == (list(b.stride), list(b.padding), list(b.dilation))
         assert a.out_spatial_shape([41, 1600, 1408]) == b.out_spatial_shape([41, 1600, 1408])
         assert 0.5 < a.weight.std() / b.weight.std() < 2.0  # same initialisation scale
+
+
+def test_gpu_report_renders_the_committed_run(tmp_path):
+    """benchmarks/gpu_report.py: the committed benchmarks/results/gpu/README.md is the rendering of the
+    committed JSON files (it cannot drift from them); the numbers in it are the JSON's; a missing file
+    reads "not run"; a broken file is a one-line error naming it."""
+    import json
+    import sys
+
+    src = REPO / "benchmarks" / "results" / "gpu"
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import gpu_report
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    assert gpu_report.render(src) == (src / "README.md").read_text()
+    conv = json.loads((src / "sparse_conv_gpu.json").read_text())
+    tests = json.loads((src / "cuda_kernel_tests.json").read_text())
+    for d in (tmp_path / "a", tmp_path / "b"):
+        shutil.copytree(src, d)
+    (tmp_path / "b" / "student_gpu.json").unlink()
+    assert gpu_report.main(["--dir", str(tmp_path / "b")]) == 0
+    text = (tmp_path / "b" / "README.md").read_text()
+    assert f"**{tests['checks']} checks, {tests['failed']} failed**" in text
+    total = sum(r["ours_fp32"] for r in conv["per_layer_ms"])
+    assert f"| **sum** | | | | {total:.3f} |" in text  # the sum row is the layers' sum
+    for r in conv["per_layer_ms"]:
+        assert f"| {r['layer']} | {r['cin']}>{r['cout']} | {r['n_in']} | {r['n_out']} | {r['ours_fp32']:.3f} |" in text
+    student = text.split("## Exported student")[1]
+    assert student.split("\n", 2)[2].startswith("not run")
+    (tmp_path / "a" / "student_gpu.json").write_text("{broken")
+    res = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_report.py"), "--dir", str(tmp_path / "a")],
+                         capture_output=True, text=True)
+    assert res.returncode != 0 and "student_gpu.json: not valid JSON" in res.stderr
+    assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1

@@ -2,6 +2,7 @@
 // messages as clean_deploy.geometry.calib.Calibration.from_text.
 #include "calib.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <filesystem>

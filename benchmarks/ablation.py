@@ -330,12 +330,42 @@ class Ablation:
     def stored(self, row: str, seed: int | None) -> dict | None:
         p = self.result_path(row, seed)
         if not p.is_file():
-            return None
+            return self.equivalent(row, seed)
         r = json.loads(p.read_text())
         if r.get("protocol") != self.protocol_of(row):
             print(f"[ablation] {p.name}: stored with another protocol, running it again", flush=True)
-            return None
+            return self.equivalent(row, seed)
         return r
+
+    def equivalent(self, row: str, seed: int | None) -> dict | None:
+        """The stored unit of another study that is (row, seed) under another name, or None.
+
+        In a study with ``--epochs E`` other than the default, an unpruned student (plain, kd_so, cakd)
+        is trained exactly as the ``<row>_e<E>`` control of the study with the default epochs and
+        otherwise equal settings (the same call: E epochs, the seed's initial weights and data order,
+        the same recipe), and the teacher's evaluation reads no training setting at all. Such a unit is
+        read from there (renamed, with ``same_training_as`` naming its study, row and file) instead of being
+        trained again; the pruned rows still start from this study's own CaKD checkpoints."""
+        rp = self.row_protocol(row)
+        default = PROTOCOL_DEFAULTS["epochs"]
+        if rp.epochs == default:
+            return None
+        if row == "teacher":
+            other_row = row
+        elif row in ("plain", "kd_so", "cakd"):
+            other_row = f"{row}_e{rp.epochs}"
+        else:
+            return None
+        other = replace(rp, epochs=default)
+        p = (self.args.out / study_name(self.args.student, other.distill, protocol_settings(other.to_dict()))
+             / (f"{other_row}.json" if seed is None else f"{other_row}_s{seed}.json"))
+        if not p.is_file():
+            return None
+        r = json.loads(p.read_text())
+        if r.get("protocol") != other.to_dict():
+            return None
+        return {**r, "row": row, "description": describe(row),
+                "same_training_as": {"study": p.parent.name, "row": other_row, "file": p.name}}
 
     def student_cfg(self):
         from clean_deploy.models.zoo import get_config
@@ -712,6 +742,12 @@ def render(doc: dict) -> str:
                   f"Plotted, with test AP against total training epochs, in `{study_name(doc['protocol']['student'], doc['protocol'].get('distill'), protocol_settings(doc['protocol']))}"
                   "_convergence.png` (one-cycle lr: a falling end is partly the lr annealing, not only learning).", ""]
         lines += [f"- {r} seed {s}: " + ", ".join(f"{x:.3f}" for x in c) for r, s, c in curves]
+    shared = sorted({f"{u['row']} = `{u['same_training_as']['row']}` of `{u['same_training_as']['study']}`"
+                     for u in units if u.get("same_training_as")})
+    if shared:
+        lines += ["", "Rows read from another study where they are the same training under another name "
+                  "(`Ablation.equivalent`; e.g. this study's plain student is the default-epochs study's "
+                  "equal-steps control): " + ", ".join(shared) + "."]
     missing = [r if s is None else f"{r} s{s}" for r, s in doc["missing"]]
     if missing:
         lines += ["", f"Not yet run ({len(missing)}): " + ", ".join(missing) + "."]

@@ -281,3 +281,45 @@ def test_other_training_settings_are_a_study_of_their_own(ablation, tmp_path):
     assert a_e24.stored("cakd", 0) is None and a_base.stored("cakd", 0) is not None and p.is_file()
     assert a_e24.runs_of("cakd") != a_base.runs_of("cakd")
     assert a_e24.kept("cakd", 0) != a_base.kept("cakd", 0)
+
+
+def test_a_longer_study_reads_its_unpruned_students_from_the_default_study(ablation, tmp_path):
+    """--epochs 24: plain / kd_so / cakd of that study are the same trainings as the default study's
+    plain_e24 / kd_so_e24 / cakd_e24 units (and the teacher's evaluation reads no training setting):
+    they are read from there, renamed, instead of being trained again; never across any other setting,
+    never for a pruned row, and a unit of the study's own wins."""
+    student = "centerpoint_fast@0.5x+iou+axis"
+    base = _protocol(ablation, student)
+    e24 = ablation.Protocol(**{**base.to_dict(), "epochs": 24})
+    lr = ablation.Protocol(**{**base.to_dict(), "epochs": 24, "lr": 0.0015})
+    args = SimpleNamespace(out=tmp_path, runs=tmp_path / "runs", student=student, keep_dir=tmp_path / "keep")
+    a_base = ablation.Ablation(args, base, tmp_path / "t.pth")
+    a_e24, a_lr = ablation.Ablation(args, e24, tmp_path / "t.pth"), ablation.Ablation(args, lr, tmp_path / "t.pth")
+    for row, seed, ap in (("plain_e24", 0, 64.5), ("cakd_e24", 0, 72.9), ("plain_e36", 0, 1.0),
+                          ("teacher", None, 71.6), ("prune_masked_0.5x_ft12", 0, 9.0)):
+        p = a_base.result_path(row, seed)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(json.dumps({"row": row, "seed": seed, "protocol": base.to_dict(), "test": {"mean_moderate_3d": ap}}))
+    u = a_e24.stored("plain", 0)
+    assert u["row"] == "plain" and u["test"]["mean_moderate_3d"] == 64.5 and u["protocol"] == base.to_dict()
+    assert u["same_training_as"] == {"study": f"ablation@{student}", "row": "plain_e24", "file": "plain_e24_s0.json"}
+    assert u["description"] == ablation.describe("plain")
+    assert a_e24.stored("cakd", 0)["test"]["mean_moderate_3d"] == 72.9
+    assert a_e24.stored("teacher", None)["test"]["mean_moderate_3d"] == 71.6
+    assert a_e24.stored("plain", 1) is None  # no such seed
+    assert a_e24.stored("kd_so", 0) is None  # no kd_so_e24 stored
+    assert a_e24.stored("prune_masked_0.5x_ft12", 0) is None  # a pruned row starts from this study's cakd
+    assert a_e24.stored("plain_e36", 0) is None  # plain_e36 of a 24-epoch study is another training
+    assert a_lr.stored("plain", 0) is None  # another lr: another training
+    assert a_base.stored("plain", 0) is None  # the default study has nothing to alias
+    # a unit the study stored itself wins
+    own = a_e24.result_path("plain", 0)
+    own.parent.mkdir(parents=True, exist_ok=True)
+    own.write_text(json.dumps({"row": "plain", "seed": 0, "protocol": e24.to_dict(), "test": {"mean_moderate_3d": 60.0}}))
+    assert a_e24.stored("plain", 0)["test"]["mean_moderate_3d"] == 60.0 and "same_training_as" not in a_e24.stored("plain", 0)
+    # the table says which rows were read from elsewhere
+    units = [a_e24.stored("cakd", 0), a_e24.stored("teacher", None)]
+    doc = {"date": "2026-12-04", "machine": "m", "protocol": e24.to_dict(), "row_order": ["teacher", "cakd"],
+           "summary": {"rows": {}, "comparisons": {}}, "units": units, "missing": []}
+    md = ablation.render(doc)
+    assert f"cakd = `cakd_e24` of `ablation@{student}`, teacher = `teacher` of `ablation@{student}`" in md

@@ -426,6 +426,8 @@ class Ablation:
 
         if u["test"].get("tp_errors_version") == TP_ERRORS_VERSION:  # stored with the BEV AP beside them
             return False
+        if u.get("same_training_as"):  # another study's unit (Ablation.equivalent): its own study updates it
+            return False
         row, seed = u["row"], u["seed"]
         pred = self.runs_of(row) / (row if seed is None else f"{row}_s{seed}") / "pred_test"
         if not pred.is_dir():

@@ -306,6 +306,11 @@ def test_a_longer_study_reads_its_unpruned_students_from_the_default_study(ablat
     assert u["description"] == ablation.describe("plain")
     assert a_e24.stored("cakd", 0)["test"]["mean_moderate_3d"] == 72.9
     assert a_e24.stored("teacher", None)["test"]["mean_moderate_3d"] == 71.6
+    # its box errors are the other study's business: never computed from this study's predictions
+    # (here a stray pred_test folder) nor stored here as a unit of this study
+    (a_e24.runs_of("cakd") / "cakd_s0" / "pred_test").mkdir(parents=True)
+    assert a_e24.add_box_errors(a_e24.stored("cakd", 0), predict=True) is False
+    assert not a_e24.result_path("cakd", 0).exists()
     assert a_e24.stored("plain", 1) is None  # no such seed
     assert a_e24.stored("kd_so", 0) is None  # no kd_so_e24 stored
     assert a_e24.stored("prune_masked_0.5x_ft12", 0) is None  # a pruned row starts from this study's cakd

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from clean_deploy.atomic import atomic_write  # noqa: E402
 
 FILES = ("environment", "cuda_kernel_tests", "sparse_conv_gpu", "student_gpu")
 
@@ -97,22 +99,16 @@ def render(d: Path) -> str:
     return "\n".join(lines)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--dir", type=Path, default=Path(__file__).resolve().parent / "results" / "gpu")
+    ap.add_argument("--dir", type=Path, default=ROOT / "benchmarks" / "results" / "gpu")
     args = ap.parse_args(argv)
     if not args.dir.is_dir():
         print(f"gpu_report: {args.dir}: no such directory (expected the output of benchmarks/gpu_check.sh)",
               file=sys.stderr)
         return 2
-    write_atomic(args.dir / "README.md", render(args.dir))
+    text = render(args.dir)
+    atomic_write(args.dir / "README.md", lambda f: f.write(text.encode()))
     print(f"gpu_report: wrote {args.dir / 'README.md'}")
     return 0
 
